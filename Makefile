@@ -1,0 +1,29 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both create or update .venv first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-gpu bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -c constraints.txt -e ".[dev]"
+	$(BIN)/python -c "import fastai.vision.all, colorize"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/colorize demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -m "not gpu"
+
+test-gpu: $(STAMP)
+	$(BIN)/python -m pytest -m gpu
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/inference_speed.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,50 @@
+"""RGB <-> CIE Lab on batched tensors, and the network scaling of L and ab.
+
+This module is the ONLY place the scaling constants live: the generator sees L/50 - 1 in [-1, 1]
+and predicts ab/110 (roughly [-1, 1] for the sRGB gamut). The conversion itself is kornia's
+(sRGB with its gamma, D65 white, the same formulas as `skimage.color.rgb2lab`).
+"""
+
+from __future__ import annotations
+
+import torch
+from fastai.vision.all import ItemTransform, TensorImage
+from kornia.color import lab_to_rgb, rgb_to_lab
+
+L_SCALE = 50.0  # L in [0, 100] -> L/50 - 1 in [-1, 1]
+AB_SCALE = 110.0  # a, b in about [-110, 110] over sRGB -> ab/110 in about [-1, 1]
+
+
+def rgb_to_lab_net(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B,3,H,W) RGB in [0,1] -> L (B,1,H,W) in [-1,1] and ab (B,2,H,W) scaled by 1/110."""
+    lab = rgb_to_lab(rgb.float())
+    return lab[:, :1] / L_SCALE - 1.0, lab[:, 1:] / AB_SCALE
+
+
+def lab_net_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """L (B,1,H,W) in [-1,1] and ab (B,2,H,W) scaled by 1/110 -> RGB (B,3,H,W) in [0,1] (clipped)."""
+    lab = torch.cat([(L.float() + 1.0) * L_SCALE, ab.float() * AB_SCALE], dim=1)
+    return lab_to_rgb(lab, clip=True)
+
+
+def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
+    """(B,3,H,W) RGB in [0,1] -> network L (B,1,H,W) in [-1,1]: what a grayscale photo keeps."""
+    return rgb_to_lab_net(rgb)[0]
+
+
+class LabSplit(ItemTransform):
+    """Batch transform on the device: a batch `(rgb,)` in [0,1] becomes `(L, ab)` for the learner.
+
+    `decodes` puts the pair back together as RGB so `show_batch`/`show_results` show photos.
+    """
+
+    order = 90  # after IntToFloatTensor (10) and fastai's augmentations
+
+    def encodes(self, b):
+        (rgb,) = b[:1]  # (B,3,H,W) float in [0,1]
+        L, ab = rgb_to_lab_net(rgb)
+        return (TensorImage(L), TensorImage(ab)) + tuple(b[1:])
+
+    def decodes(self, b):
+        L, ab = b[:2]
+        return (TensorImage(lab_net_to_rgb(L, ab)),) + tuple(b[2:])

@@ -1,0 +1,167 @@
+"""The generator (a fastai DynamicUnet on an ImageNet ResNet body), its self-describing checkpoint, and the PatchGAN critic."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from fastai.vision.learner import create_body
+from fastai.vision.models.unet import DynamicUnet
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+from torch.nn.utils.parametrizations import spectral_norm
+from torchvision import models as tvm
+
+from . import __version__
+from .lab import AB_SCALE, L_SCALE
+
+# name -> (torchvision constructor, its ImageNet weights). A plain dict: the error lists the choices.
+ARCHS = {
+    "resnet18": (tvm.resnet18, tvm.ResNet18_Weights.IMAGENET1K_V1),
+    "resnet34": (tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1),
+}
+
+CHECKPOINT_FORMAT = "colorize-generator/1"
+
+
+def build_generator(arch: str = "resnet18", size: int = 256, pretrained: bool = True) -> DynamicUnet:
+    """U-Net with a ResNet encoder: L (B,1,H,W) in [-1,1] -> ab (B,2,H,W) in (-1,1).
+
+    With `pretrained`, torchvision's ImageNet weights are loaded (downloaded once into TORCH_HOME)
+    and fastai sums the first conv's RGB filters into one channel for the L input.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
+    make, weights = ARCHS[arch]
+    resnet = make(weights=weights if pretrained else None)
+    body = create_body(resnet, n_in=1, pretrained=pretrained, cut=-2)  # drop avgpool and fc
+    return DynamicUnet(body, n_out=2, img_size=(size, size), y_range=(-1.0, 1.0), norm_type=None)
+
+
+def save_generator(model: nn.Module, path: str | os.PathLike, *, arch: str, size: int, **extra) -> Path:
+    """Write the generator's weights and what rebuilds it into ONE safetensors file, atomically.
+
+    `extra` (e.g. epoch, stage, valid_loss) is stored in the metadata as JSON.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "format": CHECKPOINT_FORMAT,
+        "arch": arch,
+        "size": str(size),
+        "normalisation": json.dumps({"L": f"L/{L_SCALE:g} - 1", "ab": f"ab/{AB_SCALE:g}"}),
+        "colorize_version": __version__,
+        "extra": json.dumps(extra),
+    }
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=meta)
+    os.replace(tmp, path)  # a kill never leaves a half-written checkpoint under the real name
+    return path
+
+
+def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of a generator checkpoint; a clear error if the file is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no generator checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(
+            f"{path} is not a colorize generator checkpoint (not a safetensors file: {e}); "
+            "pass the .safetensors file written by `colorize pretrain` or `colorize gan`"
+        ) from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"{path} is a safetensors file but not a colorize generator checkpoint "
+            f"(format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
+        )
+    return {**meta, "size": int(meta["size"]), "extra": json.loads(meta.get("extra", "{}"))}
+
+
+def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> DynamicUnet:
+    """Rebuild a generator from its checkpoint through `build_generator`, in eval mode; no pickle involved."""
+    meta = read_checkpoint_metadata(path)
+    model = build_generator(meta["arch"], size=meta["size"], pretrained=False)
+    model.load_state_dict(load_file(str(path)), strict=True)
+    return model.to(device or "cpu").eval()
+
+
+# Critic normalisation -> the layer after each inner conv (pix2pix `get_norm_layer`). 'spectral' adds no
+# layer: it wraps every conv in torch's spectral_norm parametrization instead. The error lists the choices.
+CRITIC_NORMS = {
+    "batch": nn.BatchNorm2d,
+    "instance": nn.InstanceNorm2d,  # affine=False, no running stats: as pix2pix
+    "spectral": None,
+    "none": None,
+}
+
+
+class PatchGAN(nn.Module):
+    """Conditional pix2pix PatchGAN: (L, ab) -> a map of real/fake logits, one per overlapping input patch.
+
+    pix2pix's NLayerDiscriminator (Isola et al. 2017) fed cat(L, ab), so it judges the colours *given*
+    the grayscale input: a 4x4 stride-2 conv (no norm), `n_layers - 1` more 4x4 stride-2 convs, a 4x4
+    stride-1 conv, each with norm and LeakyReLU(0.2), widths ndf * (1, 2, 4, 8, 8, ...), then a 4x4
+    stride-1 conv to one channel. An H x W input gives an (H/2^n - 2) x (W/2^n - 2) map: 30x30 for 256.
+
+    "70x70" is the receptive field of each logit for n_layers=3: going back from one output pixel
+    each 4x4 stride-1 conv adds 3 pixels and each stride-2 one maps r to 2r + 2, so 1 -> 4 -> 7 ->
+    16 -> 34 -> 70 (16, 34, 70 px for n_layers 1, 2, 3). Why a patch: the L1 term already gets the
+    low frequencies right, so the critic only has to judge local colour and texture; pix2pix found
+    70x70 patches as sharp as a full-image critic with fewer parameters, and the map is averaged
+    over the image, which may be any size. At CIFAR's 32x32, n_layers 1 or 2 (16 or 34 px) suits.
+
+    Convs before a batch norm have no bias (its mean subtraction cancels one); all others have one.
+    `init` draws pix2pix's N(0, 0.02) weights before any spectral norm is applied.
+    """
+
+    def __init__(self, n_layers: int = 3, norm: str = "batch", ndf: int = 64, init: bool = True):
+        super().__init__()
+        if norm not in CRITIC_NORMS:
+            raise ValueError(f"unknown critic norm {norm!r}; choose one of: {', '.join(CRITIC_NORMS)}")
+        if n_layers < 1:
+            raise ValueError(f"n_layers must be >= 1 (got {n_layers}); 3 gives pix2pix's 70x70 PatchGAN")
+        norm_layer, bias = CRITIC_NORMS[norm], norm != "batch"
+        widths = [ndf * min(2**i, 8) for i in range(n_layers + 1)]  # 64, 128, 256, 512 for n_layers=3
+        layers = [nn.Conv2d(3, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]  # in: L (1) + ab (2)
+        for i in range(1, n_layers + 1):
+            stride = 2 if i < n_layers else 1
+            layers.append(nn.Conv2d(widths[i - 1], widths[i], 4, stride=stride, padding=1, bias=bias))
+            if norm_layer is not None:
+                layers.append(norm_layer(widths[i]))
+            layers.append(nn.LeakyReLU(0.2, True))
+        layers.append(nn.Conv2d(widths[-1], 1, 4, stride=1, padding=1))  # one logit per patch
+        self.model = nn.Sequential(*layers)
+        if init:
+            _init_normal(self.model)
+        if norm == "spectral":
+            for m in self.model:
+                if isinstance(m, nn.Conv2d):
+                    spectral_norm(m)  # W / sigma(W), sigma by one power iteration per training forward
+
+    def forward(self, L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+        """L (B,1,H,W) in [-1,1], ab (B,2,H,W) -> logits (B,1,h,w); h = H/2^n_layers - 2."""
+        return self.model(torch.cat([L, ab], dim=1))  # (B,3,H,W)
+
+
+def _init_normal(module: nn.Module, std: float = 0.02) -> None:
+    """pix2pix `init_weights('normal')`: conv weights N(0, std), batch-norm weights N(1, std), biases 0."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, std)
+            nn.init.zeros_(m.bias)
+
+
+def build_critic(n_layers: int = 3, norm: str = "batch", ndf: int = 64, init: bool = True) -> PatchGAN:
+    """The conditional PatchGAN critic from its config fields (n_layers=3: 70x70 patches, 30x30 map at 256)."""
+    return PatchGAN(n_layers=n_layers, norm=norm, ndf=ndf, init=init)
