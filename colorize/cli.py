@@ -1,0 +1,109 @@
+"""`colorize` command line: a thin argument layer over the functions the notebooks call."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import PRETRAIN_PRESETS, get_preset
+
+log = logging.getLogger("colorize")
+
+
+def _download(args):
+    from .data import download_cifar10, download_places365
+
+    fetch = {"places365": download_places365, "cifar10": download_cifar10}[args.dataset]
+    index = fetch(args.dest or f"data/{args.dataset}", force=args.force)
+    print(f"{args.dataset} ready in {index.root}: " + ", ".join(f"{k} {v}" for k, v in index.counts.items()))
+
+
+def _pretrain(args):
+    from .train import pretrain
+
+    config = get_preset(PRETRAIN_PRESETS, args.preset).replace(
+        epochs=args.epochs, size=args.size, bs=args.bs, lr=args.lr, arch=args.arch, workers=args.workers,
+        pretrained=False if args.no_pretrained else None)
+    pretrain(args.data, args.out, config, device=args.device)
+    print(f"generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv)")
+
+
+def _apply(args):
+    from fastai.torch_core import default_device
+
+    from .inference import colorize_files
+    from .models import load_generator
+
+    model = load_generator(args.model, device=args.device or default_device())
+    result = colorize_files(model, args.inputs, args.out, render_size=args.render_size)
+    print(f"wrote {len(result.written)} photo(s) to {args.out}" +
+          (f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
+           if result.failed else ""))
+    return 1 if result.failed and not result.written else 0
+
+
+def _demo(args):
+    from .demo import run_demo
+
+    report = run_demo(args.out, data=args.data, device=args.device)
+    print(report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = argparse.ArgumentParser(prog="colorize", description=__doc__)
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("download", help="fetch a dataset into data/ (Kaggle Places365 subset or CIFAR-10)")
+    d.add_argument("dataset", choices=["places365", "cifar10"])
+    d.add_argument("--dest", help="target folder (default data/DATASET)")
+    d.add_argument("--force", action="store_true", help="download again even if complete")
+    d.set_defaults(run=_download)
+
+    t = sub.add_parser("pretrain", help="stage 1: train the U-Net generator on L1 (resumes if --out has a run)")
+    t.add_argument("--data", required=True, help="folder of photos (any layout; train/valid/test folders are used)")
+    t.add_argument("--out", required=True, help="run folder, e.g. runs/places365-l1")
+    t.add_argument("--preset", default="places365", help=f"recipe: {', '.join(PRETRAIN_PRESETS)}")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--size", type=int, help="training crop size in pixels")
+    t.add_argument("--bs", type=int, help="batch size")
+    t.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
+    t.add_argument("--arch", help="encoder: resnet18 or resnet34")
+    t.add_argument("--workers", type=int, help="DataLoader worker processes")
+    t.add_argument("--no-pretrained", action="store_true", help="random encoder (no ImageNet download)")
+    t.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
+    t.set_defaults(run=_pretrain)
+
+    a = sub.add_parser("apply", help="colorize photos or folders at full resolution")
+    a.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    a.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
+    a.add_argument("--out", required=True, help="folder for the colorized photos")
+    a.add_argument("--render-size", type=int, default=256, help="size the model sees (default 256)")
+    a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    a.set_defaults(run=_apply)
+
+    m = sub.add_parser("demo", help="offline demo on the photos shipped with scikit-image/scikit-learn")
+    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--data", default="data/samples", help="where the sample photos are written")
+    m.add_argument("--device")
+    m.set_defaults(run=_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    """Entry point of the `colorize` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args) or 0
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # the user's to fix: say what, not where
+        if args.verbose:
+            raise
+        log.error("%s", e)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Galleries and curves; the only module that imports matplotlib. Functions return a Figure, callers show or save it."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+
+from .lab import lab_net_to_rgb, rgb_to_lab_net
+
+
+def _as_array(img) -> np.ndarray:
+    """PIL image, (3,H,W)/(1,H,W) tensor in [0,1], or (H,W[,3]) array -> (H,W,3) or (H,W) array for imshow."""
+    if isinstance(img, Image.Image):
+        return np.asarray(img)
+    if isinstance(img, torch.Tensor):
+        img = img.detach().float().cpu().clamp(0, 1)
+        return img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
+    return np.asarray(img)
+
+
+def gallery(rows: Sequence[Sequence], columns: Sequence[str], row_labels: Sequence[str] | None = None,
+            cell: float = 2.5, title: str | None = None):
+    """A grid of images: one row per photo, one column per version (e.g. grayscale | prediction | original)."""
+    n, m = len(rows), len(columns)
+    fig, axes = plt.subplots(n, m, figsize=(cell * m, cell * n), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, img in enumerate(row):
+            a = _as_array(img)
+            axes[i, j].imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1 if a.dtype != np.uint8 else 255)
+            axes[i, j].set_xticks([])
+            axes[i, j].set_yticks([])
+            if i == 0:
+                axes[i, j].set_title(columns[j])
+        if row_labels:
+            axes[i, 0].set_ylabel(row_labels[i], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def batch_gallery(L: torch.Tensor, predictions: dict[str, torch.Tensor], ab_true: torch.Tensor | None = None,
+                  max_rows: int = 8, cell: float = 2.5, title: str | None = None):
+    """Gallery of a batch: L (B,1,H,W) in [-1,1], each prediction and the truth as ab (B,2,H,W) scaled by 1/110."""
+    k = min(max_rows, L.shape[0])
+    gray = (L[:k] + 1) / 2  # (k,1,H,W) in [0,1]
+    cols = {"grayscale": list(gray)}
+    for name, ab in predictions.items():
+        cols[name] = list(lab_net_to_rgb(L[:k], ab[:k]))
+    if ab_true is not None:
+        cols["original"] = list(lab_net_to_rgb(L[:k], ab_true[:k]))
+    rows = [[cols[c][i] for c in cols] for i in range(k)]
+    return gallery(rows, list(cols), cell=cell, title=title)
+
+
+def lab_split(img: Image.Image, cell: float = 3.0):
+    """One photo shown as the model sees it: RGB, the L channel (input) and the a and b channels (target)."""
+    rgb = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    L, ab = rgb_to_lab_net(rgb)  # (1,1,H,W), (1,2,H,W)
+    panels = [("photo (RGB)", _as_array(rgb[0]), None), ("L: lightness (input)", _as_array((L[0] + 1) / 2), "gray"),
+              ("a: green - red (target)", ab[0, 0].numpy(), "RdYlGn_r"), ("b: blue - yellow (target)", ab[0, 1].numpy(), "YlGnBu_r")]
+    fig, axes = plt.subplots(1, 4, figsize=(cell * 4, cell))
+    for ax, (name, a, cmap) in zip(axes, panels):
+        ax.imshow(a, cmap=cmap, **({"vmin": -0.5, "vmax": 0.5} if name[0] in "ab" else {}))
+        ax.set_title(name, fontsize=9)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def history_curves(history, columns: Sequence[str] | None = None, title: str | None = None):
+    """Loss/metric curves from a history table (a pandas DataFrame read from history.csv), one panel per column."""
+    columns = list(columns or [c for c in history.columns if c not in ("epoch", "time")])
+    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 2.8), squeeze=False)
+    for ax, c in zip(axes[0], columns):
+        ax.plot(history["epoch"] + 1, history[c], marker="o")
+        ax.set_title(c, fontsize=9)
+        ax.set_xlabel("epoch")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

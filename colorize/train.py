@@ -1,0 +1,190 @@
+"""Stage 1: the generator trained on L1 with a fastai Learner; checkpoints every epoch and resume after a kill.
+
+A run folder holds everything a run needs to continue or be used:
+    state.pt            model + optimiser + epoch, rewritten atomically after every epoch (weights only, no code)
+    last.safetensors    the generator after the last completed epoch (self-describing, see models.py)
+    best.safetensors    the generator with the lowest validation loss so far
+    history.csv         one row per epoch: train/valid L1 and valid PSNR
+    config.json         the recipe the run was started with
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from functools import partial
+from pathlib import Path
+
+import torch
+from fastai.callback.core import Callback
+from fastai.callback.fp16 import AMPMode, MixedPrecision
+from fastai.callback.progress import CSVLogger
+from fastai.learner import Learner, Metric
+from fastai.optimizer import Adam
+from fastai.torch_core import set_seed
+from torch import nn
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from .config import PretrainConfig
+from .data import make_dataloaders
+from .lab import lab_net_to_rgb
+from .models import build_generator, save_generator
+
+log = logging.getLogger(__name__)
+
+STATE_NAME, LAST_NAME, BEST_NAME = "state.pt", "last.safetensors", "best.safetensors"
+HISTORY_NAME, CONFIG_NAME = "history.csv", "config.json"
+
+
+def mixed_precision(device) -> MixedPrecision | None:
+    """bf16 autocast on GPUs that support it, else fp16 with loss scaling; None (fp32) on the CPU."""
+    if torch.device(device).type != "cuda":
+        return None
+    return MixedPrecision(amp_mode=AMPMode.BF16 if torch.cuda.is_bf16_supported() else AMPMode.FP16)
+
+
+class ColorPSNR(Metric):
+    """Mean per-image PSNR (dB) of the RGB photo rebuilt from (L, predicted ab) against (L, true ab)."""
+
+    def reset(self):
+        self.total, self.count = 0.0, 0
+
+    def accumulate(self, learn):
+        L, pred, targ = learn.xb[0], learn.pred, learn.yb[0]  # (B,1,H,W), (B,2,H,W), (B,2,H,W)
+        psnr = peak_signal_noise_ratio(lab_net_to_rgb(L, pred), lab_net_to_rgb(L, targ), data_range=1.0,
+                                       reduction="none", dim=(1, 2, 3))  # (B,)
+        self.total += psnr.sum().item()
+        self.count += psnr.numel()
+
+    @property
+    def value(self):
+        return self.total / self.count if self.count else None
+
+    @property
+    def name(self):
+        return "psnr"
+
+
+class ResumableCSVLogger(CSVLogger):
+    """fastai's CSVLogger, appending across resumed runs: one header, no rows for the epochs skipped."""
+
+    def __init__(self, fname=HISTORY_NAME, start_epoch: int = 0):
+        super().__init__(fname, append=True)
+        self.start_epoch = start_epoch
+
+    def before_fit(self):
+        path = self.path / self.fname
+        fresh = not path.exists() or path.stat().st_size == 0
+        self.file = path.open("a")
+        if fresh:
+            self.file.write(",".join(self.recorder.metric_names) + "\n")
+        self.old_logger, self.learn.logger = self.logger, self._write_line
+
+    def _write_line(self, log):
+        if self.epoch >= self.start_epoch:
+            super()._write_line(log)
+        else:
+            self.old_logger(log)
+
+
+def _atomic_torch_save(obj, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class RunCheckpoint(Callback):
+    """After every completed epoch: save the resumable state, the last generator and the best one.
+
+    Runs before the Recorder logs (order 45), so a logged epoch is always a saved epoch.
+    Subclasses add their own tensors (a critic, its optimiser) through `extra_state`/`load_extra_state`.
+    """
+
+    order = 45
+
+    def __init__(self, run_dir, arch: str, size: int, stage: str, start_epoch: int = 0, best: float | None = None):
+        self.run_dir, self.arch, self.size, self.stage = Path(run_dir), arch, size, stage
+        self.start_epoch, self.best = start_epoch, best
+
+    def after_epoch(self):
+        if self.epoch < self.start_epoch:  # an epoch skipped while resuming
+            return
+        values = dict(zip(self.recorder.metric_names[1:], self.recorder.log[1:]))
+        valid_loss = float(values["valid_loss"])
+        if not torch.isfinite(torch.tensor(valid_loss)):
+            raise RuntimeError(f"validation loss is {valid_loss} at epoch {self.epoch + 1}; the last good "
+                               f"checkpoint is {self.run_dir / LAST_NAME}")
+        improved = self.best is None or valid_loss < self.best
+        self.best = valid_loss if improved else self.best
+        meta = dict(stage=self.stage, epoch=self.epoch + 1, valid_loss=valid_loss)
+        _atomic_torch_save({"epoch": self.epoch + 1, "best": self.best, "model": self.model.state_dict(),
+                            "opt": self.opt.state_dict(), **self.extra_state()}, self.run_dir / STATE_NAME)
+        save_generator(self.model, self.run_dir / LAST_NAME, arch=self.arch, size=self.size, **meta)
+        if improved:
+            save_generator(self.model, self.run_dir / BEST_NAME, arch=self.arch, size=self.size, **meta)
+
+    def extra_state(self) -> dict:
+        """More tensors to keep in the resumable state (none for L1 pretraining)."""
+        return {}
+
+
+def load_state(run_dir) -> dict | None:
+    """The resumable state of a run folder, loaded without unpickling code; None for a new run."""
+    path = Path(run_dir) / STATE_NAME
+    return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
+
+
+def check_config(run_dir, config) -> None:
+    """Write the run's config on its first start; refuse to resume a run with a different recipe."""
+    path = Path(run_dir) / CONFIG_NAME
+    now = dataclasses.asdict(config)
+    if path.exists():
+        saved = json.loads(path.read_text())
+        changed = {k: (saved.get(k), v) for k, v in now.items() if k not in ("workers",) and saved.get(k) != v}
+        if changed:
+            raise ValueError(f"{run_dir} was started with a different recipe {changed} (saved, now); "
+                             "use a new --out folder, or the same settings to resume")
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(now, indent=1))
+
+
+def pretrain_learner(data, config: PretrainConfig, run_dir=None, device=None) -> Learner:
+    """A fastai Learner for L1 pretraining: DynamicUnet generator, Adam, valid PSNR, mixed precision on GPU."""
+    set_seed(config.seed)
+    dls = make_dataloaders(data, size=config.size, bs=config.bs, repeats=config.repeats,
+                           workers=config.workers, seed=config.seed, device=device)
+    model = build_generator(config.arch, size=config.size, pretrained=config.pretrained)
+    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=partial(Adam, sqr_mom=0.999, eps=1e-8),
+                    lr=config.lr, wd=config.wd, metrics=[ColorPSNR()], path=run_dir or ".", model_dir=".")
+    if (mp := mixed_precision(dls.device)) is not None:
+        learn.add_cb(mp)
+    return learn
+
+
+def fit_resumable(learn: Learner, run_dir, config: PretrainConfig, stage: str = "pretrain") -> Learner:
+    """`fit_one_cycle` for `config.epochs`, continuing from the last completed epoch saved in `run_dir`."""
+    run_dir = Path(run_dir)
+    check_config(run_dir, config)
+    state, start = load_state(run_dir), 0
+    if state is not None:
+        learn.model.load_state_dict(state["model"])
+        learn.create_opt()
+        learn.opt.load_state_dict(state["opt"])
+        start = state["epoch"]
+        log.info("resuming %s after epoch %d of %d", run_dir, start, config.epochs)
+        if start >= config.epochs:
+            return learn
+    learn.path = run_dir
+    cbs = [RunCheckpoint(run_dir, config.arch, config.size, stage, start, state and state["best"]),
+           ResumableCSVLogger(HISTORY_NAME, start)]
+    learn.fit_one_cycle(config.epochs, config.lr, wd=config.wd, cbs=cbs, start_epoch=start)
+    return learn
+
+
+def pretrain(data, run_dir, config: PretrainConfig, device=None) -> Learner:
+    """Stage 1 end to end: build the Learner on the photos under `data` and train (or resume) into `run_dir`."""
+    learn = pretrain_learner(data, config, run_dir, device=device)
+    return fit_resumable(learn, run_dir, config)
