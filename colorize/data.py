@@ -60,7 +60,10 @@ def to_rgb(im: Image.Image) -> Image.Image:
     """Any PIL mode -> 8-bit RGB: alpha composited on white, 16-bit and float grays rescaled, CMYK converted."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         a = np.asarray(im, dtype=np.float32)
-        top = 1.0 if im.mode == "F" and a.max(initial=0) <= 1.0 else 255.0 if a.max(initial=0) <= 255 else 65535.0
+        if im.mode.startswith("I;16"):
+            top = 65535.0  # the mode says 16 bits: a dark photo is not an 8-bit one
+        else:  # I and F carry no bit depth: guess it from the values
+            top = 1.0 if im.mode == "F" and a.max(initial=0) <= 1.0 else 255.0 if a.max(initial=0) <= 255 else 65535.0
         return Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
     if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
@@ -223,6 +226,13 @@ def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True
     return index
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write then rename, so a kill never leaves half a file that later runs would choke on."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def _write_index(index: DatasetIndex, fingerprint: str, seed: int) -> None:
     for name, header, rows in ((INDEX_NAME, ("path", "split"), index.items),
                                (EXCLUDED_NAME, ("path", "reason"), index.excluded)):
@@ -233,7 +243,7 @@ def _write_index(index: DatasetIndex, fingerprint: str, seed: int) -> None:
             w.writerows(rows)
         os.replace(tmp, index.root / name)
     meta = {"fingerprint": fingerprint, "seed": seed, "counts": index.counts}
-    (index.root / META_NAME).write_text(json.dumps(meta, indent=1))
+    _write_text(index.root / META_NAME, json.dumps(meta, indent=1))
 
 
 # ----------------------------------------------------------------------------------------- batches
@@ -259,6 +269,9 @@ def make_dataloaders(
     train, valid = index.files("train") * repeats, index.files("valid")
     if not train or not valid:
         raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")
+    if len(train) < bs:  # fastai drops the last partial batch: an epoch would train on nothing
+        raise ValueError(f"only {len(train)} training crops per epoch for batch size {bs}: "
+                         "lower the batch size or raise `repeats` (crops per photo)")
     dsets = Datasets(train + valid, tfms=[[open_photo]],
                      splits=[list(range(len(train))), list(range(len(train), len(train) + len(valid)))])
     workers = min(8, os.cpu_count() or 1) if workers is None else workers
@@ -317,7 +330,7 @@ def _finish(dest: Path, root: Path, need: tuple[str, ...]) -> DatasetIndex:
     if empty:
         raise DownloadError(f"download in {dest} looks incomplete: no photos in split(s) {', '.join(empty)} "
                             f"(counts {index.counts}); run the same command with --force to fetch it again")
-    (dest / DONE_MARKER).write_text(json.dumps({"root": os.path.relpath(root, dest), "counts": index.counts}))
+    _write_text(dest / DONE_MARKER, json.dumps({"root": os.path.relpath(root, dest), "counts": index.counts}))
     (dest / STARTED_MARKER).unlink(missing_ok=True)
     log.info("%s: %s", dest, index.counts)
     return index
@@ -339,7 +352,9 @@ def _claim(dest: Path, force: bool) -> None:
     """Refuse to overwrite a folder of someone else's files; remember that this folder is ours."""
     if dest.exists() and any(dest.iterdir()) and not (dest / STARTED_MARKER).exists() and not force:
         raise DownloadError(f"{dest} already holds files that no colorize download put there; "
-                            "choose another --dest, or pass --force to replace them")
+                            "choose another --dest, or pass --force to delete them and download again")
+    if force and dest.exists():
+        shutil.rmtree(dest)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / STARTED_MARKER).touch()
 
@@ -359,7 +374,7 @@ def download_places365(dest: str | os.PathLike = "data/places365", force: bool =
     if get_kaggle_credentials() is None:
         raise DownloadError(
             "no Kaggle credentials: create an API token at https://www.kaggle.com/settings (Account -> API), "
-            "then set KAGGLE_USERNAME and KAGGLE_KEY, or save it as ~/.kaggle/kaggle.json "
+            "then set KAGGLE_USERNAME and KAGGLE_KEY (or KAGGLE_API_TOKEN), or save it as ~/.kaggle/kaggle.json "
             "(in Colab: add KAGGLE_USERNAME and KAGGLE_KEY as secrets)")
     resume = (dest / STARTED_MARKER).exists()
     _claim(dest, force)
@@ -379,13 +394,20 @@ def fetch_url(url: str, dest: Path) -> Path:
     return Path(download_url(url, dest, show_progress=True))
 
 
+def _refuse_absolute(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's "data" filter, except that an absolute name is refused rather than made relative."""
+    if member.name.startswith(("/", os.sep)):
+        raise tarfile.AbsolutePathError(member)
+    return tarfile.data_filter(member, dest)
+
+
 def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     """Extract a tar archive, refusing absolute paths, `..`, links out of `dest` and device files."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     with tarfile.open(archive) as tar:
         try:
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, filter=_refuse_absolute)
         except tarfile.FilterError as e:
             raise DownloadError(f"refusing to extract {archive}: {e}") from e
     return dest

@@ -1,4 +1,4 @@
-"""The generator (a fastai DynamicUnet on an ImageNet ResNet body), its self-describing checkpoint, and the PatchGAN critic."""
+"""The generator (fastai DynamicUnet on an ImageNet ResNet body), its self-describing checkpoint, the critic."""
 
 from __future__ import annotations
 

@@ -17,6 +17,7 @@ import os
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import AMPMode, MixedPrecision
@@ -24,6 +25,7 @@ from fastai.callback.progress import CSVLogger
 from fastai.learner import Learner, Metric
 from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
+from fastcore.foundation import L
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
@@ -89,6 +91,20 @@ class ResumableCSVLogger(CSVLogger):
             self.old_logger(log)
 
 
+def plain(obj):
+    """fastcore `L`s and numpy scalars -> lists and Python numbers, so `torch.load(weights_only=True)` reads them."""
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, L)):
+        return [plain(v) for v in obj]
+    return obj.item() if isinstance(obj, np.generic) else obj
+
+
+def load_opt_state(opt, sd: dict) -> None:
+    """Restore a fastai optimiser from a state saved as `plain(opt.state_dict())`."""
+    opt.load_state_dict({"state": sd["state"], "hypers": L(sd["hypers"])})
+
+
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -120,7 +136,7 @@ class RunCheckpoint(Callback):
         self.best = valid_loss if improved else self.best
         meta = dict(stage=self.stage, epoch=self.epoch + 1, valid_loss=valid_loss)
         _atomic_torch_save({"epoch": self.epoch + 1, "best": self.best, "model": self.model.state_dict(),
-                            "opt": self.opt.state_dict(), **self.extra_state()}, self.run_dir / STATE_NAME)
+                            "opt": plain(self.opt.state_dict()), **self.extra_state()}, self.run_dir / STATE_NAME)
         save_generator(self.model, self.run_dir / LAST_NAME, arch=self.arch, size=self.size, **meta)
         if improved:
             save_generator(self.model, self.run_dir / BEST_NAME, arch=self.arch, size=self.size, **meta)
@@ -172,7 +188,7 @@ def fit_resumable(learn: Learner, run_dir, config: PretrainConfig, stage: str = 
     if state is not None:
         learn.model.load_state_dict(state["model"])
         learn.create_opt()
-        learn.opt.load_state_dict(state["opt"])
+        load_opt_state(learn.opt, state["opt"])
         start = state["epoch"]
         log.info("resuming %s after epoch %d of %d", run_dir, start, config.epochs)
         if start >= config.epochs:

@@ -1,0 +1,58 @@
+"""Lab conversion against skimage.color as the oracle, and the network scaling."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from skimage import color, data
+
+from colorize.lab import AB_SCALE, L_SCALE, LabSplit, lab_net_to_rgb, rgb_to_lab_net
+
+TOL = 0.05  # max abs error in L, a, b units (issue 2, section 3)
+
+
+def _to_batch(rgb: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float()  # (1,3,H,W)
+
+
+def _corners_and_random(n=4096, seed=0) -> np.ndarray:
+    corners = np.array(list(itertools.product([0.0, 1.0], repeat=3)))  # the 8 corners of the RGB cube
+    rng = np.random.default_rng(seed)
+    pts = np.concatenate([corners, rng.random((n, 3)), rng.choice([0.0, 1.0], (64, 3)) * rng.random((64, 1))])
+    return pts.reshape(1, -1, 3)  # (1,N,3) "image"
+
+
+@pytest.mark.parametrize("rgb", [data.astronaut() / 255.0, data.coffee() / 255.0, _corners_and_random()],
+                         ids=["astronaut", "coffee", "random+corners"])
+def test_rgb_to_lab_matches_skimage(rgb):
+    L, ab = rgb_to_lab_net(_to_batch(rgb))
+    ours = torch.cat([(L + 1) * L_SCALE, ab * AB_SCALE], 1)[0].permute(1, 2, 0).numpy()
+    ref = color.rgb2lab(rgb)
+    assert np.abs(ours - ref).max() <= TOL
+
+
+@pytest.mark.parametrize("rgb", [data.chelsea() / 255.0, _corners_and_random(seed=1)], ids=["chelsea", "random"])
+def test_lab_to_rgb_matches_skimage(rgb):
+    lab = color.rgb2lab(rgb)
+    L = torch.from_numpy(lab[..., :1]).permute(2, 0, 1)[None].float() / L_SCALE - 1
+    ab = torch.from_numpy(lab[..., 1:]).permute(2, 0, 1)[None].float() / AB_SCALE
+    ours = lab_net_to_rgb(L, ab)[0].permute(1, 2, 0).numpy()
+    # the round trip lands back on the photo, as skimage's own inverse does
+    assert np.abs(ours - color.lab2rgb(lab)).max() < 1e-3
+    assert np.abs(ours - rgb).max() < 1e-3
+
+
+def test_scaling_ranges_on_gamut():
+    L, ab = rgb_to_lab_net(_to_batch(_corners_and_random()))
+    assert L.min() >= -1 - 1e-6 and L.max() <= 1 + 1e-6
+    assert ab.abs().max() <= 1.0  # ab/110 covers the sRGB gamut (|a|,|b| < 110)
+    assert ab.abs().max() > 0.7  # and is not a needlessly loose scale
+
+
+def test_labsplit_batch_transform_round_trip():
+    rgb = torch.rand(3, 3, 8, 8)  # (B,3,H,W) in [0,1]
+    L, ab = LabSplit()((rgb,))
+    assert L.shape == (3, 1, 8, 8) and ab.shape == (3, 2, 8, 8)
+    (back,) = LabSplit().decode((L, ab))
+    assert torch.allclose(back, rgb, atol=1e-3)

@@ -1,0 +1,85 @@
+"""Generator: shapes, ranges, gradients, the pretrained-weights path, and the checkpoint file."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torchvision import models as tvm
+
+from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
+
+
+@pytest.fixture(scope="module")
+def generator():
+    torch.manual_seed(0)
+    return build_generator("resnet18", size=64, pretrained=False)
+
+
+def test_generator_shapes_range_and_gradients(generator):
+    L = torch.rand(2, 1, 64, 64) * 2 - 1  # (B,1,H,W) L in [-1,1]
+    ab = generator.train()(L)
+    assert ab.shape == (2, 2, 64, 64)
+    assert torch.isfinite(ab).all() and ab.abs().max() < 1  # bounded output, y_range (-1, 1)
+    ab.abs().mean().backward()
+    missing = [n for n, p in generator.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
+    assert not missing, f"no gradient reaches {missing[:5]}"
+
+
+def test_generator_runs_at_other_sizes(generator):
+    with torch.no_grad():
+        assert generator.eval()(torch.zeros(1, 1, 96, 128)).shape == (1, 2, 96, 128)
+
+
+def test_unknown_arch_lists_choices():
+    with pytest.raises(ValueError, match="resnet18, resnet34"):
+        build_generator("vgg11", pretrained=False)
+
+
+def test_pretrained_weights_really_arrive(tmp_path, monkeypatch):
+    """Plant a state dict where torchvision caches ImageNet weights; the encoder must be built from it."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda *a, **k: pytest.fail("tried the network"))
+    torch.manual_seed(123)
+    planted = tvm.resnet18().state_dict()  # random, so it can't be mistaken for any default init
+    cache = tmp_path / "hub" / "checkpoints" / Path(tvm.ResNet18_Weights.IMAGENET1K_V1.url).name
+    cache.parent.mkdir(parents=True)
+    torch.save(planted, cache)
+
+    encoder = build_generator("resnet18", size=64, pretrained=True)[0]  # DynamicUnet[0] is the ResNet body
+    # fastai's n_in=1 adaptation: the first conv's RGB filters summed into one channel
+    assert torch.equal(encoder[0].weight, planted["conv1.weight"].sum(dim=1, keepdim=True))
+    assert torch.equal(encoder[1].weight, planted["bn1.weight"])
+    assert torch.equal(encoder[7][1].conv2.weight, planted["layer4.1.conv2.weight"])
+    assert torch.equal(encoder[4][0].bn1.running_var, planted["layer1.0.bn1.running_var"])
+
+
+def test_checkpoint_round_trip_is_bitwise(generator, tmp_path):
+    path = save_generator(generator, tmp_path / "g.safetensors", arch="resnet18", size=64, epoch=3)
+    meta = read_checkpoint_metadata(path)
+    assert (meta["arch"], meta["size"], meta["extra"]["epoch"]) == ("resnet18", 64, 3)
+    assert "L/50" in meta["normalisation"] and meta["colorize_version"]
+    loaded = load_generator(path)
+    L = torch.rand(2, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(L), generator.eval()(L))
+    assert not list(tmp_path.glob("*.tmp"))  # the atomic write left nothing behind
+
+
+def test_loading_a_file_that_is_not_a_checkpoint(tmp_path):
+    junk = tmp_path / "model.safetensors"
+    junk.write_bytes(b"\x80\x04 not a safetensors file")
+    with pytest.raises(ValueError, match="not a colorize generator checkpoint"):
+        load_generator(junk)
+    other = tmp_path / "other.safetensors"
+    save_file({"w": torch.zeros(2)}, str(other), metadata={"format": "something-else"})
+    with pytest.raises(ValueError, match="not a colorize generator checkpoint"):
+        load_generator(other)
+    with pytest.raises(FileNotFoundError):
+        load_generator(tmp_path / "missing.safetensors")
+
+
+def test_resnet34_is_the_second_choice():
+    g = build_generator("resnet34", size=64, pretrained=False)
+    assert sum(p.numel() for p in g[0].parameters()) > 20e6  # the ResNet-34 body, not ResNet-18's 11M
