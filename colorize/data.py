@@ -292,6 +292,7 @@ def _sample_arrays() -> dict[str, np.ndarray]:
     left, right, _ = skdata.stereo_motorcycle()
     china, flower = load_sample_images().images
     return {"astronaut": skdata.astronaut(), "coffee": skdata.coffee(), "chelsea": skdata.chelsea(),
+            "camera": skdata.camera(),  # a true black-and-white photo: the screening drops it (nothing to learn)
             "rocket": skdata.rocket(), "motorcycle_left": left, "motorcycle_right": right,
             "china": china, "flower": flower}
 
@@ -302,6 +303,8 @@ SAMPLE_VALID = ("coffee",)
 
 def sample_photos(dest: str | os.PathLike = "data/samples") -> Path:
     """Write the real photos shipped inside scikit-image and scikit-learn to `dest` in train/valid/test folders.
+
+    Eight are in colour; one (camera) is black and white, so indexing shows the screening at work.
 
     No network needed; a second call finds them and writes nothing.
     """

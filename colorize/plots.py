@@ -43,6 +43,25 @@ def gallery(rows: Sequence[Sequence], columns: Sequence[str], row_labels: Sequen
     return fig
 
 
+def photo_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int = 4, cell: float = 2.5,
+               title: str | None = None):
+    """Photos in rows of `ncols`, each with an optional caption (e.g. its file name and size)."""
+    ncols = max(1, min(ncols, len(images)))
+    nrows = max(1, -(-len(images) // ncols))  # ceil
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            a = _as_array(images[i])
+            ax.imshow(a, cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=255 if a.dtype == np.uint8 else 1)
+            if titles:
+                ax.set_title(titles[i], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def batch_gallery(L: torch.Tensor, predictions: dict[str, torch.Tensor], ab_true: torch.Tensor | None = None,
                   max_rows: int = 8, cell: float = 2.5, title: str | None = None):
     """Gallery of a batch: L (B,1,H,W) in [-1,1], each prediction and the truth as ab (B,2,H,W) scaled by 1/110."""
@@ -59,7 +78,7 @@ def batch_gallery(L: torch.Tensor, predictions: dict[str, torch.Tensor], ab_true
 
 def lab_split(img: Image.Image, cell: float = 3.0):
     """One photo shown as the model sees it: RGB, the L channel (input) and the a and b channels (target)."""
-    rgb = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255
+    rgb = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255  # (1,3,H,W) in [0,1]
     L, ab = rgb_to_lab_net(rgb)  # (1,1,H,W), (1,2,H,W)
     panels = [("photo (RGB)", _as_array(rgb[0]), None), ("L: lightness (input)", _as_array((L[0] + 1) / 2), "gray"),
               ("a: green - red (target)", ab[0, 0].numpy(), "RdYlGn_r"), ("b: blue - yellow (target)", ab[0, 1].numpy(), "YlGnBu_r")]

@@ -492,11 +492,11 @@ def test_dataloaders_need_train_and_valid(tmp_path):
 def test_sample_photos_written_once(tmp_path):
     dest = sample_photos(tmp_path / "samples")
     files = sorted(dest.rglob("*.png"))
-    assert len(files) == 8
+    assert len(files) == 9
     assert {f.parent.name for f in files} == {"train", "valid", "test"}
     assert {f.stem for f in (dest / "test").iterdir()} == set(data.SAMPLE_TEST)
-    for f in files:
-        assert screen(f) is None, f  # real colour photos, all usable
+    for f in files:  # real colour photos, all usable, and one black-and-white that the screening drops
+        assert screen(f) == ("grayscale (nothing to learn)" if f.stem == "camera" else None), f
     mtimes = {f: f.stat().st_mtime_ns for f in files}
 
     sample_photos(dest)
@@ -504,7 +504,8 @@ def test_sample_photos_written_once(tmp_path):
     assert {f: f.stat().st_mtime_ns for f in files} == mtimes
 
     index = index_dataset(dest, progress=False)
-    assert index.counts == {"train": 5, "valid": 1, "test": 2, "excluded": 0}
+    assert index.counts == {"train": 5, "valid": 1, "test": 2, "excluded": 1}
+    assert index.excluded == [("train/camera.png", "grayscale (nothing to learn)")]
 
 
 # --------------------------------------------------------------------------------------- downloads
