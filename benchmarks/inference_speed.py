@@ -1,0 +1,139 @@
+"""Inference speed and memory with the model loaded: a 1-megapixel photo, a 12-megapixel photo, peak RSS.
+
+    .venv/bin/python benchmarks/inference_speed.py [--model CKPT] [--render-size 256] [--repeats 3]
+
+Targets (issue 2, on the 2-core CPU machine, render size 256): <= 1.0 s for 1 MP, <= 4 s for 12 MP,
+<= 2 GB peak resident memory for the whole process colorizing a 12 MP photo file. The peak is measured
+in a fresh subprocess (load model, decode the JPEG, colorize, write the PNG) so nothing else pollutes it.
+The photos are a real photo upscaled: the first JPEG in ../shared/photos when that folder exists,
+else scikit-image's chelsea. Wall seconds are the median over --repeats; CPU seconds are shown too,
+because on a shared machine the wall clock also counts time spent waiting for a core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from colorize.data import load_rgb
+from colorize.inference import colorize_files, colorize_image
+from colorize.models import build_generator, load_generator, save_generator
+
+SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "photos"
+SIZES = {"1 MP": (1155, 866), "12 MP": (4000, 3000)}  # 4:3, like a camera's photos
+TARGET_SECONDS = {"1 MP": 1.0, "12 MP": 4.0}
+TARGET_RSS_GB = 2.0
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process so far, in GB (10^9 bytes); Linux reports KiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def source_photo(path: str | None) -> tuple[Image.Image, str]:
+    """The real photo to upscale, and how to name it in the report."""
+    if path is None and SHARED_PHOTOS.is_dir():
+        path = next(iter(sorted(SHARED_PHOTOS.glob("*.jpg"))), None)
+    if path is not None:
+        return load_rgb(path), str(path)
+    from skimage import data
+
+    return Image.fromarray(data.chelsea()), "scikit-image chelsea"
+
+
+def child(ckpt: str, photo: str, render_size: int, device: str) -> None:
+    """In a fresh process: load the model, colorize one photo file to PNG, report seconds and peak RSS."""
+    t0 = time.perf_counter()
+    model = load_generator(ckpt, device=device)
+    t1 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as out:
+        colorize_files(model, [photo], out, render_size=render_size, progress=False)
+    t2 = time.perf_counter()
+    print(json.dumps({"load_s": t1 - t0, "file_s": t2 - t1, "peak_rss_gb": peak_rss_gb()}))
+
+
+def timed(model, image: Image.Image, render_size: int, repeats: int) -> tuple[float, float]:
+    """Median wall seconds and median CPU seconds of `colorize_image` over `repeats` runs."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        colorize_image(model, image, render_size)
+        wall.append(time.perf_counter() - w)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu)
+
+
+def verdict(value: float, target: float) -> str:
+    return "PASS" if value <= target else "MISS"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", help="generator checkpoint (.safetensors); default: a random-init ResNet-18 generator")
+    p.add_argument("--render-size", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--photo", help="photo to upscale; default: first JPEG in ../shared/photos, else chelsea")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)")
+    p.add_argument("--child", nargs=2, metavar=("CKPT", "PHOTO"), help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child:
+        return child(*args.child, args.render_size, args.device)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = args.model
+        if ckpt is None:
+            torch.manual_seed(0)
+            ckpt = str(save_generator(build_generator("resnet18", args.render_size, pretrained=False),
+                                      Path(tmp) / "random_resnet18.safetensors", arch="resnet18", size=args.render_size))
+        t = time.perf_counter()
+        model = load_generator(ckpt, device=args.device)
+        load_s = time.perf_counter() - t
+        photo, photo_name = source_photo(args.photo)
+        images = {k: photo.resize(size, Image.Resampling.BICUBIC) for k, size in SIZES.items()}
+        big = Path(tmp) / "photo_12mp.jpg"
+        images["12 MP"].save(big, quality=92)
+
+        load_before = os.getloadavg()
+        colorize_image(model, images["1 MP"], args.render_size)  # warm-up: first-call allocations
+        times = {k: timed(model, im, args.render_size, args.repeats) for k, im in images.items()}
+        run = subprocess.run([sys.executable, __file__, "--child", ckpt, str(big), "--render-size",
+                              str(args.render_size), "--device", args.device, "--threads", str(torch.get_num_threads())],
+                             capture_output=True, text=True, check=True)
+        fresh = json.loads(run.stdout.strip().splitlines()[-1])
+        load_after = os.getloadavg()
+
+    print(f"model: {args.model or 'random-init resnet18 generator'}; render size {args.render_size}; "
+          f"device {args.device}; torch threads {torch.get_num_threads()} of {os.cpu_count()} CPUs")
+    print(f"photo: {photo_name}, upscaled; load average (1/5/15 min) before "
+          f"{' '.join(f'{x:.1f}' for x in load_before)}, after {' '.join(f'{x:.1f}' for x in load_after)}")
+    print()
+    rows = [("measure", "value", "CPU s", "target", "result")]
+    for k, (wall, cpu) in times.items():
+        w, h = SIZES[k]
+        rows.append((f"{k} photo ({w}x{h}), colorize_image", f"{wall:.2f} s", f"{cpu:.2f}",
+                     f"<= {TARGET_SECONDS[k]:g} s", verdict(wall, TARGET_SECONDS[k])))
+    rows.append(("12 MP peak RSS, fresh process (load+decode+colorize+PNG)", f"{fresh['peak_rss_gb']:.2f} GB", "",
+                 f"<= {TARGET_RSS_GB:g} GB", verdict(fresh["peak_rss_gb"], TARGET_RSS_GB)))
+    rows.append(("12 MP JPEG -> PNG file, fresh process (first call)", f"{fresh['file_s']:.2f} s", "", "", "info"))
+    rows.append(("model load (checkpoint -> eval generator)", f"{load_s:.2f} s", "", "", "info"))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+if __name__ == "__main__":
+    main()

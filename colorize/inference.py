@@ -1,0 +1,141 @@
+"""Colorize any photo at full resolution: the generator sees a small square, the output keeps the photo's own L.
+
+The model input is the photo resized to `render_size` x `render_size`; its predicted ab is upsampled
+bilinearly to the photo's size and joined with the ORIGINAL full-resolution L, so the output has the
+input's size and lightness. Colour inputs lose their colour on the way (only L reaches the model).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fastprogress.fastprogress import progress_bar
+from PIL import Image
+from torch import nn
+
+from .data import IMAGE_EXTS, BadImageError, list_images, load_rgb, to_rgb
+from .lab import lab_net_to_rgb, rgb_to_lightness
+
+log = logging.getLogger(__name__)
+
+CHUNK_PIXELS = 1 << 18  # full-resolution Lab work runs on bands of ~260k pixels: little memory, cache-friendly
+PNG_COMPRESS_LEVEL = 1  # still lossless; a 12 MP photo writes in ~0.5 s instead of ~2 s at the default 6
+
+
+def _autocast(device: torch.device):
+    """bf16 (else fp16) autocast on CUDA; plain fp32 elsewhere."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+
+def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
+    """(H,W,3) uint8 -> (1,3,H,W) float in [0,1] on `device`."""
+    return torch.tensor(rgb, device=device).permute(2, 0, 1)[None].float().div_(255)
+
+
+@torch.inference_mode()
+def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256) -> Image.Image:
+    """Colorize one photo of any size and PIL mode; returns an RGB image of the same size and lightness.
+
+    The generator (in eval mode, on any device) runs at `render_size` x `render_size`; it must map
+    L (1,1,S,S) in [-1,1] to ab/110 (1,2,S,S) as `models.build_generator` does.
+    """
+    if model.training:
+        raise ValueError("the generator is in training mode (batch norm would use this photo's statistics); "
+                         "call model.eval() first")
+    device = next(model.parameters()).device
+    image = to_rgb(image)
+    W, H = image.size
+    small = np.asarray(image.resize((render_size, render_size), Image.Resampling.BILINEAR))  # antialiased
+    with _autocast(device):
+        ab = model(rgb_to_lightness(_to_tensor(small, device))).float()  # (1,2,S,S) ab/110
+    ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)  # (1,2,H,W)
+
+    out = Image.new("RGB", (W, H))
+    rows = max(1, CHUNK_PIXELS // W)
+    for top in range(0, H, rows):
+        band = np.asarray(image.crop((0, top, W, min(H, top + rows))))  # (h,W,3) uint8 of the original photo
+        L = rgb_to_lightness(_to_tensor(band, device))  # (1,1,h,W) in [-1,1], full resolution
+        rgb = lab_net_to_rgb(L, ab[:, :, top : top + rows])  # (1,3,h,W) in [0,1]
+        rgb = rgb[0].permute(1, 2, 0).mul_(255).round_().to(torch.uint8).cpu().numpy()
+        out.paste(Image.fromarray(rgb, "RGB"), (0, top))
+    return out
+
+
+@dataclass
+class ColorizeResult:
+    """What `colorize_files` wrote, and the inputs it skipped with the reason."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input path, reason)
+
+
+def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """(input, output) pairs: files keep their name as .png in `out_dir`, folders keep their subfolders.
+
+    A name already taken by an earlier input gets `-2`, `-3`, ... Files already inside `out_dir` are
+    not picked up from input folders. A plan that would write over an input is refused before anything
+    is written.
+    """
+    out_dir, pairs, seen, taken = Path(out_dir), [], set(), set()
+    for root in map(Path, inputs):
+        files = list_images([root])
+        if root.resolve() in out_dir.resolve().parents:  # earlier results in a subfolder are not photos to redo
+            files = [f for f in files if not f.resolve().is_relative_to(out_dir.resolve())]
+        for f in files:
+            if f.resolve() in seen:
+                continue
+            seen.add(f.resolve())
+            rel = f.relative_to(root) if root.is_dir() else Path(f.name)
+            out, n = out_dir / rel.with_suffix(".png"), 1
+            while out in taken:
+                n += 1
+                out = out_dir / rel.with_name(f"{rel.stem}-{n}.png")
+            taken.add(out)
+            pairs.append((f, out))
+    clash = [out for _, out in pairs if out.resolve() in seen]
+    if clash:
+        raise ValueError(
+            f"writing to {out_dir} would overwrite {len(clash)} input photo(s), e.g. {clash[0]}; "
+            "choose an output folder outside the inputs"
+        )
+    return pairs
+
+
+def colorize_files(
+    model: nn.Module,
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    render_size: int = 256,
+    progress: bool = True,
+) -> ColorizeResult:
+    """Colorize photos and folders of photos (recursively) into `out_dir` as PNG; never touches the inputs.
+
+    A file that cannot be read is logged, recorded in `failed` and skipped; the rest are written.
+    """
+    inputs = [str(p) for p in inputs]
+    pairs = plan_outputs(inputs, out_dir)
+    if not pairs:
+        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {', '.join(inputs)}")
+    result = ColorizeResult()
+    for src, dst in progress_bar(pairs) if progress else pairs:
+        try:
+            image = load_rgb(src)
+        except BadImageError as e:
+            log.warning("skipped %s: %s", src, e)
+            result.failed.append((src, str(e)))
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        colorize_image(model, image, render_size).save(dst, compress_level=PNG_COMPRESS_LEVEL)
+        result.written.append(dst)
+    log.info("colorized %d photo(s) into %s; skipped %d", len(result.written), out_dir, len(result.failed))
+    return result

@@ -1,0 +1,122 @@
+"""Full-resolution colorization: sizes and modes, the original lightness kept, folders with bad files, safety."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import color, data
+
+from colorize.inference import colorize_files, colorize_image
+from colorize.models import build_generator, load_generator, save_generator
+
+RENDER = 64  # the tiny generator's size: keeps every test a fraction of a second
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return build_generator("resnet18", size=RENDER, pretrained=False).eval()
+
+
+def lightness(im: Image.Image) -> np.ndarray:
+    """(H,W) CIE L in [0,100] by scikit-image, the independent oracle."""
+    return color.rgb2lab(np.asarray(im.convert("RGB")))[..., 0]
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+@pytest.mark.parametrize("size", [(37, 23), (101, 3), (1, 1)])
+def test_output_has_the_input_size_for_any_mode(model, mode, size):
+    rng = np.random.default_rng(0)
+    im = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA").convert(mode)
+    out = colorize_image(model, im, render_size=RENDER)
+    assert out.mode == "RGB" and out.size == size
+
+
+def test_refuses_a_generator_in_training_mode(model):
+    model.train()
+    try:
+        with pytest.raises(ValueError, match="eval"):
+            colorize_image(model, Image.new("RGB", (8, 8)), render_size=RENDER)
+    finally:
+        model.eval()
+
+
+def test_output_keeps_the_original_lightness(model):
+    photo = Image.fromarray(data.astronaut()).resize((257, 193))  # odd size, not the render size
+    out = colorize_image(model, photo, render_size=RENDER)
+    assert np.abs(lightness(out) - lightness(photo)).mean() < 1.0
+    assert np.abs(color.rgb2lab(np.asarray(out))[..., 1:]).mean() > 1.0  # and the model's colour is there
+
+
+def test_colour_input_is_treated_as_its_grayscale(model):
+    photo = Image.fromarray(data.coffee()).resize((120, 90))
+    L = lightness(photo)
+    gray = Image.fromarray((color.lab2rgb(np.stack([L, 0 * L, 0 * L], -1)) * 255).round().astype(np.uint8))
+    a = np.asarray(colorize_image(model, photo, render_size=RENDER), dtype=float)
+    b = np.asarray(colorize_image(model, gray, render_size=RENDER), dtype=float)
+    assert np.abs(a - b).mean() < 1.0  # uint8 levels: the colour of the input never reaches the model
+
+
+def test_grayscale_input(model):
+    gray = Image.fromarray(data.camera()).resize((131, 97))  # a true black-and-white photo, mode L
+    out = colorize_image(model, gray, render_size=RENDER)
+    assert out.size == gray.size
+    assert np.abs(lightness(out) - lightness(gray)).mean() < 1.0
+
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(data.chelsea()).resize((45, 30)).save(src / "cat.jpg")
+    Image.fromarray(data.coffee()).resize((40, 30)).save(src / "sub" / "coffee.png")
+    good = (src / "cat.jpg").read_bytes()
+    (src / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    (src / "notes.jpg").write_text("not a photo at all")
+    return src
+
+
+def test_folder_with_bad_files_writes_the_rest(model, photo_dir, tmp_path, caplog):
+    before = {p: p.read_bytes() for p in photo_dir.rglob("*") if p.is_file()}
+    with caplog.at_level(logging.WARNING, logger="colorize.inference"):
+        result = colorize_files(model, [photo_dir], tmp_path / "out", render_size=RENDER, progress=False)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in result.written) == ["cat.png", "sub/coffee.png"]
+    assert Image.open(tmp_path / "out" / "cat.png").size == (45, 30)
+    assert sorted(p.name for p, _ in result.failed) == ["notes.jpg", "truncated.jpg"]
+    assert "notes.jpg" in caplog.text and "truncated.jpg" in caplog.text
+    assert {p: p.read_bytes() for p in photo_dir.rglob("*") if p.is_file()} == before  # inputs untouched
+
+
+def test_refuses_to_overwrite_inputs(model, photo_dir):
+    coffee = photo_dir / "sub" / "coffee.png"
+    before = coffee.read_bytes()
+    with pytest.raises(ValueError, match="overwrite"):
+        colorize_files(model, [coffee], photo_dir / "sub", render_size=RENDER, progress=False)
+    with pytest.raises(ValueError, match="overwrite"):
+        colorize_files(model, [photo_dir], photo_dir, render_size=RENDER, progress=False)
+    assert coffee.read_bytes() == before
+    assert sorted(p.name for p in photo_dir.rglob("*.png")) == ["coffee.png"]  # nothing written
+
+
+def test_rerun_into_a_folder_inside_the_inputs(model, photo_dir):
+    for _ in range(2):  # the second run must not take the first run's outputs for photos
+        result = colorize_files(model, [photo_dir], photo_dir / "colorized", render_size=RENDER, progress=False)
+        assert sorted(p.relative_to(photo_dir).as_posix() for p in result.written) == [
+            "colorized/cat.png", "colorized/sub/coffee.png"]
+
+
+def test_same_names_are_disambiguated(model, photo_dir, tmp_path):
+    Image.open(photo_dir / "cat.jpg").save(photo_dir / "sub" / "cat.png")
+    result = colorize_files(model, [photo_dir / "cat.jpg", photo_dir / "sub" / "cat.png"], tmp_path / "out",
+                            render_size=RENDER, progress=False)
+    assert [p.name for p in result.written] == ["cat.png", "cat-2.png"]
+
+
+def test_checkpoint_round_trip_colorizes_identically(model, tmp_path):
+    photo = Image.fromarray(data.chelsea()).resize((90, 61))
+    path = save_generator(model, tmp_path / "g.safetensors", arch="resnet18", size=RENDER)
+    again = load_generator(path)
+    assert np.array_equal(np.asarray(colorize_image(model, photo, RENDER)),
+                          np.asarray(colorize_image(again, photo, RENDER)))
