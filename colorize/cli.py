@@ -43,6 +43,30 @@ def _apply(args):
     return 1 if result.failed and not result.written else 0
 
 
+def _evaluate(args):
+    from .evaluate import evaluate
+
+    report = evaluate(args.data, args.models, args.out, split=args.split, size=args.size, device=args.device,
+                      names=args.names, bs=args.bs)
+    print(report.markdown)
+    print("\n".join(f"{k}: {v}" for k, v in report.paths.items()))
+
+
+def _export(args):
+    from .export import export_onnx
+
+    print(f"wrote {export_onnx(args.model, args.onnx, opset=args.opset)}")
+
+
+def _readme_results(args):
+    from pathlib import Path
+
+    from .evaluate import update_readme_results
+
+    path = update_readme_results(args.readme, Path(args.report) / "results.md", args.note)
+    print(f"updated the Results section of {path} from {args.report}/results.md")
+
+
 def _demo(args):
     from .demo import run_demo
 
@@ -84,6 +108,29 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     a.set_defaults(run=_apply)
 
+    e = sub.add_parser("evaluate", help="metrics, galleries and hardest cases of models vs the grayscale baseline")
+    e.add_argument("--data", required=True, help="dataset folder (its held-out split is used)")
+    e.add_argument("--models", nargs="+", required=True, help="generator checkpoints (.safetensors)")
+    e.add_argument("--out", required=True, help="report folder: results.json, results.md, galleries")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
+    e.add_argument("--size", type=int, default=256, help="protocol: shorter side resized, centre crop SIZE x SIZE")
+    e.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
+    e.add_argument("--bs", type=int, default=32)
+    e.add_argument("--device")
+    e.set_defaults(run=_evaluate)
+
+    x = sub.add_parser("export", help="export a generator to ONNX (dynamic batch and size)")
+    x.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
+    x.add_argument("--onnx", required=True, help="output .onnx file")
+    x.add_argument("--opset", type=int, default=17)
+    x.set_defaults(run=_export)
+
+    r = sub.add_parser("readme-results", help="rewrite the README's Results section from an evaluate report")
+    r.add_argument("--report", required=True, help="folder written by `colorize evaluate`")
+    r.add_argument("--note", required=True, help="where the numbers come from: data, protocol, command")
+    r.add_argument("--readme", default="README.md")
+    r.set_defaults(run=_readme_results)
+
     m = sub.add_parser("demo", help="offline demo on the photos shipped with scikit-image/scikit-learn")
     m.add_argument("--out", default="runs/demo")
     m.add_argument("--data", default="data/samples", help="where the sample photos are written")
@@ -98,7 +145,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.run(args) or 0
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as e:  # the user's to fix: say what, not where
+    except (FileNotFoundError, ModuleNotFoundError, ValueError, KeyError, RuntimeError) as e:  # the user's to fix: say what, not where
         if args.verbose:
             raise
         log.error("%s", e)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -103,3 +104,19 @@ def history_curves(history, columns: Sequence[str] | None = None, title: str | N
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def captioned_gallery(rows: Sequence[Sequence], columns: Sequence[str], caption: str,
+                      row_labels: Sequence[str] | None = None, cell: float = 2.5, title: str | None = None):
+    """`gallery` with a caption under the panels (e.g. which files the rows are); save with bbox_inches="tight"."""
+    fig = gallery(rows, columns, row_labels=row_labels, cell=cell, title=title)
+    width = max(40, int(fig.get_figwidth() * 14))  # characters per line at fontsize 8
+    fig.text(0.5, 0.0, textwrap.fill(caption, width), ha="center", va="top", fontsize=8)
+    return fig
+
+
+def save_figure(fig, path, dpi: int = 100):
+    """Write a Figure (captions outside the axes included) and close it so long runs don't pile up figures."""
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,291 @@
+"""`colorize evaluate`: each generator and the grayscale baseline on a held-out split, at one fixed protocol.
+
+Protocol (`protocol_text`): the centred square of each photo (side = its shorter side) resized to
+size x size with PIL's antialiased bilinear filter, which is resizing the shorter side to `size` and
+centre-cropping. The model sees L of that crop and predicts ab at the same size, in fp32 (TF32 off,
+deterministic cuDNN); its RGB is rebuilt from the crop's own L and compared with the crop. The
+baseline keeps L and sets ab = 0. Writes results.json, results.md, gallery.png and hardest.png.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from fastai.torch_core import default_device
+from fastprogress.fastprogress import progress_bar
+from PIL import Image, ImageOps
+
+from . import __version__
+from .data import BadImageError, _split_from_folders, index_dataset, load_rgb
+from .lab import lab_net_to_rgb, rgb_to_lab_net
+from .metrics import ColorMetrics, Skipped
+from .models import load_generator
+from .plots import captioned_gallery, save_figure
+
+log = logging.getLogger(__name__)
+
+BASELINE = "grayscale baseline (ab = 0)"
+# ColorMetrics result key -> (results.md column, number format); the table has one column per entry.
+COLUMNS = {
+    "psnr_rgb": ("PSNR RGB (dB) ↑", "{:.2f}"),
+    "psnr_ab": ("PSNR ab (dB) ↑", "{:.2f}"),
+    "ssim": ("SSIM ↑", "{:.4f}"),
+    "lpips": ("LPIPS ↓", "{:.4f}"),
+    "colorfulness": ("CF", "{:.1f}"),
+    "delta_colorfulness": ("ΔCF (0 is best)", "{:+.1f}"),
+    "fid": ("FID ↓", "{:.2f}"),
+}
+RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]  # L (B,1,S,S) in [-1,1] -> ab (B,2,S,S) scaled by 1/110
+
+
+@dataclass
+class EvaluationReport:
+    """What `evaluate` measured (`results`, as in results.json), its Markdown table, and the files it wrote."""
+
+    results: dict
+    markdown: str
+    paths: dict[str, Path] = field(default_factory=dict)  # results_json, results_md, gallery, hardest
+
+
+def protocol_text(size: int) -> str:
+    """The evaluation protocol in one sentence, as results.md states it."""
+    return (f"centred square of each photo resized to {size}x{size} (PIL bilinear, antialiased: shorter side to "
+            f"{size}, centre crop); the model sees L of the crop and predicts ab at {size}x{size} in fp32; RGB is "
+            "rebuilt from the crop's own L and compared with the crop; the baseline sets ab = 0")
+
+
+def protocol_crop(image: Image.Image, size: int) -> np.ndarray:
+    """The evaluation crop of a photo: its centred square resized to size x size -> (S,S,3) uint8."""
+    return np.asarray(ImageOps.fit(image.convert("RGB"), (size, size), method=Image.Resampling.BILINEAR))
+
+
+def model_name(ckpt: str | os.PathLike) -> str:
+    """Table name of a checkpoint: its run folder and file stem, e.g. `places365-l1/best`."""
+    p = Path(ckpt)
+    return f"{p.parent.name}/{p.stem}"
+
+
+def _zero_ab(L: torch.Tensor) -> torch.Tensor:
+    """The grayscale baseline: ab = 0 everywhere, (B,1,S,S) -> (B,2,S,S)."""
+    return L.new_zeros(L.shape[0], 2, *L.shape[2:])
+
+
+def _read(path: Path, size: int) -> np.ndarray | BadImageError:
+    """The protocol crop of a file, or the error that says why it can't be read."""
+    try:
+        return protocol_crop(load_rgb(path), size)
+    except BadImageError as e:
+        return e
+
+
+def _to_batch(crops: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
+    """(S,S,3) uint8 crops -> RGB (B,3,S,S) float in [0,1] on `device`."""
+    return torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).float().div_(255)
+
+
+def _score(predict: Predictor, files: list[Path], metrics: ColorMetrics, *, size: int, bs: int,
+           device: torch.device, pool: ThreadPoolExecutor, label: str, progress: bool) -> list[tuple[Path, str]]:
+    """Accumulate one method's metrics over `files` (after a reset); returns the unreadable files with why."""
+    metrics.reset()
+    bad = []
+    chunks = [files[i : i + bs] for i in range(0, len(files), bs)]
+    log.info("scoring %s on %d photos", label, len(files))
+    for chunk in progress_bar(chunks) if progress else chunks:
+        crops = []
+        for path, crop in zip(chunk, pool.map(partial(_read, size=size), chunk)):
+            if isinstance(crop, BadImageError):
+                log.warning("skipped %s", crop)
+                bad.append((path, str(crop)))
+            else:
+                crops.append(crop)
+        if crops:
+            rgb = _to_batch(crops, device)  # (B,3,S,S) in [0,1]: the ground truth
+            L = rgb_to_lab_net(rgb)[0]  # (B,1,S,S) in [-1,1]
+            metrics.update(lab_net_to_rgb(L, predict(L).float()), rgb)
+    return bad
+
+
+def _render(methods: dict[str, Predictor], files: list[Path], size: int,
+            device: torch.device) -> list[list[np.ndarray]]:
+    """Gallery rows: original, then each method's colours on its L, as (S,S,3) uint8."""
+    rgb = _to_batch([protocol_crop(load_rgb(f), size) for f in files], device)
+    L = rgb_to_lab_net(rgb)[0]
+    columns = [rgb] + [lab_net_to_rgb(L, predict(L).float()) for predict in methods.values()]
+    columns = [c.mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy() for c in columns]  # each (B,S,S,3)
+    return [[c[i] for c in columns] for i in range(len(files))]
+
+
+def _json_value(value):
+    """A metric for results.json: a float, or {"skipped": reason} (never a number for a skipped metric)."""
+    return {"skipped": value.reason} if isinstance(value, Skipped) else value
+
+
+def results_markdown(results: dict) -> str:
+    """results.md from a results dict: one row per model, one column per metric, then data, protocol and notes."""
+    header = ["model"] + [name for name, _ in COLUMNS.values()]
+    lines = ["| " + " | ".join(header) + " |", "| --- |" + " ---: |" * len(COLUMNS)]
+    skipped: dict[str, set[str]] = {}
+    for name, row in results["models"].items():
+        cells = [name]
+        for key, (title, fmt) in COLUMNS.items():
+            value = row[key]
+            if isinstance(value, dict):  # {"skipped": reason}
+                skipped.setdefault(title.split()[0], set()).add(value["skipped"])
+                cells.append("skipped")
+            else:
+                cells.append(fmt.format(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    first = next(iter(results["models"].values()))
+    lines += [
+        "",
+        f"- Data: `{results['data']}`, split `{results['split']}`: {results['n_images']} images evaluated, "
+        f"{results['n_skipped']} skipped (unreadable or excluded by the index; listed in results.json).",
+        f"- Protocol: {results['protocol']}.",
+        f"- CF: colourfulness (Hasler & Süsstrunk 2003); the originals average {first['colorfulness_target']:.1f}. "
+        "ΔCF = CF(prediction) - CF(original): negative is duller.",
+    ]
+    lines += [f"- {metric} skipped: {'; '.join(sorted(reasons))}" for metric, reasons in skipped.items()]
+    for g in results["galleries"].values():
+        lines.append(f"- `{g['path']}`: {g['caption']}")
+    return "\n".join(lines) + "\n"
+
+
+def _choose_galleries(rels: list[str], psnr_ab: np.ndarray, names: list[str], split: str, size: int,
+                      n_gallery: int, n_hardest: int) -> dict[str, dict]:
+    """Which photos each gallery shows, its file name and its caption naming them (as results.json keeps them)."""
+    spread = np.unique(np.linspace(0, len(rels) - 1, min(n_gallery, len(rels))).round().astype(int))
+    hard = np.argsort(psnr_ab, kind="stable")[:n_hardest]  # lowest PSNR ab first: the largest colour error
+    columns = " | ".join(["original", "grayscale (input)", *names])
+    return {
+        "gallery": {"path": "gallery.png", "files": [rels[i] for i in spread], "caption":
+                    f"Comparison on {len(spread)} {split} photos spread over the split ({size}x{size} protocol), "
+                    f"top to bottom: {', '.join(rels[i] for i in spread)}. Columns: {columns}."},
+        "hardest": {"path": "hardest.png", "files": [rels[i] for i in hard], "caption":
+                    f"Hardest cases: the {len(hard)} {split} photos with the lowest PSNR ab under {names[0]} "
+                    "(largest colour error), worst first: "
+                    + ", ".join(f"{rels[i]} ({psnr_ab[i]:.1f} dB)" for i in hard) + f". Columns: {columns}."},
+    }
+
+
+def evaluate(
+    data: str | os.PathLike,
+    models: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    split: str = "test",
+    size: int = 256,
+    device: str | torch.device | None = None,
+    names: Sequence[str] | None = None,
+    bs: int = 32,
+    lpips_net: str | None = "alex",
+    fid_feature: int | torch.nn.Module | None = 2048,
+    n_gallery: int = 6,
+    n_hardest: int = 6,
+    seed: int = 42,
+    workers: int | None = None,
+    progress: bool = True,
+) -> EvaluationReport:
+    """Evaluate generator checkpoints and the grayscale baseline on `split` of `data`; write the report to `out_dir`.
+
+    Names default to `model_name` (run folder/stem). LPIPS/FID settings go to `ColorMetrics` (a
+    backbone that can't be fetched is reported as skipped). `seed` must be the one the data was split
+    with. The comparison gallery shows `n_gallery` photos spread over the split; the hardest-cases
+    gallery the `n_hardest` with the lowest PSNR ab under the first model. Same inputs, same numbers.
+    """
+    if not models:
+        raise ValueError("no models to evaluate: pass one or more generator checkpoints (.safetensors)")
+    if n_gallery < 1 or n_hardest < 1:
+        raise ValueError(f"each gallery needs at least one photo, got n_gallery={n_gallery}, n_hardest={n_hardest}")
+    names = [model_name(m) for m in models] if names is None else list(names)
+    if len(names) != len(models) or len(set(names) | {BASELINE}) != len(names) + 1:
+        raise ValueError(f"need one distinct name per model, got {names} for {len(models)} checkpoint(s); "
+                         "pass names=[...] (or --names) to tell them apart")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device) if device is not None else default_device()
+    index = index_dataset(data, seed=seed, progress=progress)
+    files = index.files(split)
+    skipped = [(index.root / rel, why) for rel, why in index.excluded if _split_from_folders(Path(rel)) == split]
+    methods: dict[str, Predictor] = {BASELINE: _zero_ab}
+    methods.update({name: load_generator(ckpt, device=device) for name, ckpt in zip(names, models)})
+    metrics = ColorMetrics(lpips_net=lpips_net, fid_feature=fid_feature)
+
+    scores, per_image = {}, {}
+    with (ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool, torch.inference_mode(),
+          torch.backends.cudnn.flags(torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
+                                     allow_tf32=False)):
+        for name, predict in methods.items():
+            bad = _score(predict, files, metrics, size=size, bs=bs, device=device, pool=pool, label=name,
+                         progress=progress)
+            if bad and name != BASELINE:
+                raise RuntimeError(f"{bad[0][0]} became unreadable during the evaluation; run it again")
+            if bad:  # found on the first pass; later passes see only the readable files
+                skipped += bad
+                unreadable = {p for p, _ in bad}
+                files = [f for f in files if f not in unreadable]
+            if not files:
+                raise FileNotFoundError(f"no readable photos in the {split!r} split of {data} ({index.counts})")
+            scores[name], per_image[name] = metrics.compute(), metrics.per_image()
+        rels = [f.relative_to(index.root).as_posix() for f in files]
+        galleries = _choose_galleries(rels, per_image[names[0]]["psnr_ab"].numpy(), names, split, size,
+                                      n_gallery, n_hardest)
+        shown = sorted({f for g in galleries.values() for f in g["files"]})
+        rows = dict(zip(shown, _render(methods, [index.root / f for f in shown], size, device)))  # one batch
+        paths = {}
+        for key, g in galleries.items():
+            fig = captioned_gallery([rows[f] for f in g["files"]], ["original", "grayscale (input)", *names],
+                                    g["caption"], row_labels=[Path(f).name for f in g["files"]])
+            paths[key] = save_figure(fig, out_dir / g["path"])
+
+    checkpoints = {BASELINE: None, **{name: str(ckpt) for name, ckpt in zip(names, models)}}
+    results = {
+        "data": str(data), "split": split, "size": size, "protocol": protocol_text(size),
+        "n_images": len(files), "n_skipped": len(skipped),
+        "skipped": [{"path": p.relative_to(index.root).as_posix(), "reason": why} for p, why in skipped],
+        "models": {name: {"checkpoint": checkpoints[name], **{k: _json_value(v) for k, v in score.items()}}
+                   for name, score in scores.items()},
+        "galleries": galleries,
+        "files": rels,
+        "per_image": {name: {k: [round(x, 4) for x in v.tolist()] for k, v in values.items()}
+                      for name, values in per_image.items()},
+        "software": {"colorize": __version__, "torch": torch.__version__.split("+")[0]},
+    }
+    markdown = results_markdown(results)
+    paths["results_json"] = out_dir / "results.json"
+    paths["results_json"].write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    paths["results_md"] = out_dir / "results.md"
+    paths["results_md"].write_text(markdown)
+    log.info("evaluated %d model(s) and the baseline on %d %s photos (%d skipped): %s",
+             len(models), len(files), split, len(skipped), out_dir)
+    return EvaluationReport(results, markdown, paths)
+
+
+def update_readme_results(readme_path: str | os.PathLike, results_md_path: str | os.PathLike,
+                          source_note: str) -> Path:
+    """Replace the README text between `<!-- results:start -->` and `<!-- results:end -->` with results.md.
+
+    `source_note` says where the numbers come from (data, protocol, the command that made them); it
+    is added under the table as "Source: ...". Refuses if the markers are missing or out of order.
+    """
+    readme = Path(readme_path)
+    text = readme.read_text()
+    start, end = text.find(RESULTS_START), text.find(RESULTS_END)
+    if text.count(RESULTS_START) != 1 or text.count(RESULTS_END) != 1 or start > end:
+        raise ValueError(f"{readme} needs one {RESULTS_START} line and, after it, one {RESULTS_END} line "
+                         "around its results section: add them where the table belongs and run again")
+    table = Path(results_md_path).read_text().strip()
+    block = f"{RESULTS_START}\n{table}\n\nSource: {source_note.strip()}\n{RESULTS_END}"
+    tmp = readme.with_name(readme.name + ".tmp")
+    tmp.write_text(text[:start] + block + text[end + len(RESULTS_END):])
+    os.replace(tmp, readme)
+    return readme
