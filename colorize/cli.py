@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
+import typing
 
-from .config import PRETRAIN_PRESETS, get_preset
+from .config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, get_preset
 
 log = logging.getLogger("colorize")
 
@@ -19,14 +21,38 @@ def _download(args):
     print(f"{args.dataset} ready in {index.root}: " + ", ".join(f"{k} {v}" for k, v in index.counts.items()))
 
 
+def add_config_args(parser: argparse.ArgumentParser, recipe: type) -> None:
+    """One `--field` flag per field of a recipe dataclass, overriding the preset's value when given."""
+    hints = typing.get_type_hints(recipe)
+    group = parser.add_argument_group(f"overrides of the preset's values (the defaults shown are {recipe.__name__}'s)")
+    for f in dataclasses.fields(recipe):
+        flag = "--" + f.name.replace("_", "-")
+        kind = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
+        if kind is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"default {f.default}")
+        else:
+            group.add_argument(flag, type=kind, default=None, help=f"default {f.default}")
+
+
+def config_from_args(args, presets: dict, recipe: type):
+    """The named preset with every flag that was given applied."""
+    return get_preset(presets, args.preset).replace(**{f.name: getattr(args, f.name) for f in dataclasses.fields(recipe)})
+
+
 def _pretrain(args):
     from .train import pretrain
 
-    config = get_preset(PRETRAIN_PRESETS, args.preset).replace(
-        epochs=args.epochs, size=args.size, bs=args.bs, lr=args.lr, arch=args.arch, workers=args.workers,
-        pretrained=False if args.no_pretrained else None)
-    pretrain(args.data, args.out, config, device=args.device)
+    pretrain(args.data, args.out, config_from_args(args, PRETRAIN_PRESETS, PretrainConfig), device=args.device)
     print(f"generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv)")
+
+
+def _gan(args):
+    from .gan import finetune
+
+    finetune(args.data, args.out, config_from_args(args, GAN_PRESETS, GanConfig), generator=args.generator,
+             device=args.device)
+    print(f"GAN run in {args.out}: last.safetensors (the GAN generator), best.safetensors (lowest valid L1), "
+          "history.csv, gallery_epochNNN.png")
 
 
 def _apply(args):
@@ -90,15 +116,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="folder of photos (any layout; train/valid/test folders are used)")
     t.add_argument("--out", required=True, help="run folder, e.g. runs/places365-l1")
     t.add_argument("--preset", default="places365", help=f"recipe: {', '.join(PRETRAIN_PRESETS)}")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--size", type=int, help="training crop size in pixels")
-    t.add_argument("--bs", type=int, help="batch size")
-    t.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule")
-    t.add_argument("--arch", help="encoder: resnet18 or resnet34")
-    t.add_argument("--workers", type=int, help="DataLoader worker processes")
-    t.add_argument("--no-pretrained", action="store_true", help="random encoder (no ImageNet download)")
     t.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
+    add_config_args(t, PretrainConfig)  # --epochs --size --bs --lr --arch --no-pretrained ...
     t.set_defaults(run=_pretrain)
+
+    g = sub.add_parser("gan", help="stage 2: fine-tune a generator as a conditional GAN (resumes if --out has a run)")
+    g.add_argument("--data", required=True, help="folder of photos")
+    g.add_argument("--out", required=True, help="run folder, e.g. runs/places365-gan")
+    g.add_argument("--generator", help="L1-pretrained generator checkpoint (.safetensors); none: from scratch")
+    g.add_argument("--preset", default="pix2pix", help=f"recipe: {', '.join(GAN_PRESETS)}")
+    g.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
+    add_config_args(g, GanConfig)
+    g.set_defaults(run=_gan)
 
     a = sub.add_parser("apply", help="colorize photos or folders at full resolution")
     a.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")

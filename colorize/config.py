@@ -59,7 +59,7 @@ class GanConfig(Recipe):
     lr_d: float = 2e-4  # ... and for D
     beta1: float = 0.5  # tutorial and pix2pix: Adam betas (0.5, 0.999) for both networks
     beta2: float = 0.999
-    decay_steps: float | None = None  # lr * 0.1^(step / decay_steps) for G and D; None (or 0): constant, as the tutorial
+    decay_steps: float | None = None  # lr * 0.1^(step / decay_steps), G and D; None/0: constant (tutorial)
     min_lr: float = 0.0  # floor of the decayed learning rates
     gan_mode: str = "bce"  # tutorial and pix2pix: 'vanilla' GAN, BCE on logits (losses.GAN_MODES)
     smoothing: float = 1.0  # tutorial: real label 1.0, no one-sided label smoothing
@@ -104,10 +104,11 @@ GAN_PRESETS: dict[str, GanConfig] = {
     # --base_lr_disc=2e-4 --lr_decay_steps=4e4 --disc_norm=spectral --apply_weight_init=0
     "cifar-spectral": _CIFAR.replace(epochs=100, smoothing=1.0, l1_weight=0.985, lr_g=2e-4, lr_d=2e-4,
                                      decay_steps=4e4, critic_norm="spectral", critic_init=False),
-    # `colorize demo`: a short fine-tune of the `demo` L1 generator on the sample photos (128 px, 14x14 map).
-    "demo": GanConfig(size=128, bs=8, epochs=4, repeats=16, workers=0),
-    # Tests and notebooks in SMOKE mode: seconds on a CPU, no network; n_layers 2 suits 64 px (14x14 map).
-    "smoke": GanConfig(size=64, bs=4, epochs=2, critic_layers=2, repeats=2, workers=0),
+    # `colorize demo`: a short fine-tune of the `demo` L1 generator (64 px) on the sample photos;
+    # n_layers 2 suits 64 px (a 14x14 map of 34 px patches).
+    "demo": GanConfig(size=64, bs=8, epochs=3, critic_layers=2, repeats=16, workers=0),
+    # Tests and notebooks in SMOKE mode, after the `smoke` L1 generator (32 px): seconds on a CPU, no network.
+    "smoke": GanConfig(size=32, bs=4, epochs=2, critic_layers=2, repeats=2, workers=0),
 }
 
 

@@ -1,4 +1,6 @@
-"""`colorize demo`: the whole method, offline, in minutes on a CPU, on the photos shipped with scikit-image/-learn.
+"""`colorize demo`: the whole method (L1 pretraining, then GAN fine-tuning), offline, in minutes on a CPU.
+
+It trains on the photos shipped with scikit-image and scikit-learn.
 
 Eight photos are far too few for a general model: the demo shows the pipeline working end to end,
 not Places365-quality colour. Its numbers are measured, not made up: the held-out photos are
@@ -14,14 +16,15 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .config import PRETRAIN_PRESETS
+from .config import GAN_PRESETS, PRETRAIN_PRESETS
 from .data import index_dataset, load_rgb, sample_photos
 from .inference import colorize_image
 from .lab import AB_SCALE, lab_net_to_rgb, rgb_to_lab_net
 from .metrics import psnr_rgb
 from .models import load_generator
 from .plots import gallery
-from .train import BEST_NAME, pretrain
+from .gan import finetune
+from .train import BEST_NAME, LAST_NAME, pretrain
 
 
 def _tensor(img: Image.Image) -> torch.Tensor:
@@ -51,15 +54,19 @@ def metrics_table(rows: dict[str, dict[str, float]], n_images: int) -> str:
 
 
 def run_demo(out="runs/demo", data="data/samples", device=None) -> str:
-    """L1-pretrain on the sample photos, colorize the held-out ones, write gallery.png and metrics.md; say where."""
+    """L1-pretrain then GAN-fine-tune on the sample photos, colorize the held-out ones, write gallery.png and
+    metrics.md; say where."""
     out = Path(out)
     photos = sample_photos(data)
     config = PRETRAIN_PRESETS["demo"]
     pretrain(photos, out / "l1", config, device=device)
-    model = load_generator(out / "l1" / BEST_NAME, device=device)
+    finetune(photos, out / "gan", GAN_PRESETS["demo"], generator=out / "l1" / BEST_NAME, device=device)
+    l1 = load_generator(out / "l1" / BEST_NAME, device=device)
+    gan = load_generator(out / "gan" / LAST_NAME, device=device)  # the GAN's result, not its lowest-L1 epoch
 
     methods = {"grayscale baseline": grayscale_baseline,
-               "L1 generator": lambda img: colorize_image(model, img, render_size=config.size)}
+               "L1 generator": lambda img: colorize_image(l1, img, render_size=config.size),
+               "GAN generator": lambda img: colorize_image(gan, img, render_size=config.size)}
     tests = index_dataset(photos).files("test")
     scores = {name: [] for name in methods}
     rows = []
@@ -74,10 +81,10 @@ def run_demo(out="runs/demo", data="data/samples", device=None) -> str:
         rows.append(row + [original])
     means = {name: {k: float(np.mean([s[k] for s in ss])) for k in ss[0]} for name, ss in scores.items()}
 
-    fig = gallery(rows, ["grayscale (input)", "L1 generator", "original"], row_labels=[p.name for p in tests])
+    fig = gallery(rows, ["grayscale (input)", "L1 only", "GAN", "original"], row_labels=[p.name for p in tests])
     fig.savefig(out / "gallery.png", dpi=100)
     (out / "metrics.md").write_text(metrics_table(means, len(tests)))
     (out / "metrics.json").write_text(json.dumps({"n_images": len(tests), "photos": [p.name for p in tests],
                                                   "methods": means}, indent=1))
     return (f"{metrics_table(means, len(tests))}\ngallery: {out / 'gallery.png'}\nmetrics: {out / 'metrics.md'}\n"
-            f"generator: {out / 'l1' / BEST_NAME}")
+            f"generators: {out / 'l1' / BEST_NAME} (L1), {out / 'gan' / LAST_NAME} (GAN)")

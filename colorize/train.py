@@ -115,7 +115,7 @@ class RunCheckpoint(Callback):
     """After every completed epoch: save the resumable state, the last generator and the best one.
 
     Runs before the Recorder logs (order 45), so a logged epoch is always a saved epoch.
-    Subclasses add their own tensors (a critic, its optimiser) through `extra_state`/`load_extra_state`.
+    Subclasses add their own tensors (a critic, its optimiser) through `extra_state`.
     """
 
     order = 45
@@ -180,19 +180,26 @@ def pretrain_learner(data, config: PretrainConfig, run_dir=None, device=None) ->
     return learn
 
 
+def resume_state(learn: Learner, run_dir, config) -> tuple[dict | None, int]:
+    """Check the recipe, restore the model and optimiser saved in `run_dir`; (the state or None, epochs done)."""
+    run_dir = Path(run_dir)
+    check_config(run_dir, config)
+    state = load_state(run_dir)
+    if state is None:
+        return None, 0
+    learn.model.load_state_dict(state["model"])
+    learn.create_opt()
+    load_opt_state(learn.opt, state["opt"])
+    log.info("resuming %s after epoch %d of %d", run_dir, state["epoch"], config.epochs)
+    return state, state["epoch"]
+
+
 def fit_resumable(learn: Learner, run_dir, config: PretrainConfig, stage: str = "pretrain") -> Learner:
     """`fit_one_cycle` for `config.epochs`, continuing from the last completed epoch saved in `run_dir`."""
     run_dir = Path(run_dir)
-    check_config(run_dir, config)
-    state, start = load_state(run_dir), 0
-    if state is not None:
-        learn.model.load_state_dict(state["model"])
-        learn.create_opt()
-        load_opt_state(learn.opt, state["opt"])
-        start = state["epoch"]
-        log.info("resuming %s after epoch %d of %d", run_dir, start, config.epochs)
-        if start >= config.epochs:
-            return learn
+    state, start = resume_state(learn, run_dir, config)
+    if start >= config.epochs:
+        return learn
     learn.path = run_dir
     cbs = [RunCheckpoint(run_dir, config.arch, config.size, stage, start, state and state["best"]),
            ResumableCSVLogger(HISTORY_NAME, start)]
