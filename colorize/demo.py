@@ -28,7 +28,7 @@ from .train import BEST_NAME, LAST_NAME, pretrain
 
 
 def _tensor(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img)).permute(2, 0, 1)[None].float() / 255  # (1,3,H,W) in [0,1]
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255  # (1,3,H,W) in [0,1]
 
 
 def compare(candidate: Image.Image, original: Image.Image) -> dict[str, float]:
@@ -53,14 +53,14 @@ def metrics_table(rows: dict[str, dict[str, float]], n_images: int) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_demo(out="runs/demo", data="data/samples", device=None) -> str:
+def run_demo(out="runs/demo", data="data/samples", device=None, pretrain_config=None, gan_config=None) -> str:
     """L1-pretrain then GAN-fine-tune on the sample photos, colorize the held-out ones, write gallery.png and
-    metrics.md; say where."""
+    metrics.md; say where. The recipes default to the `demo` presets."""
     out = Path(out)
     photos = sample_photos(data)
-    config = PRETRAIN_PRESETS["demo"]
+    config = pretrain_config or PRETRAIN_PRESETS["demo"]
     pretrain(photos, out / "l1", config, device=device)
-    finetune(photos, out / "gan", GAN_PRESETS["demo"], generator=out / "l1" / BEST_NAME, device=device)
+    finetune(photos, out / "gan", gan_config or GAN_PRESETS["demo"], generator=out / "l1" / BEST_NAME, device=device)
     l1 = load_generator(out / "l1" / BEST_NAME, device=device)
     gan = load_generator(out / "gan" / LAST_NAME, device=device)  # the GAN's result, not its lowest-L1 epoch
 

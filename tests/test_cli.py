@@ -1,0 +1,89 @@
+"""The `colorize` command line end to end on tiny data: the same functions the notebooks call, with clear errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from colorize.cli import build_parser, config_from_args, main
+from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig
+from colorize.data import sample_photos
+from colorize.demo import run_demo
+from colorize.models import build_generator, save_generator
+
+
+def test_every_recipe_field_is_a_flag_and_overrides_the_preset():
+    args = build_parser().parse_args(["gan", "--data", "d", "--out", "o", "--preset", "cifar-spectral",
+                                      "--smoothing", "0.8", "--no-critic-init", "--decay-steps", "1000"])
+    config = config_from_args(args, GAN_PRESETS, GanConfig)
+    assert (config.smoothing, config.critic_init, config.decay_steps) == (0.8, False, 1000.0)
+    assert config.critic_norm == "spectral" and config.epochs == 100  # the rest is the preset's
+    args = build_parser().parse_args(["pretrain", "--data", "d", "--out", "o", "--no-pretrained", "--epochs", "3"])
+    config = config_from_args(args, PRETRAIN_PRESETS, PretrainConfig)
+    assert (config.pretrained, config.epochs, config.lr) == (False, 3, 1e-4)
+
+
+def test_unknown_preset_is_a_clear_error(caplog):
+    assert main(["pretrain", "--data", "d", "--out", "o", "--preset", "nope"]) == 2
+    assert "unknown preset 'nope'; choose one of: places365, demo, smoke" in caplog.text
+
+
+def test_download_without_credentials_says_what_to_do(tmp_path, monkeypatch, caplog):
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    import kagglehub
+
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda *a, **k: pytest.fail("tried the network"))
+    assert main(["download", "places365", "--dest", str(tmp_path / "places")]) == 2
+    assert "no Kaggle credentials" in caplog.text and "KAGGLE_USERNAME" in caplog.text
+
+
+def test_apply_colorizes_a_folder_and_skips_a_broken_file(tmp_path, capsys):
+    ckpt = save_generator(build_generator("resnet18", size=32, pretrained=False), tmp_path / "g.safetensors",
+                          arch="resnet18", size=32)
+    photos = tmp_path / "in"
+    photos.mkdir()
+    Image.new("RGB", (45, 30), (200, 120, 40)).save(photos / "a.jpg")
+    Image.new("L", (20, 33), 90).save(photos / "b.png")
+    (photos / "broken.jpg").write_text("not a photo")
+    assert main(["apply", str(photos), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--render-size", "32"]) == 0
+    written = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert written == ["a.png", "b.png"]
+    assert Image.open(tmp_path / "out" / "a.png").size == (45, 30)
+    assert "broken.jpg" in capsys.readouterr().out
+
+
+def test_apply_with_a_file_that_is_not_a_checkpoint(tmp_path, caplog):
+    bad = tmp_path / "model.safetensors"
+    bad.write_text("hello")
+    assert main(["apply", str(tmp_path), "--model", str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "not a colorize generator checkpoint" in caplog.text
+
+
+def test_colorize_is_installed_as_a_command():
+    out = subprocess.run([sys.executable, "-m", "colorize.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for command in ("download", "pretrain", "gan", "apply", "evaluate", "export", "demo"):
+        assert command in out.stdout
+
+
+@pytest.mark.slow
+def test_demo_writes_gallery_and_metrics(tmp_path):
+    report = run_demo(tmp_path / "demo", data=tmp_path / "samples",
+                      pretrain_config=PRETRAIN_PRESETS["smoke"], gan_config=GAN_PRESETS["smoke"].replace(epochs=1))
+    out = tmp_path / "demo"
+    assert (out / "gallery.png").exists() and (out / "l1" / "best.safetensors").exists()
+    assert (out / "gan" / "last.safetensors").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["methods"]) == {"grayscale baseline", "L1 generator", "GAN generator"}
+    assert metrics["n_images"] == 2 and sorted(metrics["photos"]) == ["chelsea.png", "flower.png"]
+    for m in metrics["methods"].values():
+        assert 0 < m["psnr_rgb"] < 100 and m["ab_l1"] >= 0
+    # full resolution: the colorized photos keep the originals' sizes
+    original = Image.open(tmp_path / "samples" / "test" / "chelsea.png")
+    assert Image.open(out / "chelsea_gan.png").size == original.size
+    assert "gallery" in report and "metrics.md" in report
