@@ -120,3 +120,16 @@ def save_figure(fig, path, dpi: int = 100):
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
     return path
+
+
+def before_after(before: Image.Image, after: Image.Image, position: float, divider: int = 2) -> Image.Image:
+    """A before/after slider's frame: `before` left of `position` (a fraction of the width), `after` right, a line between."""
+    if before.size != after.size:
+        raise ValueError(f"before is {before.size} but after is {after.size}: resize one to the other's size first")
+    if not 0.0 <= position <= 1.0:
+        raise ValueError(f"position is a fraction of the width in [0, 1], got {position}")
+    frame = after.convert("RGB")  # a copy, also for an RGB `after`
+    x = round(position * frame.width)
+    frame.paste(before.convert("RGB").crop((0, 0, x, frame.height)), (0, 0))
+    frame.paste((255, 255, 255), (max(0, x - divider // 2), 0, min(frame.width, x + (divider + 1) // 2), frame.height))
+    return frame

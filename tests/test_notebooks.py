@@ -9,7 +9,8 @@ import nbformat
 import pytest
 
 from colorize.data import INDEX_NAME
-from colorize.train import BEST_NAME, HISTORY_NAME
+from colorize.gan import GALLERY_NAME
+from colorize.train import BEST_NAME, HISTORY_NAME, LAST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -19,6 +20,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 PRODUCES = {
     "01_data": ([f"**/{INDEX_NAME}"], 3),
     "02_pretrain_generator": ([f"**/{BEST_NAME}", f"**/{HISTORY_NAME}"], 4),
+    "03_gan_finetune": ([f"**/{LAST_NAME}", f"**/{HISTORY_NAME}", f"**/{GALLERY_NAME.format(1)}"], 5),
+    "04_evaluate_and_colorize": (["**/results.md", "**/gallery.png", "**/hardest.png", "**/*_colorized.png"], 5),
 }
 CELL_TIMEOUT_S = 300  # generous for a busy 2-core machine; a smoke notebook takes well under a minute
 
@@ -39,7 +42,8 @@ def repository_url() -> str:
 
 
 def test_there_are_notebooks():
-    assert [p.name for p in NOTEBOOKS][:2] == ["01_data.ipynb", "02_pretrain_generator.ipynb"]
+    assert [p.name for p in NOTEBOOKS][:4] == ["01_data.ipynb", "02_pretrain_generator.ipynb", "03_gan_finetune.ipynb",
+                                               "04_evaluate_and_colorize.ipynb"]
 
 
 @notebooks
