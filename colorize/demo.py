@@ -22,7 +22,7 @@ from .inference import colorize_image
 from .lab import AB_SCALE, lab_net_to_rgb, rgb_to_lab_net
 from .metrics import psnr_rgb
 from .models import load_generator
-from .plots import gallery
+from .plots import gallery, save_figure
 from .gan import finetune
 from .train import BEST_NAME, LAST_NAME, pretrain
 
@@ -82,7 +82,7 @@ def run_demo(out="runs/demo", data="data/samples", device=None, pretrain_config=
     means = {name: {k: float(np.mean([s[k] for s in ss])) for k in ss[0]} for name, ss in scores.items()}
 
     fig = gallery(rows, ["grayscale (input)", "L1 only", "GAN", "original"], row_labels=[p.name for p in tests])
-    fig.savefig(out / "gallery.png", dpi=100)
+    save_figure(fig, out / "gallery.png")
     (out / "metrics.md").write_text(metrics_table(means, len(tests)))
     (out / "metrics.json").write_text(json.dumps({"n_images": len(tests), "photos": [p.name for p in tests],
                                                   "methods": means}, indent=1))
