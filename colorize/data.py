@@ -45,6 +45,11 @@ PLACES365_HANDLE = "pankajkumar2002/places365"  # Kaggle: ~36k Places365 photos 
 CIFAR10_URL = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"  # fastai's URLs.CIFAR
 
 
+def default_workers() -> int:
+    """Worker processes when none are asked for: every core, at most 8."""
+    return min(8, os.cpu_count() or 1)
+
+
 class BadImageError(ValueError):
     """A file that cannot be decoded as a photo."""
 
@@ -213,7 +218,7 @@ def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True
             excluded = [(r["path"], r["reason"]) for r in csv.DictReader(f)]
         return DatasetIndex(root, items, excluded)
 
-    reasons = parallel(screen, [root / r for r in rels], n_workers=min(8, os.cpu_count() or 1),
+    reasons = parallel(screen, [root / r for r in rels], n_workers=default_workers(),
                        progress=progress, threadpool=len(rels) < 200)
     excluded = [(r, why) for r, why in zip(rels, reasons) if why]
     good = [r for r, why in zip(rels, reasons) if not why]
@@ -274,7 +279,7 @@ def make_dataloaders(
                          "lower the batch size or raise `repeats` (crops per photo)")
     dsets = Datasets(train + valid, tfms=[[open_photo]],
                      splits=[list(range(len(train))), list(range(len(train), len(train) + len(valid)))])
-    workers = min(8, os.cpu_count() or 1) if workers is None else workers
+    workers = default_workers() if workers is None else workers
     return dsets.dataloaders(
         bs=bs, num_workers=workers, device=device, pin_memory=device is not None and str(device).startswith("cuda"),
         after_item=[RandomResizedCrop(size, min_scale=min_scale), FlipItem(0.5), ToTensor()],

@@ -43,8 +43,8 @@ from .data import make_dataloaders
 from .losses import GANLoss, generator_loss
 from .models import build_critic, build_generator, load_generator, read_checkpoint_metadata
 from .plots import batch_gallery, save_figure
-from .train import (HISTORY_NAME, LAST_NAME, ColorPSNR, ResumableCSVLogger, RunCheckpoint, mixed_precision,
-                    resume_state)
+from .train import (HISTORY_NAME, LAST_NAME, ColorPSNR, ResumableCSVLogger, RunCheckpoint, resume_state,
+                    tune_for_device)
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,8 @@ def gan_learner(data, config: GanConfig, generator=None, run_dir=None, device=No
     `generator`: an L1-pretrained checkpoint (.safetensors) to start from; None builds a fresh one
     (`config.arch`, `config.size`, `config.pretrained`), as the CIFAR study trains from scratch.
     G and D each get Adam with the config's betas and eps 1e-8, no weight decay, constant learning
-    rates `lr_g`/`lr_d` (`fit_gan` adds the decay). Mixed precision on a GPU, fp32 on the CPU.
+    rates `lr_g`/`lr_d` (`fit_gan` adds the decay). Device settings (channels_last, mixed precision and
+    cuDNN autotuning on a GPU) from `train.tune_for_device`.
     """
     set_seed(config.seed)
     dls = make_dataloaders(data, size=config.size, bs=config.bs, repeats=config.repeats,
@@ -233,9 +234,7 @@ def gan_learner(data, config: GanConfig, generator=None, run_dir=None, device=No
     learn = Learner(dls, model, loss_func=nn.L1Loss(), lr=config.lr_g, wd=0.0,
                     opt_func=partial(Adam, mom=config.beta1, sqr_mom=config.beta2, eps=1e-8),
                     metrics=[ColorPSNR(), *gan.metrics()], cbs=[gan], path=run_dir or ".", model_dir=".")
-    if (mp := mixed_precision(dls.device)) is not None:
-        learn.add_cb(mp)
-    return learn
+    return tune_for_device(learn, config.size, critic)
 
 
 def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learner:

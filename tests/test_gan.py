@@ -115,6 +115,16 @@ def test_critic_step_moves_only_d_and_generator_step_moves_only_g(photos):
     assert seen["backpropagated"] == pytest.approx(seen["adv"] + TINY.l1_weight * seen["l1"], rel=1e-5)
 
 
+def test_both_networks_train_channels_last_with_the_critic_optimiser_still_on_its_weights(photos):
+    learn = gan_learner(photos, TINY.replace(size=64))  # the CPU goes NHWC from 64 px (train.tune_for_device)
+    gan = learn.conditional_gan
+    for net in (learn.model, gan.critic):
+        assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.ndim == 4)
+    held = [p for group in gan.critic_opt.param_groups for p in group["params"]]
+    assert len(held) == len(list(gan.critic.parameters()))
+    assert all(a is b for a, b in zip(held, gan.critic.parameters()))  # converted in place: D's Adam steps D
+
+
 def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, photos, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(interrupted_run[0], run)

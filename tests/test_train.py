@@ -9,11 +9,12 @@ import time
 
 import pytest
 import torch
+from fastai.callback.core import Callback, CancelFitException
 
 from colorize.config import PRETRAIN_PRESETS
 from colorize.data import sample_photos
-from colorize.models import load_generator
-from colorize.train import check_config, load_state, pretrain, pretrain_learner
+from colorize.models import load_generator, save_generator
+from colorize.train import CudnnAutotune, check_config, load_state, pretrain, pretrain_learner
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,44 @@ def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path):
     assert state["epoch"] == 2 and state["opt"]["state"]
     g = load_generator(run / "last.safetensors")
     assert torch.equal(g.state_dict()[next(iter(state["model"]))], next(iter(state["model"].values())))
+
+
+def _channels_last(module):
+    """True if every conv weight with more than one input channel and a kernel wider than 1 is NHWC-contiguous."""
+    return all(p.is_contiguous(memory_format=torch.channels_last) for p in module.parameters()
+               if p.ndim == 4 and p.shape[1] > 1 and p.shape[2] > 1)
+
+
+@pytest.mark.parametrize("size, nhwc", [(32, False), (64, True)])
+def test_cpu_learner_is_channels_last_from_64_px_and_never_autocasts(photos, size, nhwc, tmp_path):
+    """tune_for_device on the CPU: NHWC weights where they measured faster (issue 5); autocast and autotuning on CUDA only.
+
+    Either layout saves to an ordinary checkpoint that rebuilds the same generator.
+    """
+    learn = pretrain_learner(photos, PRETRAIN_PRESETS["smoke"].replace(size=size))
+    assert _channels_last(learn.model) is nhwc
+    assert not hasattr(learn, "mixed_precision") and not hasattr(learn, "cudnn_autotune")
+    path = save_generator(learn.model, tmp_path / "g.safetensors", arch="resnet18", size=size)
+    L = torch.rand(1, 1, size, size) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(load_generator(path)(L), learn.model.eval()(L), atol=1e-5)
+
+
+class PeekCudnnFlag(Callback):
+    """Records cuDNN's autotuning flag during the first training batch, then stops the fit."""
+
+    def after_batch(self):
+        self.seen = torch.backends.cudnn.benchmark
+        raise CancelFitException
+
+
+def test_cudnn_autotune_is_on_for_the_fit_only(photos):
+    """The callback a CUDA Learner gets (its flag is a plain switch, so the CPU can check the bookkeeping)."""
+    learn = pretrain_learner(photos, PRETRAIN_PRESETS["smoke"])
+    learn.add_cb(CudnnAutotune())
+    before, peek = torch.backends.cudnn.benchmark, PeekCudnnFlag()
+    learn.fit(1, cbs=[peek])
+    assert peek.seen is True and torch.backends.cudnn.benchmark == before
 
 
 def test_resume_refuses_a_different_recipe(tmp_path):

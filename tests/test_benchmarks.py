@@ -1,0 +1,79 @@
+"""benchmarks/train_throughput.py runs end to end on the CPU at a tiny size and reports what issue 5 asks for."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from colorize.data import sample_photos
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+RECORD_KEYS = {"config", "device", "device_name", "torch", "fastai", "precision", "memory_format", "batch", "size",
+               "workers", "images_per_s", "gpu_mem_peak_gb", "gflops_per_image", "mfu", "load_avg_1m"}
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_script()
+
+
+def test_one_record_per_configuration_and_a_summary(bench, tmp_path, capsys):
+    photos = sample_photos(tmp_path / "photos")
+    bench.main(["--device", "cpu", "--size", "32", "--bs", "4", "--steps", "2", "--warmup", "1", "--workers", "0",
+                "--threads", "1", "--data", str(photos), "--train-images", "1000"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    records = [json.loads(line) for line in lines if line.startswith("{")]
+    assert [r["config"] for r in records] == list(bench.CONFIGS)
+    for r in records:
+        assert RECORD_KEYS <= set(r), RECORD_KEYS - set(r)
+        assert r["images_per_s"] > 0 and r["batch"] == 4 and r["size"] == 32 and r["device"] == "cpu"
+        assert r["gpu_mem_peak_gb"] is None and r["mfu"] is None  # no GPU, no peak to divide by
+    by = {r["config"]: r for r in records}
+    assert by["pipeline"]["precision"] == by["baseline"]["precision"] == "fp32"  # the CPU trains in fp32
+    # fwd + bwd of the same generator, counted on the real steps: equal for the L1 configurations, more for the GAN
+    assert by["model"]["gflops_per_image"] == by["pipeline"]["gflops_per_image"] == by["baseline"]["gflops_per_image"] > 0
+    assert by["gan"]["gflops_per_image"] > by["pipeline"]["gflops_per_image"]
+    summary = [line for line in lines if line.startswith("summary: ")]
+    assert len(summary) == 1
+    s = json.loads(summary[0].removeprefix("summary: "))
+    rates = {k: by[k]["images_per_s"] for k in bench.SUMMARY_CONFIGS}
+    assert s["pipeline/model"] == pytest.approx(rates["pipeline"] / rates["model"], rel=0.02)
+    assert s["pipeline/baseline"] == pytest.approx(rates["pipeline"] / rates["baseline"], rel=0.02)
+    assert s["gan/pipeline"] == pytest.approx(rates["gan"] / rates["pipeline"], rel=0.02)
+    if s["places365_train_images_from"].startswith("assumed"):
+        assert s["places365_train_images"] == 1000
+    hours = 20 * s["places365_train_images"] * (1 / rates["pipeline"] + 1 / rates["gan"]) / 3600
+    assert s["projected_hours"] == pytest.approx(hours, rel=0.02)
+
+
+def test_flops_per_image_match_the_generator_at_256(bench):
+    """The counter sees the ResNet-18 U-Net's known cost: ~57 GFLOP forward per 256x256 image (issue 5), fwd+bwd ~3x."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from colorize.models import build_generator
+
+    model = build_generator("resnet18", size=64, pretrained=False)
+    with FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 1, 64, 64))
+    forward_256 = counter.get_total_flops() * (256 / 64) ** 2  # conv FLOPs scale with the pixel count
+    assert 50e9 < forward_256 < 65e9
+
+
+@pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12),
+                                        ("NVIDIA H200", 989e12), ("NVIDIA A100-SXM4-40GB", 312e12),
+                                        ("NVIDIA L4", 121e12), ("Tesla T4", 65e12), ("NVIDIA L40S", None)])
+def test_peak_table(bench, monkeypatch, name, peak):
+    import torch
+
+    monkeypatch.setattr(bench, "device_name", lambda device: name)
+    assert bench.peak_flops(torch.device("cuda", 0)) == peak
+    assert bench.peak_flops(torch.device("cpu")) is None
