@@ -4,14 +4,20 @@
 
 Same device, batch size, image size and generator (ResNet-18 DynamicUnet, random init) throughout:
   model     L1 steps of the pretraining Learner on one batch already on the device: the ceiling
-  pipeline  `colorize.train.pretrain_learner` end to end: files -> workers -> uint8 batches ->
-            Lab on the device -> L1 step
+  pipeline  `colorize.train.pretrain_learner` end to end with the places365 preset: the photos'
+            uint8 cache (`colorize.cache`, decoded once, before the timing; its build time is
+            printed on a `cache:` line) -> workers -> batches -> crop, flip and Lab on the device
+            -> L1 step. With --no-cache: JPEGs decoded, cropped and flipped by the workers instead
   gan       `colorize.gan.gan_learner`: the same pipeline, then a critic step and a generator step
   baseline  the reference tutorial's way: a torch Dataset doing PIL bicubic resize + skimage rgb2lab
             per photo in the workers, fp32, default memory format, a plain loop of Adam steps on L1
   loader, baseline_loader
             the two data paths alone, batches on the device and no step: the most images/s each can
-            feed the model (above `model`, the data path is not what the device waits for)
+            feed the model (above `model`, the data path is not what the device waits for). They
+            also give worker_ms_per_photo: what one worker spends on a photo (read, decode, crop,
+            flip; the baseline also Lab), timed in the main process. On a CPU `device` the batch
+            transforms (Lab, and the cached path's crop and flip) run in the main process too and
+            bound the loader; on a GPU they cost little, and workers / worker_ms_per_photo bounds it.
 Each configuration prints one JSON line. images/s counts `--steps` training batches after `--warmup`
 batches (the first one counted for FLOPs, then compilation/autotuning); data loading is inside the
 timed window. FLOPs per image are counted by torch's FlopCounterMode on the real first step of each
@@ -53,7 +59,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
 from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS
-from colorize.data import DONE_MARKER, default_workers, index_dataset, sample_photos
+from colorize.data import DONE_MARKER, default_workers, index_dataset, make_dataloaders, sample_photos
 from colorize.gan import gan_learner
 from colorize.lab import AB_SCALE, L_SCALE
 from colorize.models import build_generator
@@ -224,6 +230,15 @@ def tutorial_step(size: int, device: torch.device):
     return step
 
 
+def worker_ms(get_item, n: int) -> float:
+    """Milliseconds one worker spends on a photo: `get_item(i)` for `n` photos, in this process, after one untimed."""
+    get_item(0)
+    start = time.perf_counter()
+    for i in range(n):
+        get_item(i)
+    return 1000 * (time.perf_counter() - start) / n
+
+
 def time_loop(batches, device, warmup: int, steps: int, step=None) -> tuple[float, float | None]:
     """(seconds for batches `warmup`..`warmup + steps - 1`, FLOPs of `step` on batch 0) of a plain loop.
 
@@ -273,9 +288,6 @@ def peak_flops(device: torch.device) -> float | None:
 def set_precision(learn, precision: str) -> str:
     """Replace the Learner's choice of precision unless `precision` is 'auto'; return the one in use."""
     if precision != "auto":
-        if precision != "fp32" and learn.dls.device.type != "cuda":
-            raise SystemExit(f"--precision {precision} needs a CUDA device (fastai's MixedPrecision autocasts "
-                             "on CUDA only); use --precision fp32 or auto on the CPU")
         if hasattr(learn, "mixed_precision"):
             learn.remove_cb(learn.mixed_precision)
         if precision != "fp32":
@@ -338,6 +350,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="force the memory format of our configurations (default: the package's choice)")
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the networks of our configurations after batch 0 (see compile_networks)")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
+                   help="pipeline, gan and loader read the uint8 photo cache, as the places365 preset does (default)")
     p.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS),
                    help="run only some configurations (the summary needs the first four)")
     p.add_argument("--train-images", type=int, default=PLACES365_TRAIN_ASSUMED,
@@ -345,6 +359,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be at least 1")
+    if args.precision in ("bf16", "fp16") and not args.device.startswith("cuda"):
+        p.error(f"--precision {args.precision} needs a CUDA device (fastai's MixedPrecision autocasts on CUDA "
+                "only); use --precision fp32 or auto on the CPU")
     return args
 
 
@@ -356,19 +373,27 @@ def measure(name: str, index, args, device, pretrain, gan, n_batches: int) -> tu
         step = tutorial_step(args.size, device) if name == "baseline" else None
         seconds, flops = time_loop(batches, device, args.warmup, args.steps, step)
         model_settings = {"precision": "fp32", "memory_format": "contiguous"} if step else NO_MODEL
-        return seconds, flops, {**model_settings, "compile": False, "workers": workers}
-    learn = gan_learner(index, gan, device=device) if name == "gan" else pretrain_learner(index, pretrain, device=device)
+        settings = {**model_settings, "compile": False, "workers": workers, "cache": False}
+        if name == "baseline_loader":
+            dataset = TutorialDataset(index.files("train") * pretrain.repeats, args.size)
+            settings["worker_ms_per_photo"] = round(worker_ms(dataset.__getitem__, args.bs), 3)
+        return seconds, flops, settings
+    if name == "gan":
+        learn = gan_learner(index, gan, device=device)
+    else:
+        learn = pretrain_learner(index, pretrain, device=device)
     workers = learn.dls.train.fake_l.num_workers
     if name == "loader":
         seconds, _ = time_loop(learn.dls.train, device, args.warmup, args.steps)
-        return seconds, None, {**NO_MODEL, "compile": False, "workers": workers}
+        return seconds, None, {**NO_MODEL, "compile": False, "workers": workers, "cache": args.cache,
+                               "worker_ms_per_photo": round(worker_ms(learn.dls.train.do_item, args.bs), 3)}
     if name == "model":
         batch = learn.dls.train.one_batch()  # (L, ab) on the device
         learn.dls = DataLoaders(RepeatBatch(batch, n_batches), learn.dls.valid, device=device)
         workers = 0
     set_memory_format([learn.model] + ([learn.conditional_gan.critic] if name == "gan" else []), args.channels_last)
     settings = {"precision": set_precision(learn, args.precision), "memory_format": memory_format(learn.model),
-                "compile": args.compile, "workers": workers}
+                "compile": args.compile, "workers": workers, "cache": args.cache if name != "model" else None}
     seconds, flops = time_learner(learn, args.warmup, args.steps, args.compile, gan=name == "gan")
     return seconds, flops, settings
 
@@ -391,8 +416,11 @@ def main(argv=None) -> None:
         repeats = math.ceil(n_batches * args.bs / len(index.files("train")))  # crops per photo: one epoch is enough
         base["data"] = f"{data_name}: {len(index.files('train'))} train photos x {repeats} crops"
         pretrain = PRETRAIN_PRESETS["places365"].replace(size=args.size, bs=args.bs, pretrained=False,
-                                                         repeats=repeats, workers=args.workers)
-        gan = GAN_PRESETS["pix2pix"].replace(size=args.size, bs=args.bs, repeats=repeats, workers=args.workers)
+                                                         repeats=repeats, workers=args.workers, cache=args.cache)
+        gan = GAN_PRESETS["pix2pix"].replace(size=args.size, bs=args.bs, repeats=repeats, workers=args.workers,
+                                             cache=args.cache)
+        if args.cache and {"pipeline", "gan", "loader"} & set(args.configs):
+            print("cache: " + json.dumps(build_cache(index, pretrain)), flush=True)
         for name in args.configs:
             load_before = os.getloadavg()[0]
             if device.type == "cuda":
@@ -401,20 +429,32 @@ def main(argv=None) -> None:
             seconds, flops, settings = measure(name, index, args, device, pretrain, gan, n_batches)
             rates[name] = rate = args.steps * args.bs / seconds
             flops_per_image = flops / args.bs if flops is not None else None
+            memory_peak = torch.cuda.max_memory_allocated(device) / 1e9 if device.type == "cuda" else None
             print(json.dumps({
                 "config": name, **base, **settings, "steps": args.steps, "warmup": args.warmup,
                 "images_per_s": round(rate, 2), "step_ms": round(1000 * seconds / args.steps, 1),
-                "gpu_mem_peak_gb": round(torch.cuda.max_memory_allocated(device) / 1e9, 2) if device.type == "cuda" else None,
+                "gpu_mem_peak_gb": round(memory_peak, 2) if memory_peak is not None else None,
                 "gflops_per_image": round(flops_per_image / 1e9, 2) if flops_per_image else None,
                 "mfu": round(flops_per_image * rate / peak, 4) if peak and flops_per_image else None,
                 "load_avg_1m": [load_before, os.getloadavg()[0]],
             }), flush=True)
     if set(SUMMARY_CONFIGS) <= set(rates):
-        print("summary: " + json.dumps(summary(rates, args.train_images)), flush=True)
+        print("summary: " + json.dumps(summary(rates, args.train_images, args.size)), flush=True)
 
 
-def summary(rates: dict[str, float], assumed_train: int) -> dict:
-    """The three ratios and the projected wall time of the full Places365 tutorial from the measured rates."""
+def build_cache(index, config) -> dict:
+    """Build the photo cache the cached configurations read (once, untimed by them); what it took."""
+    start = time.perf_counter()
+    dls = make_dataloaders(index, size=config.size, bs=config.bs, repeats=config.repeats, workers=config.workers,
+                           cache=True, progress=False)
+    seconds = time.perf_counter() - start
+    n = len(index.files("train")) + len(index.files("valid"))
+    return {"photos": n, "size": config.size, "workers": dls.train.fake_l.num_workers, "seconds": round(seconds, 2),
+            "photos_per_s": round(n / seconds, 1), "gib": round(n * config.size**2 * 3 / 2**30, 3)}
+
+
+def summary(rates: dict[str, float], assumed_train: int, size: int) -> dict:
+    """The three ratios and the projected wall time of the Places365 tutorial from the rates measured at `size` px."""
     n_train, source = places365_train_count(assumed_train)
     seconds = (TUTORIAL_EPOCHS["pretrain"] * n_train / rates["pipeline"]
                + TUTORIAL_EPOCHS["gan"] * n_train / rates["gan"])
@@ -423,8 +463,9 @@ def summary(rates: dict[str, float], assumed_train: int) -> dict:
         "pipeline/baseline": round(rates["pipeline"] / rates["baseline"], 3),
         "gan/pipeline": round(rates["gan"] / rates["pipeline"], 3),
         **{f"{k}/model": round(rates[k] / rates["model"], 3) for k in ("loader", "baseline_loader") if k in rates},
-        "places365_tutorial": f"{TUTORIAL_EPOCHS['pretrain']} L1 + {TUTORIAL_EPOCHS['gan']} GAN epochs "
-                              "of training steps, validation not included",
+        "places365_tutorial": f"{TUTORIAL_EPOCHS['pretrain']} L1 + {TUTORIAL_EPOCHS['gan']} GAN epochs of training "
+                              f"steps at the rates measured at {size} px (the tutorial trains at 256), "
+                              "validation not included",
         "places365_train_images": n_train,
         "places365_train_images_from": source,
         "projected_hours": round(seconds / 3600, 3),

@@ -29,11 +29,12 @@ class PretrainConfig(Recipe):
     repeats: int = 1  # random crops drawn from each photo per epoch (>1 only for tiny photo sets)
     seed: int = 42  # split and initialisation seed
     workers: int | None = None  # DataLoader workers; None = all cores (at most 8)
+    cache: bool = False  # decode the photos once into a uint8 memory map beside them (colorize.cache)
 
 
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
-    # The Places365 recipe of the tutorial this project descends from.
-    "places365": PretrainConfig(),
+    # The Places365 recipe of the tutorial this project descends from; photos cached once (issue 5).
+    "places365": PretrainConfig(cache=True),
     # `colorize demo`: a few minutes on a 2-core CPU on the photos shipped with scikit-image/-learn.
     "demo": PretrainConfig(size=64, bs=8, lr=1e-3, epochs=12, pretrained=False, repeats=16, workers=0),
     # Tests and notebooks in SMOKE mode: seconds on a CPU, no network.
@@ -73,6 +74,7 @@ class GanConfig(Recipe):
     repeats: int = 1  # random crops drawn from each photo per epoch (>1 only for tiny photo sets)
     seed: int = 42  # split and initialisation seed
     workers: int | None = None  # DataLoader workers; None = all cores (at most 8)
+    cache: bool = False  # decode the photos once into a uint8 memory map beside them (colorize.cache)
 
 
 # The CIFAR-10 study (karoly-hars/GAN_image_colorizing README and train.py defaults) at CIFAR's native 32x32.
@@ -91,11 +93,12 @@ _CIFAR = GanConfig(
     beta2=0.999,
     min_lr=1e-6,  # study's adjust_learning_rate floors the decayed lr at 1e-6
     pretrained=False,  # study trains its generator from scratch
+    cache=True,  # 60,000 small files: decoded once
 )
 
 GAN_PRESETS: dict[str, GanConfig] = {
     # The Places365 lineage's GAN stage, started from the `places365` L1 checkpoint (--generator).
-    "pix2pix": GanConfig(),
+    "pix2pix": GanConfig(cache=True),
     # README, batch norm: --max_epoch=200 --smoothing=0.9 --l1_weight=0.99 --base_lr_gen=3e-4
     # --base_lr_disc=6e-5 --lr_decay_steps=6e4 --disc_norm=batch --apply_weight_init=1
     "cifar-batchnorm": _CIFAR.replace(epochs=200, smoothing=0.9, l1_weight=0.99, lr_g=3e-4, lr_d=6e-5,

@@ -19,8 +19,10 @@ from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+import torch
 from fastai.data.core import DataLoaders, Datasets
 from fastai.data.transforms import IntToFloatTensor, ToTensor
+from fastai.torch_core import default_device
 from fastai.vision.augment import FlipItem, RandomResizedCrop
 from fastai.vision.core import PILImage
 from fastcore.parallel import parallel
@@ -231,7 +233,7 @@ def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True
     return index
 
 
-def _write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
     """Write then rename, so a kill never leaves half a file that later runs would choke on."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -248,7 +250,7 @@ def _write_index(index: DatasetIndex, fingerprint: str, seed: int) -> None:
             w.writerows(rows)
         os.replace(tmp, index.root / name)
     meta = {"fingerprint": fingerprint, "seed": seed, "counts": index.counts}
-    _write_text(index.root / META_NAME, json.dumps(meta, indent=1))
+    atomic_write_text(index.root / META_NAME, json.dumps(meta, indent=1))
 
 
 # ----------------------------------------------------------------------------------------- batches
@@ -263,28 +265,39 @@ def make_dataloaders(
     seed: int = 42,
     min_scale: float = 0.35,
     device=None,
+    cache: bool = False,
+    progress: bool = True,
 ) -> DataLoaders:
     """fastai DataLoaders for train and valid whose batches are `(L, ab)` on `device`.
 
     Train: random resized crop (at least `min_scale` of the photo's area) and horizontal flip;
     valid: fastai's deterministic resize and centre crop. `repeats` draws several crops of each
-    training photo per epoch, for tiny photo sets.
+    training photo per epoch, for tiny photo sets. Without `cache` the workers decode, crop and flip
+    each photo every epoch; with it the photos are decoded once into a memory-mapped uint8 cache
+    beside the data (`colorize.cache`, a progress bar while it builds unless `progress` is False)
+    and the crop and flip run on the device.
     """
+    from .cache import cached_datasets, device_augmentation  # colorize.cache builds on this module
+
     index = source if isinstance(source, DatasetIndex) else index_dataset(source, seed=seed)
     train, valid = index.files("train") * repeats, index.files("valid")
     if not train or not valid:
         raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")
-    if len(train) < bs:  # fastai drops the last partial batch: an epoch would train on nothing
-        raise ValueError(f"only {len(train)} training crops per epoch for batch size {bs}: "
-                         "lower the batch size or raise `repeats` (crops per photo)")
-    dsets = Datasets(train + valid, tfms=[[open_photo]],
-                     splits=[list(range(len(train))), list(range(len(train), len(train) + len(valid)))])
     workers = default_workers() if workers is None else workers
-    return dsets.dataloaders(
-        bs=bs, num_workers=workers, device=device, pin_memory=device is not None and str(device).startswith("cuda"),
-        after_item=[RandomResizedCrop(size, min_scale=min_scale), FlipItem(0.5), ToTensor()],
-        after_batch=[IntToFloatTensor(), LabSplit()],
-    )
+    crop = RandomResizedCrop(size, min_scale=min_scale)  # on valid items: resize and centre crop
+    if cache:
+        dsets = cached_datasets(index, size, repeats, crop, workers, progress)
+        after_item, augment = [], device_augmentation(min_scale)
+    else:
+        dsets = Datasets(train + valid, tfms=[[open_photo]],
+                         splits=[list(range(len(train))), list(range(len(train), len(train) + len(valid)))])
+        after_item, augment = [crop, FlipItem(0.5), ToTensor()], []
+    if len(dsets.train) < bs:  # fastai drops the last partial batch: an epoch would train on nothing
+        raise ValueError(f"only {len(dsets.train)} training crops per epoch for batch size {bs}: "
+                         "lower the batch size or raise `repeats` (crops per photo)")
+    device = default_device() if device is None else torch.device(device)
+    return dsets.dataloaders(bs=bs, num_workers=workers, device=device, pin_memory=device.type == "cuda",
+                             after_item=after_item, after_batch=[IntToFloatTensor(), *augment, LabSplit()])
 
 
 # ---------------------------------------------------------------------------------- sample photos
@@ -338,7 +351,7 @@ def _finish(dest: Path, root: Path, need: tuple[str, ...]) -> DatasetIndex:
     if empty:
         raise DownloadError(f"download in {dest} looks incomplete: no photos in split(s) {', '.join(empty)} "
                             f"(counts {index.counts}); run the same command with --force to fetch it again")
-    _write_text(dest / DONE_MARKER, json.dumps({"root": os.path.relpath(root, dest), "counts": index.counts}))
+    atomic_write_text(dest / DONE_MARKER, json.dumps({"root": os.path.relpath(root, dest), "counts": index.counts}))
     (dest / STARTED_MARKER).unlink(missing_ok=True)
     log.info("%s: %s", dest, index.counts)
     return index

@@ -33,7 +33,6 @@ from fastai.callback.core import Callback
 from fastai.callback.fp16 import AMPMode
 from fastai.callback.schedule import ParamScheduler, SchedExp
 from fastai.learner import Learner, ValueMetric
-from fastai.optimizer import Adam
 from fastai.torch_core import set_seed
 from torch import nn
 from torch.amp import GradScaler
@@ -43,7 +42,7 @@ from .data import make_dataloaders
 from .losses import GANLoss, generator_loss
 from .models import build_critic, build_generator, load_generator, read_checkpoint_metadata
 from .plots import batch_gallery, save_figure
-from .train import (HISTORY_NAME, LAST_NAME, ColorPSNR, ResumableCSVLogger, RunCheckpoint, resume_state,
+from .train import (HISTORY_NAME, LAST_NAME, ColorPSNR, ResumableCSVLogger, RunCheckpoint, adam, resume_state,
                     tune_for_device)
 
 log = logging.getLogger(__name__)
@@ -180,7 +179,7 @@ class GanCheckpoint(RunCheckpoint):
 class EpochGallery(Callback):
     """After every epoch: the generator on one fixed validation batch, saved as gallery_epochNNN.png in `run_dir`."""
 
-    order = 46  # after the checkpoint (45)
+    order = RunCheckpoint.order + 1  # after the checkpoint
 
     def __init__(self, run_dir, start_epoch: int = 0, max_rows: int = 8):
         self.run_dir, self.start_epoch, self.max_rows = Path(run_dir), start_epoch, max_rows
@@ -220,7 +219,7 @@ def gan_learner(data, config: GanConfig, generator=None, run_dir=None, device=No
     """
     set_seed(config.seed)
     dls = make_dataloaders(data, size=config.size, bs=config.bs, repeats=config.repeats,
-                           workers=config.workers, seed=config.seed, device=device)
+                           workers=config.workers, seed=config.seed, device=device, cache=config.cache)
     if generator is None:
         model = build_generator(config.arch, size=config.size, pretrained=config.pretrained)
     else:
@@ -228,11 +227,12 @@ def gan_learner(data, config: GanConfig, generator=None, run_dir=None, device=No
         log.info("starting from %s (%s, built at %d px)", generator, *generator_spec(config, generator))
     critic = build_critic(config.critic_layers, config.critic_norm, config.critic_ndf, config.critic_init)
     critic = critic.to(dls.device)
-    critic_opt = torch.optim.Adam(critic.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2), eps=1e-8)
+    critic_opt = torch.optim.Adam(critic.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2), eps=1e-8,
+                                  fused=True)
     gan = ConditionalGAN(critic, GANLoss(config.gan_mode, config.smoothing), config.l1_mode, config.l1_weight,
                          critic_opt)
     learn = Learner(dls, model, loss_func=nn.L1Loss(), lr=config.lr_g, wd=0.0,
-                    opt_func=partial(Adam, mom=config.beta1, sqr_mom=config.beta2, eps=1e-8),
+                    opt_func=adam(mom=config.beta1, sqr_mom=config.beta2, eps=1e-8),
                     metrics=[ColorPSNR(), *gan.metrics()], cbs=[gan], path=run_dir or ".", model_dir=".")
     return tune_for_device(learn, config.size, critic)
 

@@ -23,14 +23,14 @@ from fastai.callback.core import Callback
 from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.callback.progress import CSVLogger
 from fastai.learner import Learner, Metric
-from fastai.optimizer import Adam
+from fastai.optimizer import OptimWrapper
 from fastai.torch_core import set_seed
 from fastcore.foundation import L
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from .config import PretrainConfig
-from .data import make_dataloaders
+from .data import atomic_write_text, make_dataloaders
 from .lab import lab_net_to_rgb
 from .models import build_generator, save_generator
 
@@ -45,6 +45,20 @@ def mixed_precision(device) -> MixedPrecision | None:
     if torch.device(device).type != "cuda":
         return None
     return MixedPrecision(amp_mode=AMPMode.BF16 if torch.cuda.is_bf16_supported() else AMPMode.FP16)
+
+
+def adam(mom: float = 0.9, sqr_mom: float = 0.999, eps: float = 1e-8):
+    """fastai `opt_func`: fastai's Adam (decoupled weight decay) computed by torch's fused AdamW, for a Learner.
+
+    The same update as `fastai.optimizer.Adam(mom=, sqr_mom=, eps=)`: fastai schedules `mom` and sets
+    `wd` through `OptimWrapper`, and torch's AdamW decays weights decoupled as fastai's Adam does.
+    Fused: a few multi-tensor kernels per step instead of a few ops for each of the generator's 106
+    parameter tensors. Measured on the 2-core CPU at 64 px, batch 8 (issue 5): the step inside the
+    Learner took 41 ms instead of 70, +2-3% images/s in benchmarks/train_throughput.py; not measured
+    on a GPU, where per-op launch overhead weighs more.
+    """
+    return partial(OptimWrapper, opt=partial(torch.optim.AdamW, betas=(mom, sqr_mom), eps=eps, weight_decay=0.0,
+                                             fused=True))
 
 
 class CudnnAutotune(Callback):
@@ -68,11 +82,11 @@ def tune_for_device(learn: Learner, size: int, *more: nn.Module) -> Learner:
     """Speed settings for the device of `learn.dls` and crops of `size` px, for the generator and `more` (the critic).
 
     channels_last (NHWC) weights on CUDA, and on the CPU from `CPU_CHANNELS_LAST_FROM` px. Measured on
-    the 2-core CPU, fp32, 1 thread (issue 5): benchmarks/train_throughput.py at 64 px, batch 8 gave
-    +15% images/s model-only, +8% full pipeline, +12% GAN; interleaved generator steps were 12% faster
-    at 64 px, 21% at 128 and 14% at 256, but 2-15% slower at 32 px. On CUDA also mixed precision (bf16,
-    else fp16) and cuDNN autotuning: the standard settings of a fixed-shape convnet on tensor cores,
-    like channels_last there not measured (no GPU in that session). Returns `learn`.
+    the 2-core CPU, fp32, 1 thread, batch 8 (issue 5): benchmarks/train_throughput.py gave +12% images/s
+    model-only, +11% full pipeline and +11% GAN at 64 px, +15%, +13% and +13% at 128 px; single
+    generator steps were 14% faster at 256 px, but 2-15% slower at 32 px. On CUDA also mixed precision
+    (bf16, else fp16) and cuDNN autotuning: the standard settings of a fixed-shape convnet on tensor
+    cores, like channels_last there not measured (no GPU in that session). Returns `learn`.
     """
     cuda = torch.device(learn.dls.device).type == "cuda"
     if cuda or size >= CPU_CHANNELS_LAST_FROM:
@@ -108,7 +122,11 @@ class ColorPSNR(Metric):
 
 
 class ResumableCSVLogger(CSVLogger):
-    """fastai's CSVLogger, appending across resumed runs: one header, no rows for the epochs skipped."""
+    """fastai's CSVLogger, appending across resumed runs: one header, one row per saved epoch.
+
+    Rows of epochs at or after `start_epoch` are dropped when the fit starts: they were logged but
+    their checkpoint was never saved (a kill in between), so those epochs run, and log, again.
+    """
 
     def __init__(self, fname=HISTORY_NAME, start_epoch: int = 0):
         super().__init__(fname, append=True)
@@ -116,15 +134,18 @@ class ResumableCSVLogger(CSVLogger):
 
     def before_fit(self):
         path = self.path / self.fname
-        fresh = not path.exists() or path.stat().st_size == 0
+        rows = path.read_text().splitlines() if path.exists() else []
+        kept = [r for r in rows[1:] if int(r.split(",", 1)[0]) < self.start_epoch]
+        if len(kept) < len(rows) - 1:
+            atomic_write_text(path, "\n".join(rows[:1] + kept) + "\n")
         self.file = path.open("a")
-        if fresh:
+        if not rows:
             self.file.write(",".join(self.recorder.metric_names) + "\n")
         self.old_logger, self.learn.logger = self.logger, self._write_line
 
     def _write_line(self, log):
         if self.epoch >= self.start_epoch:
-            super()._write_line(log)
+            super()._write_line(log)  # flushed and fsynced
         else:
             self.old_logger(log)
 
@@ -138,11 +159,6 @@ def plain(obj):
     return obj.item() if isinstance(obj, np.generic) else obj
 
 
-def load_opt_state(opt, sd: dict) -> None:
-    """Restore a fastai optimiser from a state saved as `plain(opt.state_dict())`."""
-    opt.load_state_dict({"state": sd["state"], "hypers": L(sd["hypers"])})
-
-
 def _atomic_torch_save(obj, path: Path) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(obj, tmp)
@@ -152,11 +168,13 @@ def _atomic_torch_save(obj, path: Path) -> None:
 class RunCheckpoint(Callback):
     """After every completed epoch: save the resumable state, the last generator and the best one.
 
-    Runs before the Recorder logs (order 45), so a logged epoch is always a saved epoch.
-    Subclasses add their own tensors (a critic, its optimiser) through `extra_state`.
+    Runs after the Recorder has logged the epoch (order 50) and writes state.pt last: state.pt is the
+    commit point. A kill before it leaves the previous state, and the rerun trains the epoch again
+    (`ResumableCSVLogger` drops its logged row). Subclasses add their own tensors (a critic, its
+    optimiser) through `extra_state`.
     """
 
-    order = 45
+    order = 55
 
     def __init__(self, run_dir, arch: str, size: int, stage: str, start_epoch: int = 0, best: float | None = None):
         self.run_dir, self.arch, self.size, self.stage = Path(run_dir), arch, size, stage
@@ -173,11 +191,11 @@ class RunCheckpoint(Callback):
         improved = self.best is None or valid_loss < self.best
         self.best = valid_loss if improved else self.best
         meta = dict(stage=self.stage, epoch=self.epoch + 1, valid_loss=valid_loss)
-        _atomic_torch_save({"epoch": self.epoch + 1, "best": self.best, "model": self.model.state_dict(),
-                            "opt": plain(self.opt.state_dict()), **self.extra_state()}, self.run_dir / STATE_NAME)
         save_generator(self.model, self.run_dir / LAST_NAME, arch=self.arch, size=self.size, **meta)
         if improved:
             save_generator(self.model, self.run_dir / BEST_NAME, arch=self.arch, size=self.size, **meta)
+        _atomic_torch_save({"epoch": self.epoch + 1, "best": self.best, "model": self.model.state_dict(),
+                            "opt": plain(self.opt.state_dict()), **self.extra_state()}, self.run_dir / STATE_NAME)
 
     def extra_state(self) -> dict:
         """More tensors to keep in the resumable state (none for L1 pretraining)."""
@@ -196,7 +214,8 @@ def check_config(run_dir, config) -> None:
     now = dataclasses.asdict(config)
     if path.exists():
         saved = json.loads(path.read_text())
-        changed = {k: (saved.get(k), v) for k, v in now.items() if k not in ("workers",) and saved.get(k) != v}
+        changed = {k: (saved.get(k), v) for k, v in now.items()
+                   if k not in ("workers", "cache") and saved.get(k) != v}  # how photos load is not the recipe
         if changed:
             raise ValueError(f"{run_dir} was started with a different recipe {changed} (saved, now); "
                              "use a new --out folder, or the same settings to resume")
@@ -209,9 +228,9 @@ def pretrain_learner(data, config: PretrainConfig, run_dir=None, device=None) ->
     """A fastai Learner for L1 pretraining: DynamicUnet generator, Adam, valid PSNR, `tune_for_device` settings."""
     set_seed(config.seed)
     dls = make_dataloaders(data, size=config.size, bs=config.bs, repeats=config.repeats,
-                           workers=config.workers, seed=config.seed, device=device)
+                           workers=config.workers, seed=config.seed, device=device, cache=config.cache)
     model = build_generator(config.arch, size=config.size, pretrained=config.pretrained)
-    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=partial(Adam, sqr_mom=0.999, eps=1e-8),
+    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=adam(sqr_mom=0.999, eps=1e-8),
                     lr=config.lr, wd=config.wd, metrics=[ColorPSNR()], path=run_dir or ".", model_dir=".")
     return tune_for_device(learn, config.size)
 
@@ -223,9 +242,12 @@ def resume_state(learn: Learner, run_dir, config) -> tuple[dict | None, int]:
     state = load_state(run_dir)
     if state is None:
         return None, 0
+    if "hypers" in state["opt"]:
+        raise ValueError(f"{run_dir / STATE_NAME} holds fastai's own Adam state, from a colorize before the fused "
+                         "optimiser: finish that run with the colorize that started it, or start a new --out folder")
     learn.model.load_state_dict(state["model"])
     learn.create_opt()
-    load_opt_state(learn.opt, state["opt"])
+    learn.opt.load_state_dict(state["opt"])
     log.info("resuming %s after epoch %d of %d", run_dir, state["epoch"], config.epochs)
     return state, state["epoch"]
 

@@ -5,12 +5,15 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from colorize.data import sample_photos
+from colorize.models import build_generator
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 RECORD_KEYS = {"config", "device", "device_name", "torch", "fastai", "precision", "memory_format", "batch", "size",
-               "workers", "images_per_s", "gpu_mem_peak_gb", "gflops_per_image", "mfu", "load_avg_1m"}
+               "workers", "cache", "images_per_s", "gpu_mem_peak_gb", "gflops_per_image", "mfu", "load_avg_1m"}
 
 
 def load_script():
@@ -37,9 +40,14 @@ def test_one_record_per_configuration_and_a_summary(bench, tmp_path, capsys):
         assert r["images_per_s"] > 0 and r["batch"] == 4 and r["size"] == 32 and r["device"] == "cpu"
         assert r["gpu_mem_peak_gb"] is None and r["mfu"] is None  # no GPU, no peak to divide by
     by = {r["config"]: r for r in records}
+    assert by["loader"]["worker_ms_per_photo"] > 0 and by["baseline_loader"]["worker_ms_per_photo"] > 0
+    assert by["pipeline"]["cache"] and by["gan"]["cache"] and by["loader"]["cache"] and not by["baseline"]["cache"]
+    (cache,) = [json.loads(line.removeprefix("cache: ")) for line in lines if line.startswith("cache: ")]
+    assert cache["photos"] == 6 and cache["size"] == 32 and cache["seconds"] > 0  # 5 train + 1 valid sample photos
     assert by["pipeline"]["precision"] == by["baseline"]["precision"] == "fp32"  # the CPU trains in fp32
     # fwd + bwd of the same generator, counted on the real steps: equal for the L1 configurations, more for the GAN
-    assert by["model"]["gflops_per_image"] == by["pipeline"]["gflops_per_image"] == by["baseline"]["gflops_per_image"] > 0
+    gflops = {k: by[k]["gflops_per_image"] for k in ("model", "pipeline", "baseline")}
+    assert len(set(gflops.values())) == 1 and gflops["model"] > 0, gflops
     assert by["gan"]["gflops_per_image"] > by["pipeline"]["gflops_per_image"]
     summary = [line for line in lines if line.startswith("summary: ")]
     assert len(summary) == 1
@@ -54,26 +62,33 @@ def test_one_record_per_configuration_and_a_summary(bench, tmp_path, capsys):
     assert s["projected_hours"] == pytest.approx(hours, rel=0.02)
 
 
-def test_flops_per_image_match_the_generator_at_256(bench):
-    """The counter sees the ResNet-18 U-Net's known cost: ~57 GFLOP forward per 256x256 image (issue 5), fwd+bwd ~3x."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
+def test_no_cache_decodes_in_the_workers(bench, tmp_path, capsys):
+    photos = sample_photos(tmp_path / "photos")
+    bench.main(["--device", "cpu", "--size", "32", "--bs", "4", "--steps", "1", "--warmup", "1", "--workers", "0",
+                "--threads", "1", "--data", str(photos), "--configs", "loader", "--no-cache"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    (record,) = [json.loads(line) for line in lines if line.startswith("{")]
+    assert record["config"] == "loader" and record["cache"] is False and record["images_per_s"] > 0
+    assert not any(line.startswith("cache: ") for line in lines) and not (photos / ".colorize-cache").exists()
 
-    from colorize.models import build_generator
 
+def test_flop_counter_sees_the_generators_known_cost():
+    """~57 GFLOP forward per 256x256 image (issue 5), and a backward of about twice that."""
     model = build_generator("resnet18", size=64, pretrained=False)
     with FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, 1, 64, 64))
-    forward_256 = counter.get_total_flops() * (256 / 64) ** 2  # conv FLOPs scale with the pixel count
-    assert 50e9 < forward_256 < 65e9
+        out = model(torch.zeros(1, 1, 64, 64))
+    forward = counter.get_total_flops()
+    with FlopCounterMode(display=False) as counter:
+        out.square().mean().backward()
+    backward = counter.get_total_flops()
+    assert 50e9 < forward * (256 / 64) ** 2 < 65e9  # conv FLOPs scale with the pixel count
+    assert 1.8 < backward / forward < 2.1  # no input gradient for the first conv: a little under 2
 
 
 @pytest.mark.parametrize("name, peak", [("NVIDIA H100 80GB HBM3", 989e12), ("NVIDIA H100 PCIe", 756e12),
                                         ("NVIDIA H200", 989e12), ("NVIDIA A100-SXM4-40GB", 312e12),
                                         ("NVIDIA L4", 121e12), ("Tesla T4", 65e12), ("NVIDIA L40S", None)])
 def test_peak_table(bench, monkeypatch, name, peak):
-    import torch
-
     monkeypatch.setattr(bench, "device_name", lambda device: name)
     assert bench.peak_flops(torch.device("cuda", 0)) == peak
     assert bench.peak_flops(torch.device("cpu")) is None

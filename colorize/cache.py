@@ -1,0 +1,164 @@
+"""A one-time, memory-mapped uint8 copy of a dataset at the training size: epochs read pixels, not JPEGs.
+
+Decoding and resizing a 256x256 JPEG costs a worker a few milliseconds (4.3 ms measured on this
+project's 2-core CPU, benchmarks/train_throughput.py); a GPU that trains thousands of images a
+second would wait for it. With `make_dataloaders(cache=True)` each split is decoded once, by the
+workers, into `<data>/.colorize-cache/<split>-<size>px-<key>.npy` (N x size x size x 3 uint8, 192 KiB a
+photo at 256 px), and the training batches come from slices of that memory map. The random crop and
+flip then run on the device as one fastai affine transform per batch (`device_augmentation`).
+
+What is cached: train photos centre-cropped to a square and resized to `size` (so the random crops
+come from that square); valid photos exactly as the uncached valid pipeline makes them, so
+validation numbers do not depend on the cache. The key covers the split's files (names, sizes,
+modification times) and the size: a changed dataset builds a new cache and deletes the stale one.
+The .json beside the .npy is written last; without it the cache is rebuilt (an interrupted build
+never counts). A file that can no longer be read is reported, left out, and listed in the .json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from fastai.data.core import Datasets
+from fastai.torch_core import TensorImage
+from fastai.vision.augment import Resize, aug_transforms
+from fastprogress.fastprogress import progress_bar
+from fasttransform import Transform
+from torch.utils.data import DataLoader, Dataset
+
+from .data import BadImageError, DatasetIndex, atomic_write_text, default_workers, open_photo
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR = ".colorize-cache"
+CACHE_VERSION = 1  # bump when what a cached row holds changes
+
+
+@dataclass(frozen=True)
+class SplitCache:
+    """One split's cache: the .npy file and the rows that hold a photo (a file that failed to decode has none)."""
+
+    path: Path
+    rows: list[int]
+
+    @property
+    def failed(self) -> list[list[str]]:
+        """[relative path, reason] of the photos left out."""
+        return json.loads(self.path.with_suffix(".json").read_text())["failed"]
+
+
+def _key(index: DatasetIndex, split: str, size: int) -> str:
+    h = hashlib.sha1(f"v{CACHE_VERSION}:{split}:{size}\n".encode())
+    for rel, s in index.items:
+        if s == split:
+            st = (index.root / rel).stat()
+            h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+class _Decode(Dataset):
+    """Photo i decoded and passed through `tfm` (a fastai transform, deterministic with split_idx=1) as HxWx3 uint8."""
+
+    def __init__(self, files: list[Path], size: int, tfm):
+        self.files, self.size, self.tfm = files, size, tfm
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i):
+        try:
+            pixels = np.asarray(self.tfm(open_photo(self.files[i]), split_idx=1), dtype=np.uint8)
+            if pixels.shape != (self.size, self.size, 3):
+                raise BadImageError(f"{self.files[i]} came out {pixels.shape}, not {self.size}x{self.size}x3")
+            return i, pixels, ""
+        except BadImageError as e:
+            return i, np.zeros((self.size, self.size, 3), np.uint8), str(e)
+
+
+def _as_list(batch):
+    return batch  # (i, pixels, error) triples: each row is written to the map as it comes, no stacking
+
+
+def cache_split(index: DatasetIndex, split: str, size: int, tfm, workers: int | None = None,
+                progress: bool = True) -> SplitCache:
+    """The cache of `split` at `size` px, built on first use (decoding in `workers` processes) and reused after."""
+    folder = index.root / CACHE_DIR
+    stem = f"{split}-{size}px-{_key(index, split, size)}"
+    path, meta = folder / f"{stem}.npy", folder / f"{stem}.json"
+    rels = [rel for rel, s in index.items if s == split]
+    if path.exists() and meta.exists():
+        bad = {rel for rel, _ in json.loads(meta.read_text())["failed"]}
+        return SplitCache(path, [i for i, rel in enumerate(rels) if rel not in bad])
+
+    folder.mkdir(exist_ok=True)
+    for stale in folder.glob(f"{split}-{size}px-*"):
+        stale.unlink()
+    gib = len(rels) * size * size * 3 / 2**30
+    log.info("caching %d %s photos at %d px in %s (%.2f GiB, once)", len(rels), split, size, path, gib)
+    tmp = path.with_name(path.name + ".tmp")
+    pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rels), size, size, 3))
+    workers = default_workers() if workers is None else workers
+    loader = DataLoader(_Decode([index.root / r for r in rels], size, tfm), batch_size=32, num_workers=workers,
+                        collate_fn=_as_list)
+    failed = []
+    for batch in progress_bar(loader, leave=False) if progress else loader:  # display=False still draws
+        for i, row, error in batch:
+            pixels[i] = row
+            if error:
+                failed.append([rels[i], error])
+    pixels.flush()
+    del pixels
+    os.replace(tmp, path)
+    atomic_write_text(meta, json.dumps({"split": split, "size": size, "photos": len(rels), "failed": failed}))
+    for rel, error in failed:
+        log.warning("left out of the %s cache: %s", split, error)
+    bad = {rel for rel, _ in failed}
+    return SplitCache(path, [i for i, rel in enumerate(rels) if rel not in bad])
+
+
+class CachedPhoto(Transform):
+    """Item k -> the cached photo it points at, as a fastai `TensorImage` (3, size, size) uint8.
+
+    `where[k]` is (cache number, row). The memory maps open lazily in each worker process.
+    """
+
+    def __init__(self, paths: list[Path], where: list[tuple[int, int]]):
+        self.paths, self.where, self._maps = [str(p) for p in paths], where, None
+
+    def encodes(self, k: int):
+        if self._maps is None:
+            self._maps = [np.load(p, mmap_mode="r") for p in self.paths]
+        cache, row = self.where[k]
+        return TensorImage(torch.from_numpy(np.array(self._maps[cache][row])).permute(2, 0, 1))
+
+    def __getstate__(self):  # workers started by spawn open their own maps
+        return {**self.__dict__, "_maps": None}
+
+
+def cached_datasets(index: DatasetIndex, size: int, repeats: int, valid_tfm, workers: int | None = None,
+                    progress: bool = True) -> Datasets:
+    """fastai Datasets of train (each photo `repeats` times) and valid photos read from their caches."""
+    train = cache_split(index, "train", size, Resize(size), workers, progress)
+    valid = cache_split(index, "valid", size, valid_tfm, workers, progress)
+    where = [(0, r) for r in train.rows] * repeats + [(1, r) for r in valid.rows]
+    n_train = len(train.rows) * repeats
+    return Datasets(list(range(len(where))), tfms=[[CachedPhoto([train.path, valid.path], where)]],
+                    splits=[list(range(n_train)), list(range(n_train, len(where)))])
+
+
+def device_augmentation(min_scale: float) -> list:
+    """The train crop and flip as one per-photo fastai affine transform on the device, batched in one grid_sample.
+
+    A square crop of `min_scale` to all of the photo's area, anywhere in it, resized back to the
+    photo's size, and a horizontal flip half of the time; each photo of a batch draws its own.
+    (The uncached path crops with fastai's RandomResizedCrop, which also varies the aspect ratio.)
+    """
+    return aug_transforms(max_rotate=0.0, min_zoom=1.0, max_zoom=min_scale ** -0.5, max_lighting=0.0, max_warp=0.0,
+                          p_affine=1.0)
