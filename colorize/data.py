@@ -150,6 +150,10 @@ class DatasetIndex:
             raise ValueError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
         return [self.root / p for p, s in self.items if s == split]
 
+    def excluded_from(self, split: str) -> list[tuple[Path, str]]:
+        """(absolute path, reason) of the screened-out files that a `split` folder holds (they get no hashed split)."""
+        return [(self.root / rel, why) for rel, why in self.excluded if _split_from_folders(Path(rel)) == split]
+
     @property
     def counts(self) -> dict[str, int]:
         """Photos per split, and how many files were excluded."""

@@ -25,7 +25,7 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image, ImageOps
 
 from . import __version__
-from .data import BadImageError, _split_from_folders, index_dataset, load_rgb
+from .data import BadImageError, default_workers, index_dataset, load_rgb
 from .lab import lab_net_to_rgb, rgb_to_lab_net
 from .metrics import ColorMetrics, Skipped
 from .models import load_generator
@@ -215,13 +215,13 @@ def evaluate(
     device = torch.device(device) if device is not None else default_device()
     index = index_dataset(data, seed=seed, progress=progress)
     files = index.files(split)
-    skipped = [(index.root / rel, why) for rel, why in index.excluded if _split_from_folders(Path(rel)) == split]
+    skipped = index.excluded_from(split)
     methods: dict[str, Predictor] = {BASELINE: _zero_ab}
     methods.update({name: load_generator(ckpt, device=device) for name, ckpt in zip(names, models)})
     metrics = ColorMetrics(lpips_net=lpips_net, fid_feature=fid_feature)
 
     scores, per_image = {}, {}
-    with (ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool, torch.inference_mode(),
+    with (ThreadPoolExecutor(workers or default_workers()) as pool, torch.inference_mode(),
           torch.backends.cudnn.flags(torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
                                      allow_tf32=False)):
         for name, predict in methods.items():
