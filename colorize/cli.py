@@ -21,17 +21,22 @@ def _download(args):
     print(f"{args.dataset} ready in {index.root}: " + ", ".join(f"{k} {v}" for k, v in index.counts.items()))
 
 
-def add_config_args(parser: argparse.ArgumentParser, recipe: type) -> None:
-    """One `--field` flag per field of a recipe dataclass, overriding the preset's value when given."""
+def add_config_args(parser: argparse.ArgumentParser, recipe: type, presets: dict) -> None:
+    """One `--field` flag per field of a recipe dataclass, overriding the preset's value when given.
+
+    Each flag's help gives the recipe's default and the presets that set another value.
+    """
     hints = typing.get_type_hints(recipe)
-    group = parser.add_argument_group(f"overrides of the preset's values (the defaults shown are {recipe.__name__}'s)")
+    group = parser.add_argument_group("overrides of the preset's values")
     for f in dataclasses.fields(recipe):
         flag = "--" + f.name.replace("_", "-")
         kind = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
+        others = [f"{name} {getattr(p, f.name)}" for name, p in presets.items() if getattr(p, f.name) != f.default]
+        help = f"default {f.default}" + (f" ({', '.join(others)})" if others else "")
         if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"default {f.default}")
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
         else:
-            group.add_argument(flag, type=kind, default=None, help=f"default {f.default}")
+            group.add_argument(flag, type=kind, default=None, help=help)
 
 
 def config_from_args(args, presets: dict, recipe: type):
@@ -117,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="run folder, e.g. runs/places365-l1")
     t.add_argument("--preset", default="places365", help=f"recipe: {', '.join(PRETRAIN_PRESETS)}")
     t.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
-    add_config_args(t, PretrainConfig)  # --epochs --size --bs --lr --arch --no-pretrained ...
+    add_config_args(t, PretrainConfig, PRETRAIN_PRESETS)  # --epochs --size --bs --lr --arch --no-pretrained ...
     t.set_defaults(run=_pretrain)
 
     g = sub.add_parser("gan", help="stage 2: fine-tune a generator as a conditional GAN (resumes if --out has a run)")
@@ -126,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--generator", help="L1-pretrained generator checkpoint (.safetensors); none: from scratch")
     g.add_argument("--preset", default="pix2pix", help=f"recipe: {', '.join(GAN_PRESETS)}")
     g.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
-    add_config_args(g, GanConfig)
+    add_config_args(g, GanConfig, GAN_PRESETS)
     g.set_defaults(run=_gan)
 
     a = sub.add_parser("apply", help="colorize photos or folders at full resolution")

@@ -71,6 +71,15 @@ def test_colorize_is_installed_as_a_command():
         assert command in out.stdout
 
 
+def test_flag_help_names_the_presets_that_differ_from_the_default(capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    help = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    assert "--cache, --no-cache default False (places365 True)" in help
+    assert "--size SIZE default 256 (demo 64, smoke 32)" in help
+    assert "--seed SEED default 42 " in help  # the same in every preset: nothing added
+
+
 @pytest.mark.slow
 def test_demo_writes_gallery_and_metrics(tmp_path):
     report = run_demo(tmp_path / "demo", data=tmp_path / "samples",
