@@ -58,6 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
+from colorize.cache import CACHE_DIR
 from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS
 from colorize.data import DONE_MARKER, default_workers, index_dataset, make_dataloaders, sample_photos
 from colorize.gan import gan_learner
@@ -443,13 +444,19 @@ def main(argv=None) -> None:
 
 
 def build_cache(index, config) -> dict:
-    """Build the photo cache the cached configurations read (once, untimed by them); what it took."""
+    """Build the photo cache the cached configurations read (once, untimed by them); what it took.
+
+    `built` is False when the cache was already there: then `seconds` is only the time to find it.
+    """
+    folder = index.root / CACHE_DIR
+    finished_before = set(folder.glob("*.json"))
     start = time.perf_counter()
     dls = make_dataloaders(index, size=config.size, bs=config.bs, repeats=config.repeats, workers=config.workers,
                            cache=True, progress=False)
     seconds = time.perf_counter() - start
     n = len(index.files("train")) + len(index.files("valid"))
-    return {"photos": n, "size": config.size, "workers": dls.train.fake_l.num_workers, "seconds": round(seconds, 2),
+    return {"photos": n, "size": config.size, "built": set(folder.glob("*.json")) != finished_before,
+            "workers": dls.train.fake_l.num_workers, "seconds": round(seconds, 2),
             "photos_per_s": round(n / seconds, 1), "gib": round(n * config.size**2 * 3 / 2**30, 3)}
 
 

@@ -1,8 +1,8 @@
 """A one-time, memory-mapped uint8 copy of a dataset at the training size: epochs read pixels, not JPEGs.
 
-Decoding and resizing a 256x256 JPEG costs a worker a few milliseconds (4.3 ms measured on this
-project's 2-core CPU, benchmarks/train_throughput.py); a GPU that trains thousands of images a
-second would wait for it. With `make_dataloaders(cache=True)` each split is decoded once, by the
+Decoding, cropping and flipping a 256x256 JPEG costs a worker 1.3 ms, reading it from the cache
+0.04 ms (this project's 2-core CPU, `worker_ms_per_photo` in benchmarks/train_throughput.py); a GPU
+that trains thousands of images a second would wait for a few workers decoding. With `make_dataloaders(cache=True)` each split is decoded once, by the
 workers, into `<data>/.colorize-cache/<split>-<size>px-<key>.npy` (N x size x size x 3 uint8, 192 KiB a
 photo at 256 px), and the training batches come from slices of that memory map. The random crop and
 flip then run on the device as one fastai affine transform per batch (`device_augmentation`).
@@ -10,9 +10,11 @@ flip then run on the device as one fastai affine transform per batch (`device_au
 What is cached: train photos centre-cropped to a square and resized to `size` (so the random crops
 come from that square); valid photos exactly as the uncached valid pipeline makes them, so
 validation numbers do not depend on the cache. The key covers the split's files (names, sizes,
-modification times) and the size: a changed dataset builds a new cache and deletes the stale one.
-The .json beside the .npy is written last; without it the cache is rebuilt (an interrupted build
-never counts). A file that can no longer be read is reported, left out, and listed in the .json.
+modification times) and the size: a changed dataset builds a new cache (the old one is reported,
+not deleted, as another run may still read it). The .json beside the .npy is written last; without
+it the cache is rebuilt (an interrupted build never counts). One process builds at a time. Not
+enough disk space is an error before anything is written. A file that can no longer be read is
+reported, left out, and listed in the .json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ import torch
 from fastai.data.core import Datasets
 from fastai.torch_core import TensorImage
 from fastai.vision.augment import Resize, aug_transforms
+from filelock import FileLock
 from fastprogress.fastprogress import progress_bar
 from fasttransform import Transform
 from torch.utils.data import DataLoader, Dataset
@@ -86,23 +90,48 @@ def _as_list(batch):
     return batch  # (i, pixels, error) triples: each row is written to the map as it comes, no stacking
 
 
+def _finished(rels: list[str], path: Path) -> SplitCache | None:
+    """The finished cache at `path`, or None: its .json, written last, marks it finished."""
+    meta = path.with_suffix(".json")
+    if not (path.exists() and meta.exists()):
+        return None
+    bad = {rel for rel, _ in json.loads(meta.read_text())["failed"]}
+    return SplitCache(path, [i for i, rel in enumerate(rels) if rel not in bad])
+
+
 def cache_split(index: DatasetIndex, split: str, size: int, tfm, workers: int | None = None,
                 progress: bool = True) -> SplitCache:
-    """The cache of `split` at `size` px, built on first use (decoding in `workers` processes) and reused after."""
-    folder = index.root / CACHE_DIR
-    stem = f"{split}-{size}px-{_key(index, split, size)}"
-    path, meta = folder / f"{stem}.npy", folder / f"{stem}.json"
-    rels = [rel for rel, s in index.items if s == split]
-    if path.exists() and meta.exists():
-        bad = {rel for rel, _ in json.loads(meta.read_text())["failed"]}
-        return SplitCache(path, [i for i, rel in enumerate(rels) if rel not in bad])
+    """The cache of `split` at `size` px, built on first use (decoding in `workers` processes) and reused after.
 
+    One process builds at a time (a lock file beside the caches); others wait, then reuse its work.
+    Caches of other photos or sizes are left alone (another run may read them) and reported.
+    """
+    folder = index.root / CACHE_DIR
+    path = folder / f"{split}-{size}px-{_key(index, split, size)}.npy"
+    rels = [rel for rel, s in index.items if s == split]
+    if (done := _finished(rels, path)) is not None:
+        return done
     folder.mkdir(exist_ok=True)
-    for stale in folder.glob(f"{split}-{size}px-*"):
-        stale.unlink()
-    gib = len(rels) * size * size * 3 / 2**30
-    log.info("caching %d %s photos at %d px in %s (%.2f GiB, once)", len(rels), split, size, path, gib)
-    tmp = path.with_name(path.name + ".tmp")
+    with FileLock(folder / f"{split}-{size}px.lock"):
+        if (done := _finished(rels, path)) is not None:  # built while we waited
+            return done
+        for leftover in folder.glob(f"{split}-{size}px-*.tmp"):  # an interrupted build; nobody else builds now
+            leftover.unlink()
+        return _build(index, split, rels, size, tfm, path, workers, progress)
+
+
+def _build(index, split, rels, size, tfm, path: Path, workers, progress) -> SplitCache:
+    folder, need = path.parent, len(rels) * size * size * 3
+    free = shutil.disk_usage(folder).free
+    if need > 0.95 * free:  # a full disk under a memory map kills the process without a message
+        raise OSError(f"caching the {split} photos at {size} px needs {need / 2**30:.1f} GiB in {folder}, "
+                      f"{free / 2**30:.1f} GiB is free: free some space, or train with --no-cache")
+    others = [p for p in folder.glob(f"{split}-*.npy") if p != path]
+    if others:
+        log.warning("%s also holds %d older %s caches (%.1f GiB: other photos or sizes); delete the ones no run "
+                    "needs", folder, len(others), split, sum(p.stat().st_size for p in others) / 2**30)
+    log.info("caching %d %s photos at %d px in %s (%.2f GiB, once)", len(rels), split, size, path, need / 2**30)
+    tmp = path.with_suffix(".npy.tmp")
     pixels = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rels), size, size, 3))
     workers = default_workers() if workers is None else workers
     loader = DataLoader(_Decode([index.root / r for r in rels], size, tfm), batch_size=32, num_workers=workers,
@@ -116,11 +145,11 @@ def cache_split(index: DatasetIndex, split: str, size: int, tfm, workers: int | 
     pixels.flush()
     del pixels
     os.replace(tmp, path)
-    atomic_write_text(meta, json.dumps({"split": split, "size": size, "photos": len(rels), "failed": failed}))
+    meta = {"split": split, "size": size, "photos": len(rels), "failed": failed}
+    atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
     for rel, error in failed:
         log.warning("left out of the %s cache: %s", split, error)
-    bad = {rel for rel, _ in failed}
-    return SplitCache(path, [i for i, rel in enumerate(rels) if rel not in bad])
+    return _finished(rels, path)
 
 
 class CachedPhoto(Transform):

@@ -260,6 +260,12 @@ def _write_index(index: DatasetIndex, fingerprint: str, seed: int) -> None:
 # ----------------------------------------------------------------------------------------- batches
 
 
+def _check_batch_size(n_train: int, bs: int) -> None:
+    if n_train < bs:  # fastai drops the last partial batch: an epoch would train on nothing
+        raise ValueError(f"only {n_train} training crops per epoch for batch size {bs}: "
+                         "lower the batch size or raise `repeats` (crops per photo)")
+
+
 def make_dataloaders(
     source: str | os.PathLike | DatasetIndex,
     size: int = 256,
@@ -287,18 +293,17 @@ def make_dataloaders(
     train, valid = index.files("train") * repeats, index.files("valid")
     if not train or not valid:
         raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")
+    _check_batch_size(len(train), bs)
     workers = default_workers() if workers is None else workers
     crop = RandomResizedCrop(size, min_scale=min_scale)  # on valid items: resize and centre crop
     if cache:
         dsets = cached_datasets(index, size, repeats, crop, workers, progress)
+        _check_batch_size(len(dsets.train), bs)  # less any photo the cache could not read
         after_item, augment = [], device_augmentation(min_scale)
     else:
         dsets = Datasets(train + valid, tfms=[[open_photo]],
                          splits=[list(range(len(train))), list(range(len(train), len(train) + len(valid)))])
         after_item, augment = [crop, FlipItem(0.5), ToTensor()], []
-    if len(dsets.train) < bs:  # fastai drops the last partial batch: an epoch would train on nothing
-        raise ValueError(f"only {len(dsets.train)} training crops per epoch for batch size {bs}: "
-                         "lower the batch size or raise `repeats` (crops per photo)")
     device = default_device() if device is None else torch.device(device)
     return dsets.dataloaders(bs=bs, num_workers=workers, device=device, pin_memory=device.type == "cuda",
                              after_item=after_item, after_batch=[IntToFloatTensor(), *augment, LabSplit()])

@@ -32,7 +32,7 @@ from torchmetrics.functional.image import peak_signal_noise_ratio
 from .config import PretrainConfig
 from .data import atomic_write_text, make_dataloaders
 from .lab import lab_net_to_rgb
-from .models import build_generator, save_generator
+from .models import build_generator, read_checkpoint_metadata, save_generator
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,9 @@ def adam(mom: float = 0.9, sqr_mom: float = 0.999, eps: float = 1e-8):
     """fastai `opt_func`: fastai's Adam (decoupled weight decay) computed by torch's fused AdamW, for a Learner.
 
     The same update as `fastai.optimizer.Adam(mom=, sqr_mom=, eps=)`: fastai schedules `mom` and sets
-    `wd` through `OptimWrapper`, and torch's AdamW decays weights decoupled as fastai's Adam does.
+    `wd` through `OptimWrapper`, and torch's AdamW decays weights decoupled as fastai's Adam does. One
+    difference: a weight decay above 0 also decays norm and bias parameters (the Learner's
+    `wd_bn_bias=False` does not reach a wrapped torch optimiser). Every preset trains with wd 0.
     Fused: a few multi-tensor kernels per step instead of a few ops for each of the generator's 106
     parameter tensors. Measured on the 2-core CPU at 64 px, batch 8 (issue 5): the step inside the
     Learner took 41 ms instead of 70, +2-3% images/s in benchmarks/train_throughput.py; not measured
@@ -180,6 +182,11 @@ class RunCheckpoint(Callback):
         self.run_dir, self.arch, self.size, self.stage = Path(run_dir), arch, size, stage
         self.start_epoch, self.best = start_epoch, best
 
+    def before_fit(self):
+        best = self.run_dir / BEST_NAME
+        if self.best is not None and best.exists():  # saved by an epoch killed before its state.pt: keep the better
+            self.best = min(self.best, float(read_checkpoint_metadata(best)["extra"]["valid_loss"]))
+
     def after_epoch(self):
         if self.epoch < self.start_epoch:  # an epoch skipped while resuming
             return
@@ -245,6 +252,7 @@ def resume_state(learn: Learner, run_dir, config) -> tuple[dict | None, int]:
     if "hypers" in state["opt"]:
         raise ValueError(f"{run_dir / STATE_NAME} holds fastai's own Adam state, from a colorize before the fused "
                          "optimiser: finish that run with the colorize that started it, or start a new --out folder")
+    learn.model.to(learn.dls.device)  # before the optimiser state, which lands on its parameters' device
     learn.model.load_state_dict(state["model"])
     learn.create_opt()
     learn.opt.load_state_dict(state["opt"])

@@ -43,7 +43,7 @@ def test_one_record_per_configuration_and_a_summary(bench, tmp_path, capsys):
     assert by["loader"]["worker_ms_per_photo"] > 0 and by["baseline_loader"]["worker_ms_per_photo"] > 0
     assert by["pipeline"]["cache"] and by["gan"]["cache"] and by["loader"]["cache"] and not by["baseline"]["cache"]
     (cache,) = [json.loads(line.removeprefix("cache: ")) for line in lines if line.startswith("cache: ")]
-    assert cache["photos"] == 6 and cache["size"] == 32 and cache["seconds"] > 0  # 5 train + 1 valid sample photos
+    assert cache["photos"] == 6 and cache["size"] == 32 and cache["built"] is True  # 5 train + 1 valid sample photos
     assert by["pipeline"]["precision"] == by["baseline"]["precision"] == "fp32"  # the CPU trains in fp32
     # fwd + bwd of the same generator, counted on the real steps: equal for the L1 configurations, more for the GAN
     gflops = {k: by[k]["gflops_per_image"] for k in ("model", "pipeline", "baseline")}

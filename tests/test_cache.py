@@ -2,15 +2,19 @@
 
 import json
 import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
 from fastai.torch_core import TensorImage
-from fastai.vision.augment import RandomResizedCrop, Resize
+from fastai.vision.augment import AffineCoordTfm, RandomResizedCrop, Resize
 from PIL import Image
 
-from colorize.cache import CACHE_DIR, cache_split, device_augmentation
+from colorize.cache import CACHE_DIR, _Decode, cache_split, device_augmentation
 from colorize.config import PRETRAIN_PRESETS
 from colorize.data import index_dataset, make_dataloaders, open_photo, sample_photos
 from colorize.train import pretrain
@@ -21,10 +25,6 @@ SIZE = 48
 @pytest.fixture
 def index(tmp_path):
     return index_dataset(sample_photos(tmp_path / "samples"), progress=False)
-
-
-def _cache_files(index):
-    return sorted(p.name for p in (index.root / CACHE_DIR).iterdir())
 
 
 def test_rows_hold_the_photos_through_the_given_transform(index):
@@ -42,37 +42,66 @@ def test_built_once_then_reused(index, monkeypatch):
     assert cache_split(index, "valid", SIZE, Resize(SIZE), workers=0, progress=False) == first
 
 
-def test_a_changed_photo_builds_a_new_cache_and_drops_the_stale_one(index):
+def test_a_changed_photo_builds_a_new_cache_and_reports_the_old_one(index, caplog):
     old = cache_split(index, "valid", SIZE, Resize(SIZE), workers=0, progress=False)
     (photo,) = index.files("valid")
     Image.new("RGB", (60, 40), (200, 30, 40)).save(photo)
     os.utime(photo, ns=(1, 1))  # a different modification time whatever the clock's resolution
     new = cache_split(index_dataset(index.root, progress=False), "valid", SIZE, Resize(SIZE), workers=0,
                       progress=False)
-    assert new.path != old.path and not old.path.exists()
+    assert new.path != old.path and old.path.exists()  # another run may still be reading it
     assert np.array_equal(np.load(new.path)[0, SIZE // 2, SIZE // 2], [200, 30, 40])
-    assert _cache_files(index) == sorted([new.path.name, new.path.with_suffix(".json").name])
+    assert "also holds 1 older valid caches" in caplog.text
 
 
-def test_an_interrupted_build_is_not_used(index):
+def test_two_processes_asking_at_once_decode_each_photo_once(index, monkeypatch):
+    decode, calls, count = _Decode.__getitem__, [], threading.Lock()
+
+    def slow_decode(self, i):
+        with count:
+            calls.append(i)
+        time.sleep(0.05)
+        return decode(self, i)
+
+    monkeypatch.setattr(_Decode, "__getitem__", slow_decode)
+    with ThreadPoolExecutor(2) as pool:
+        caches = list(pool.map(lambda _: cache_split(index, "train", SIZE, Resize(SIZE), workers=0, progress=False),
+                               range(2)))
+    assert caches[0] == caches[1] and sorted(calls) == list(range(len(index.files("train"))))
+
+
+def test_not_enough_disk_space_is_an_error_before_writing(index, monkeypatch):
+    monkeypatch.setattr("colorize.cache.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    with pytest.raises(OSError, match="GiB is free: free some space, or train with --no-cache"):
+        cache_split(index, "train", SIZE, Resize(SIZE), workers=0, progress=False)
+    assert not list((index.root / CACHE_DIR).glob("*.npy*"))
+
+
+def test_an_interrupted_build_is_not_used_and_its_leftover_goes(index):
     done = cache_split(index, "valid", SIZE, Resize(SIZE), workers=0, progress=False)
-    done.path.with_suffix(".json").unlink()  # as if killed before the build's last write
+    done.path.with_suffix(".json").unlink()  # as if killed before the build's last write ...
     np.save(done.path, np.zeros((1, SIZE, SIZE, 3), np.uint8))
+    leftover = done.path.with_suffix(".npy.tmp")
+    leftover.write_bytes(b"half a cache")  # ... or in the middle of it
     again = cache_split(index, "valid", SIZE, Resize(SIZE), workers=0, progress=False)
-    assert np.load(again.path).any()
+    assert np.load(again.path).any() and not leftover.exists()
 
 
 def test_a_photo_broken_after_indexing_is_reported_and_left_out(index, caplog):
     broken = index.files("train")[2]
+    rel = broken.relative_to(index.root).as_posix()
     broken.write_bytes(broken.read_bytes()[:200])  # truncated after the index was made
     os.utime(broken, ns=(1, 1))
     index = index_dataset(index.root, progress=False)  # the screening would catch it ...
-    index.items.append((broken.relative_to(index.root).as_posix(), "train"))  # ... so put it back, as a race would
+    first_train = next(i for i, (_, split) in enumerate(index.items) if split == "train")
+    index.items.insert(first_train + 1, (rel, "train"))  # ... so put it back, second, as a race would
+    files = index.files("train")
     cache = cache_split(index, "train", SIZE, Resize(SIZE), workers=0, progress=False)
-    assert len(cache.rows) == len(index.files("train")) - 1
-    assert [rel for rel, _ in cache.failed] == [broken.relative_to(index.root).as_posix()]
+    assert cache.rows == [0, 2, 3, 4] and [r for r, _ in cache.failed] == [rel]
     assert "left out of the train cache" in caplog.text
-    assert json.loads(cache.path.with_suffix(".json").read_text())["photos"] == len(index.files("train"))
+    pixels = np.load(cache.path)
+    for row in cache.rows:  # the photos after the broken one are still in their own rows
+        assert np.array_equal(pixels[row], np.asarray(Resize(SIZE)(open_photo(files[row]), split_idx=1)))
 
 
 def test_validation_batches_are_those_of_the_uncached_pipeline(index):
@@ -92,6 +121,7 @@ def test_train_batches_draw_a_crop_and_flip_for_each_photo(index):
     assert L.shape == (4, 1, SIZE, SIZE) and ab.shape == (4, 2, SIZE, SIZE)
     assert L.min() >= -1 and L.max() <= 1 and ab.abs().max() <= 1
 
+    assert any(isinstance(t, AffineCoordTfm) for t in dls.train.after_batch.fs)  # the crop and flip run
     augment = device_augmentation(0.35)[0]
     same = TensorImage(torch.rand(1, 3, SIZE, SIZE).expand(8, -1, -1, -1).contiguous())
     out = augment(same, split_idx=0).as_subclass(torch.Tensor).flatten(1)

@@ -11,12 +11,13 @@ import time
 import pytest
 import torch
 from fastai.callback.core import Callback, CancelFitException
+from fastai.learner import Recorder
 from fastai.optimizer import Adam
 
 from colorize.config import PRETRAIN_PRESETS
 from colorize.data import sample_photos
-from colorize.models import load_generator, save_generator
-from colorize.train import (CudnnAutotune, RunCheckpoint, adam, check_config, fit_resumable, load_state, pretrain,
+from colorize.models import load_generator, read_checkpoint_metadata, save_generator
+from colorize.train import (CudnnAutotune, adam, check_config, fit_resumable, load_state, pretrain,
                             pretrain_learner, resume_state)
 
 
@@ -135,7 +136,7 @@ def test_resume_refuses_a_state_from_fastais_own_adam(photos, tmp_path):
 def test_kill_9_mid_epoch_then_rerun_resumes(photos, tmp_path):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "colorize.cli", "pretrain", "--data", str(photos), "--out", str(run),
-           "--preset", "smoke", "--epochs", "3", "--bs", "2", "--repeats", "4"]
+           "--preset", "smoke", "--epochs", "4", "--bs", "2", "--repeats", "4", "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not (run / "state.pt").exists():  # the first epoch is saved ...
@@ -145,37 +146,63 @@ def test_kill_9_mid_epoch_then_rerun_resumes(photos, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     done = load_state(run)["epoch"]
-    assert done in (1, 2), "the kill came too late to test anything"
+    assert done < 4, "the kill came too late to test anything"
     before = _history(run)
     assert len(before) >= done  # every saved epoch was logged (a logged one may not be saved yet)
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "resuming" in rerun.stderr and f"after epoch {done} of 3" in rerun.stderr
+    assert "resuming" in rerun.stderr and f"after epoch {done} of 4" in rerun.stderr
     rows = _history(run)
-    assert [r["epoch"] for r in rows] == ["0", "1", "2"]  # each epoch once: none lost, none repeated
+    assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]  # each epoch once: none lost, none repeated
     assert rows[:done] == before[:done]  # the saved epochs were not trained again
-    assert load_state(run)["epoch"] == 3
+    assert load_state(run)["epoch"] == 4
     assert not list(run.glob("*.tmp"))
 
 
-class StopAfterFirstEpoch(Callback):
-    order = RunCheckpoint.order + 1  # after the checkpoint
+class StopBetweenLogAndSave(Callback):
+    """Ends the fit in the second epoch after the Recorder (50) has logged it: a kill before its checkpoint."""
+
+    order = Recorder.order + 1
 
     def after_epoch(self):
-        raise CancelFitException
+        if self.epoch == 1:
+            raise CancelFitException
 
 
 def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_path):
-    """A kill between logging an epoch and saving it: that epoch is trained again and logged once."""
     config = PRETRAIN_PRESETS["smoke"].replace(epochs=2)
     learn = pretrain_learner(photos, config, tmp_path)
-    learn.add_cb(StopAfterFirstEpoch())
+    learn.add_cb(StopBetweenLogAndSave())
     fit_resumable(learn, tmp_path, config)
-    assert load_state(tmp_path)["epoch"] == 1
-    with open(tmp_path / "history.csv", "a") as f:
-        f.write("1,9.0,9.0,1.0,00:01\n")  # epoch 1 logged, its checkpoint never written
+    logged = _history(tmp_path)
+    assert len(logged) == 2 and load_state(tmp_path)["epoch"] == 1  # the checkpoint comes after the log
     pretrain(photos, tmp_path, config)
     rows = _history(tmp_path)
-    assert [r["epoch"] for r in rows] == ["0", "1"] and rows[1]["train_loss"] != "9.0"
+    assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0] == logged[0] and rows[1] != logged[1]
     assert load_state(tmp_path)["epoch"] == 2
+
+
+def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(photos, tmp_path):
+    """best.safetensors of an epoch whose state.pt was never written still counts on the rerun."""
+    config = PRETRAIN_PRESETS["smoke"].replace(epochs=2)
+    learn = pretrain_learner(photos, config, tmp_path)
+    learn.add_cb(StopBetweenLogAndSave())
+    fit_resumable(learn, tmp_path, config)
+    save_generator(learn.model, tmp_path / "best.safetensors", arch="resnet18", size=config.size, valid_loss=1e-6)
+    state = load_state(tmp_path)
+    torch.save({**state, "best": 1e9}, tmp_path / "state.pt")  # so any epoch would beat what state.pt knows
+    pretrain(photos, tmp_path, config)
+    assert read_checkpoint_metadata(tmp_path / "best.safetensors")["extra"]["valid_loss"] == 1e-6
+
+
+@pytest.mark.gpu
+def test_resume_on_cuda(photos, tmp_path):
+    """The optimiser state is restored onto the GPU with the model, and training goes on."""
+    config = PRETRAIN_PRESETS["smoke"].replace(epochs=2)
+    learn = pretrain_learner(photos, config, tmp_path, device="cuda")
+    learn.add_cb(StopBetweenLogAndSave())
+    fit_resumable(learn, tmp_path, config)
+    learn = pretrain(photos, tmp_path, config, device="cuda")
+    assert load_state(tmp_path)["epoch"] == 2
+    assert all(t.is_cuda for s in learn.opt.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
