@@ -169,29 +169,36 @@ def _split_from_folders(rel: Path) -> str | None:
     return None
 
 
-def _hash_order(rel: str, seed: int) -> str:
-    return hashlib.sha1(f"{seed}:{rel}".encode()).hexdigest()
+def _hash_unit(rel: str, seed: int) -> float:
+    """A number in [0, 1) fixed by the photo's relative path and the seed alone."""
+    return int(hashlib.sha1(f"{seed}:{rel}".encode()).hexdigest()[:15], 16) / 16**15
 
 
 def assign_splits(rels: list[str], seed: int = 42) -> dict[str, str]:
     """Split relative paths into train/valid/test, from folder names where present, else seeded and stable.
 
-    Photos outside split folders are ordered by a seeded hash of their path (so adding photos moves
-    few others) and the first 10% go to test, the next 10% to valid. A folder that has train and test
-    folders but no valid one gets its valid photos from train the same way.
+    A photo outside split folders gets its split from a seeded hash of its own path: below 0.1 test,
+    below 0.2 valid, else train (`SPLIT_FRACTIONS`). So adding or removing photos never moves another
+    one between splits, and no photo trained on ever becomes a test photo. A folder that has train
+    and test folders but no valid one gets valid photos from train the same way. In a folder too small
+    for the fractions to reach every split, the train photos of lowest hash fill an empty test split
+    (from 3 free photos) and valid split (from 2 photos): only there can an addition move one.
     """
     splits = {r: _split_from_folders(Path(r)) for r in rels}
-    free = sorted((r for r, s in splits.items() if s is None), key=lambda r: _hash_order(r, seed))
-    if free:
-        n = len(free)
-        n_test = max(1, round(n * SPLIT_FRACTIONS["test"])) if n >= 3 else 0
-        n_valid = max(1, round(n * SPLIT_FRACTIONS["valid"])) if n >= 2 else 0
-        for i, r in enumerate(free):
-            splits[r] = "test" if i < n_test else "valid" if i < n_test + n_valid else "train"
-    if not any(s == "valid" for s in splits.values()):
-        train = sorted((r for r, s in splits.items() if s == "train"), key=lambda r: _hash_order(r, seed))
-        for r in train[: max(1, round(len(train) * SPLIT_FRACTIONS["valid"])) if len(train) >= 2 else 0]:
-            splits[r] = "valid"
+    free = [r for r, s in splits.items() if s is None]
+    test, valid = SPLIT_FRACTIONS["test"], SPLIT_FRACTIONS["valid"]
+    for r in free:
+        u = _hash_unit(r, seed)
+        splits[r] = "test" if u < test else "valid" if u < test + valid else "train"
+    if "valid" not in splits.values():  # e.g. folders with train and test but no valid
+        for r, s in splits.items():
+            if s == "train" and _hash_unit(r, seed) < valid:
+                splits[r] = "valid"
+    for split, among, least in (("test", free, 3), ("valid", rels, 2)):
+        if split not in splits.values() and len(among) >= least:
+            train = [r for r in among if splits[r] == "train"]
+            if len(train) > 1:
+                splits[min(train, key=lambda r: _hash_unit(r, seed))] = split
     return splits
 
 
