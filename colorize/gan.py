@@ -17,11 +17,12 @@ fixed validation batch after every epoch:
     history.csv              per epoch: train_loss (G's total objective, smoothed), valid_loss (L1), psnr,
                              g_adv, g_l1, d_real, d_fake, d_acc_real, d_acc_fake (means over the epoch)
     gallery_epoch{N:03d}.png grayscale | generated | original after N epochs
-    config.json              the recipe
+    config.json              the recipe, and the generator checkpoint it started from
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 from contextlib import nullcontext
@@ -208,6 +209,17 @@ def generator_spec(config: GanConfig, generator=None) -> tuple[str, int]:
     return meta["arch"], meta["size"]
 
 
+def generator_identity(generator) -> str | None:
+    """What a run records of the checkpoint it started from: its file name and a hash of its contents."""
+    if generator is None:
+        return None
+    digest = hashlib.sha256()
+    with open(generator, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return f"{Path(generator).name} sha256:{digest.hexdigest()[:16]}"
+
+
 def gan_learner(data, config: GanConfig, generator=None, run_dir=None, device=None) -> Learner:
     """A fastai Learner for conditional-GAN fine-tuning: model = generator, loss_func = L1, the GAN in a callback.
 
@@ -224,7 +236,6 @@ def gan_learner(data, config: GanConfig, generator=None, run_dir=None, device=No
         model = build_generator(config.arch, size=config.size, pretrained=config.pretrained)
     else:
         model = load_generator(generator, device=dls.device)
-        log.info("starting from %s (%s, built at %d px)", generator, *generator_spec(config, generator))
     critic = build_critic(config.critic_layers, config.critic_norm, config.critic_ndf, config.critic_init)
     critic = critic.to(dls.device)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2), eps=1e-8,
@@ -245,9 +256,11 @@ def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learn
     """
     run_dir = Path(run_dir)
     gan = learn.conditional_gan
-    state, start = resume_state(learn, run_dir, config)
+    state, start = resume_state(learn, run_dir, config, generator=generator_identity(generator))
     if state is not None:
         gan.load_state_dict(state)
+    elif generator is not None:
+        log.info("starting from %s (%s, built at %d px)", generator, *generator_spec(config, generator))
     if start >= config.epochs:
         return learn
     learn.path = run_dir

@@ -215,10 +215,11 @@ def load_state(run_dir) -> dict | None:
     return torch.load(path, map_location="cpu", weights_only=True) if path.exists() else None
 
 
-def check_config(run_dir, config) -> None:
-    """Write the run's config on its first start; refuse to resume a run with a different recipe."""
+def check_config(run_dir, config, **more) -> None:
+    """Write the run's config (and `more` facts, e.g. its starting generator) on its first start; refuse to
+    resume a run with a different recipe or different facts."""
     path = Path(run_dir) / CONFIG_NAME
-    now = dataclasses.asdict(config)
+    now = {**dataclasses.asdict(config), **more}
     if path.exists():
         saved = json.loads(path.read_text())
         changed = {k: (saved.get(k), v) for k, v in now.items()
@@ -242,10 +243,11 @@ def pretrain_learner(data, config: PretrainConfig, run_dir=None, device=None) ->
     return tune_for_device(learn, config.size)
 
 
-def resume_state(learn: Learner, run_dir, config) -> tuple[dict | None, int]:
-    """Check the recipe, restore the model and optimiser saved in `run_dir`; (the state or None, epochs done)."""
+def resume_state(learn: Learner, run_dir, config, **more) -> tuple[dict | None, int]:
+    """Check the recipe (and `more`, see `check_config`), restore the model and optimiser saved in `run_dir`;
+    (the state or None, epochs done)."""
     run_dir = Path(run_dir)
-    check_config(run_dir, config)
+    check_config(run_dir, config, **more)
     state = load_state(run_dir)
     if state is None:
         return None, 0

@@ -170,6 +170,17 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
     assert not plt.get_fignums()  # each gallery's figure was closed
 
 
+def test_resume_refuses_another_starting_generator(interrupted_run, photos, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(interrupted_run[0], run)
+    other = save_generator(build_generator(size=32, pretrained=False), tmp_path / "l1.safetensors", arch="resnet18",
+                           size=32)  # same name, other weights
+    for generator in (other, None):
+        with pytest.raises(ValueError, match="different recipe.*generator"):
+            fit_gan(gan_learner(photos, RUN, generator=generator), run, RUN, generator=generator)
+    assert load_state(run)["epoch"] == 1  # nothing trained
+
+
 def _assert_equal(a, b):
     if isinstance(a, dict):
         assert a.keys() == b.keys()
