@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import sys
 import typing
+import warnings
 
 from .config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, get_preset
 
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("download", help="fetch a dataset into data/ (Kaggle Places365 subset or CIFAR-10)")
-    d.add_argument("dataset", choices=["places365", "cifar10"])
+    d.add_argument("dataset", choices=["places365", "cifar10"], help="places365: the Kaggle subset (needs Kaggle credentials); cifar10: fastai's archive")
     d.add_argument("--dest", help="target folder (default data/DATASET)")
     d.add_argument("--force", action="store_true", help="download again even if complete")
     d.set_defaults(run=_download)
@@ -120,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("pretrain", help="stage 1: train the U-Net generator on L1 (resumes if --out has a run)")
     t.add_argument("--data", required=True, help="folder of photos (any layout; train/valid/test folders are used)")
     t.add_argument("--out", required=True, help="run folder, e.g. runs/places365-l1")
-    t.add_argument("--preset", default="places365", help=f"recipe: {', '.join(PRETRAIN_PRESETS)}")
+    t.add_argument("--preset", default="places365", help=f"recipe: {', '.join(PRETRAIN_PRESETS)} (default places365)")
     t.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
     add_config_args(t, PretrainConfig, PRETRAIN_PRESETS)  # --epochs --size --bs --lr --arch --no-pretrained ...
     t.set_defaults(run=_pretrain)
@@ -129,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", required=True, help="folder of photos")
     g.add_argument("--out", required=True, help="run folder, e.g. runs/places365-gan")
     g.add_argument("--generator", help="L1-pretrained generator checkpoint (.safetensors); none: from scratch")
-    g.add_argument("--preset", default="pix2pix", help=f"recipe: {', '.join(GAN_PRESETS)}")
+    g.add_argument("--preset", default="pix2pix", help=f"recipe: {', '.join(GAN_PRESETS)} (default pix2pix)")
     g.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
     add_config_args(g, GanConfig, GAN_PRESETS)
     g.set_defaults(run=_gan)
@@ -146,29 +147,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", required=True, help="dataset folder (its held-out split is used)")
     e.add_argument("--models", nargs="+", required=True, help="generator checkpoints (.safetensors)")
     e.add_argument("--out", required=True, help="report folder: results.json, results.md, galleries")
-    e.add_argument("--split", default="test", choices=["train", "valid", "test"])
-    e.add_argument("--size", type=int, default=256, help="protocol: shorter side resized, centre crop SIZE x SIZE")
+    e.add_argument("--split", default="test", choices=["train", "valid", "test"], help="default test")
+    e.add_argument("--size", type=int, default=256,
+                   help="protocol: shorter side resized, centre crop SIZE x SIZE (default 256)")
     e.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
-    e.add_argument("--bs", type=int, default=32)
-    e.add_argument("--device")
+    e.add_argument("--bs", type=int, default=32, help="photos per batch (default 32)")
+    e.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     e.set_defaults(run=_evaluate)
 
     x = sub.add_parser("export", help="export a generator to ONNX (dynamic batch and size)")
     x.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
     x.add_argument("--onnx", required=True, help="output .onnx file")
-    x.add_argument("--opset", type=int, default=17)
+    x.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     x.set_defaults(run=_export)
 
     r = sub.add_parser("readme-results", help="rewrite the README's Results section from an evaluate report")
     r.add_argument("--report", required=True, help="folder written by `colorize evaluate`")
     r.add_argument("--note", required=True, help="where the numbers come from: data, protocol, command")
-    r.add_argument("--readme", default="README.md")
+    r.add_argument("--readme", default="README.md", help="default README.md")
     r.set_defaults(run=_readme_results)
 
     m = sub.add_parser("demo", help="offline demo on the photos shipped with scikit-image/scikit-learn")
-    m.add_argument("--out", default="runs/demo")
+    m.add_argument("--out", default="runs/demo", help="where the runs, gallery and metrics go (default runs/demo)")
     m.add_argument("--data", default="data/samples", help="where the sample photos are written")
-    m.add_argument("--device")
+    m.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     m.set_defaults(run=_demo)
     return p
 
@@ -177,13 +179,26 @@ def main(argv=None) -> int:
     """Entry point of the `colorize` command."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # fastai's import scripts a function with torch.jit, which this torch deprecates: not the user's to fix
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     try:
+        _check_device(getattr(args, "device", None))
         return args.run(args) or 0
     except (FileNotFoundError, ModuleNotFoundError, ValueError, KeyError, RuntimeError) as e:  # the user's to fix: say what, not where
         if args.verbose:
             raise
-        log.error("%s", e)
+        log.error("%s", e.args[0] if isinstance(e, KeyError) and e.args else e)  # a KeyError's str() adds quotes
         return 2
+
+
+def _check_device(device: str | None) -> None:
+    """Refuse a CUDA device on a machine without one before any work starts."""
+    if device and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {device}: this torch ({torch.__version__}) sees no CUDA GPU here; "
+                             "leave --device out to use what there is (the CPU)")
 
 
 if __name__ == "__main__":

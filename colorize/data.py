@@ -79,12 +79,16 @@ def to_rgb(im: Image.Image) -> Image.Image:
     return im if im.mode == "RGB" else im.convert("RGB")
 
 
-def load_rgb(path: str | os.PathLike) -> Image.Image:
-    """Decode a photo fully, apply its EXIF orientation, return 8-bit RGB; `BadImageError` if it can't."""
+def load_rgb(path: str | os.PathLike, keep_alpha: bool = False) -> Image.Image:
+    """Decode a photo fully, apply its EXIF orientation, return 8-bit RGB; `BadImageError` if it can't.
+
+    With `keep_alpha`, a photo with transparency comes back RGBA instead (its colour not composited).
+    """
     try:
         with Image.open(path) as im:
             im.load()  # a truncated file fails here, not later in a worker
-            return to_rgb(ImageOps.exif_transpose(im))
+            im = ImageOps.exif_transpose(im)
+            return im.convert("RGBA") if keep_alpha and im.has_transparency_data else to_rgb(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise BadImageError(f"cannot read {path}: {e}") from e
 

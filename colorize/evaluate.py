@@ -28,7 +28,7 @@ from . import __version__
 from .data import BadImageError, default_workers, index_dataset, load_rgb
 from .lab import lab_net_to_rgb, rgb_to_lab_net
 from .metrics import ColorMetrics, Skipped
-from .models import load_generator
+from .models import load_generator, read_checkpoint_metadata
 from .plots import captioned_gallery, save_figure
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,11 @@ def evaluate(
     names = [model_name(m) for m in models] if names is None else list(names)
     if len(names) != len(models) or len(set(names) | {BASELINE}) != len(names) + 1:
         raise ValueError(f"need one distinct name per model, got {names} for {len(models)} checkpoint(s); "
-                         "pass names=[...] (or --names) to tell them apart")
+                         "give each a name (--names) to tell them apart")
+    for ckpt in models:  # every checkpoint readable before anything is written
+        built = read_checkpoint_metadata(ckpt)["size"]
+        if built != size:
+            log.warning("%s was built for %d px photos; evaluating it at %d px (--size)", ckpt, built, size)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else default_device()

@@ -43,16 +43,25 @@ def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
 
 
 @torch.inference_mode()
+def _check_render_size(render_size: int) -> None:
+    if render_size < 32:
+        raise ValueError(f"render size {render_size}: it must be at least 32 px (the encoder halves it 5 times); "
+                         "256 is the usual")
+
+
 def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256) -> Image.Image:
     """Colorize one photo of any size and PIL mode; returns an RGB image of the same size and lightness.
 
     The generator (in eval mode, on any device) runs at `render_size` x `render_size`; it must map
-    L (1,1,S,S) in [-1,1] to ab/110 (1,2,S,S) as `models.build_generator` does.
+    L (1,1,S,S) in [-1,1] to ab/110 (1,2,S,S) as `models.build_generator` does. A photo with
+    transparency comes back RGBA with the same alpha (colorized as if laid on white).
     """
+    _check_render_size(render_size)
     if model.training:
         raise ValueError("the generator is in training mode (batch norm would use this photo's statistics); "
                          "call model.eval() first")
     device = next(model.parameters()).device
+    alpha = image.convert("RGBA").getchannel("A") if image.has_transparency_data else None
     image = to_rgb(image)
     W, H = image.size
     small = np.asarray(image.resize((render_size, render_size), Image.Resampling.BILINEAR))  # antialiased
@@ -68,6 +77,8 @@ def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256)
         rgb = lab_net_to_rgb(L, ab[:, :, top : top + rows])  # (1,3,h,W) in [0,1]
         rgb = rgb[0].permute(1, 2, 0).mul_(255).round_().to(torch.uint8).cpu().numpy()
         out.paste(Image.fromarray(rgb, "RGB"), (0, top))
+    if alpha is not None:
+        out.putalpha(alpha)
     return out
 
 
@@ -121,7 +132,9 @@ def colorize_files(
     """Colorize photos and folders of photos (recursively) into `out_dir` as PNG; never touches the inputs.
 
     A file that cannot be read is logged, recorded in `failed` and skipped; the rest are written.
+    Transparency is kept (RGBA out for a photo with an alpha channel or a transparent palette colour).
     """
+    _check_render_size(render_size)
     inputs = [str(p) for p in inputs]
     pairs = plan_outputs(inputs, out_dir)
     if not pairs:
@@ -129,7 +142,7 @@ def colorize_files(
     result = ColorizeResult()
     for src, dst in progress_bar(pairs) if progress else pairs:
         try:
-            image = load_rgb(src)
+            image = load_rgb(src, keep_alpha=True)
         except BadImageError as e:
             log.warning("skipped %s: %s", src, e)
             result.failed.append((src, str(e)))

@@ -10,7 +10,7 @@ import torch
 from fastai.vision.learner import create_body
 from fastai.vision.models.unet import DynamicUnet
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file, safe_open, save
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from torchvision import models as tvm
@@ -58,7 +58,7 @@ def save_generator(model: nn.Module, path: str | os.PathLike, *, arch: str, size
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
+    tmp.write_bytes(save(state, metadata=meta))  # Python's open: the user's umask (save_file writes 0600)
     os.replace(tmp, path)  # a kill never leaves a half-written checkpoint under the real name
     return path
 

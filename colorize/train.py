@@ -146,10 +146,8 @@ class ResumableCSVLogger(CSVLogger):
         self.old_logger, self.learn.logger = self.logger, self._write_line
 
     def _write_line(self, log):
-        if self.epoch >= self.start_epoch:
+        if self.epoch >= self.start_epoch:  # the empty rows of skipped epochs are neither written nor shown
             super()._write_line(log)  # flushed and fsynced
-        else:
-            self.old_logger(log)
 
 
 def plain(obj):
@@ -258,7 +256,11 @@ def resume_state(learn: Learner, run_dir, config, **more) -> tuple[dict | None, 
     learn.model.load_state_dict(state["model"])
     learn.create_opt()
     learn.opt.load_state_dict(state["opt"])
-    log.info("resuming %s after epoch %d of %d", run_dir, state["epoch"], config.epochs)
+    if state["epoch"] >= config.epochs:
+        log.info("%s has finished its %d epochs: nothing to train (a new --out folder starts a new run)", run_dir,
+                 config.epochs)
+    else:
+        log.info("resuming %s after epoch %d of %d", run_dir, state["epoch"], config.epochs)
     return state, state["epoch"]
 
 

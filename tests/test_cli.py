@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from colorize.cli import build_parser, config_from_args, main
@@ -69,6 +70,18 @@ def test_colorize_is_installed_as_a_command():
     assert out.returncode == 0
     for command in ("download", "pretrain", "gan", "apply", "evaluate", "export", "demo"):
         assert command in out.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
+def test_cuda_asked_for_on_a_machine_without_one(tmp_path, caplog):
+    assert main(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--device", "cuda"]) == 2
+    assert "--device cuda: this torch" in caplog.text and "sees no CUDA GPU" in caplog.text
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_preset_is_named_plainly(tmp_path, caplog):
+    assert main(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "nosuch"]) == 2
+    assert caplog.messages[-1] == "unknown preset 'nosuch'; choose one of: places365, demo, smoke"  # no quotes round it
 
 
 def test_flag_help_names_the_presets_that_differ_from_the_default(capsys):

@@ -204,6 +204,18 @@ def test_model_names_must_be_distinct(dataset, checkpoints, tmp_path):
 README = "# colorize\n\nIntro.\n\n## Results\n\n{block}\n\n## Licence\n\nApache-2.0\n"
 
 
+def test_a_missing_checkpoint_is_refused_before_any_output(dataset, checkpoints, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no generator checkpoint"):
+        evaluate(dataset, [checkpoints[0], tmp_path / "nope.safetensors"], tmp_path / "report", size=SIZE)
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_size_other_than_the_models_is_warned_about(dataset, checkpoints, tmp_path, caplog):
+    evaluate(dataset, checkpoints[:1], tmp_path, size=SIZE, device="cpu", lpips_net=None, fid_feature=None,
+             n_gallery=1, n_hardest=1, progress=False)
+    assert f"was built for {GEN_SIZE} px photos; evaluating it at {SIZE} px" in caplog.text
+
+
 def test_readme_results_are_rewritten_between_the_markers(offline_report, tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(README.format(block=f"{RESULTS_START}\nold numbers\n{RESULTS_END}"))

@@ -31,7 +31,20 @@ def test_output_has_the_input_size_for_any_mode(model, mode, size):
     rng = np.random.default_rng(0)
     im = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 4), dtype=np.uint8), "RGBA").convert(mode)
     out = colorize_image(model, im, render_size=RENDER)
-    assert out.mode == "RGB" and out.size == size
+    assert out.mode == ("RGBA" if mode == "RGBA" else "RGB") and out.size == size
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparency_is_kept(model, mode):
+    rgba = Image.fromarray(data.astronaut()).resize((60, 40)).convert("RGBA")
+    alpha = np.zeros((40, 60), np.uint8)
+    alpha[10:30, 20:50] = 255
+    rgba.putalpha(Image.fromarray(alpha))
+    im = rgba.convert(mode) if mode != "P" else rgba.convert("P", palette=Image.Palette.ADAPTIVE)
+    if mode == "P":
+        im.info["transparency"] = im.getpixel((0, 0))  # the fully transparent corner's palette entry
+    out = colorize_image(model, im, render_size=RENDER)
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3] > 0, np.asarray(im.convert("RGBA"))[..., 3] > 0)
 
 
 def test_refuses_a_generator_in_training_mode(model):
@@ -64,6 +77,19 @@ def test_grayscale_input(model):
     out = colorize_image(model, gray, render_size=RENDER)
     assert out.size == gray.size
     assert np.abs(lightness(out) - lightness(gray)).mean() < 1.0
+
+
+def test_files_keep_their_transparency_and_a_tiny_render_size_is_refused(model, tmp_path):
+    rgba = Image.fromarray(data.astronaut()).resize((30, 20)).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize((30, 20)))
+    rgba.save(tmp_path / "logo.png")
+    with pytest.raises(ValueError, match="at least 32 px"):
+        colorize_files(model, [tmp_path / "logo.png"], tmp_path / "out", render_size=16, progress=False)
+    assert not (tmp_path / "out").exists()
+    (written,) = colorize_files(model, [tmp_path / "logo.png"], tmp_path / "out", render_size=RENDER,
+                               progress=False).written
+    out = Image.open(written)
+    assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], np.asarray(rgba)[..., 3])
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """Generator: shapes, ranges, gradients, the pretrained-weights path, and the checkpoint file."""
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,15 @@ def test_checkpoint_round_trip_is_bitwise(generator, tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(L), generator.eval()(L))
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write left nothing behind
+
+
+def test_checkpoint_file_mode_follows_the_umask(generator, tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = save_generator(generator, tmp_path / "g.safetensors", arch="resnet18", size=64)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644  # others can read it, as any file the user writes
 
 
 def test_loading_a_file_that_is_not_a_checkpoint(tmp_path):
