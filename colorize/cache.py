@@ -37,7 +37,7 @@ from fastprogress.fastprogress import progress_bar
 from fasttransform import Transform
 from torch.utils.data import DataLoader, Dataset
 
-from .data import BadImageError, DatasetIndex, atomic_write_text, default_workers, open_photo
+from .data import BadImageError, DatasetIndex, atomic_write_text, bars_can_draw, default_workers, open_photo
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _build(index, split, rels, size, tfm, path: Path, workers, progress) -> Spli
     loader = DataLoader(_Decode([index.root / r for r in rels], size, tfm), batch_size=32, num_workers=workers,
                         collate_fn=_as_list)
     failed = []
-    for batch in progress_bar(loader, leave=False) if progress else loader:  # display=False still draws
+    for batch in progress_bar(loader, leave=False) if progress and bars_can_draw() else loader:
         for i, row, error in batch:
             pixels[i] = row
             if error:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import tarfile
 import tempfile
 from collections import Counter
@@ -26,6 +27,7 @@ from fastai.torch_core import default_device
 from fastai.vision.augment import FlipItem, RandomResizedCrop
 from fastai.vision.core import PILImage
 from fastcore.parallel import parallel
+from fastprogress.fastprogress import IN_NOTEBOOK
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .lab import LabSplit
@@ -45,6 +47,11 @@ INDEX_NAME, EXCLUDED_NAME, META_NAME = "colorize-index.csv", "colorize-excluded.
 
 PLACES365_HANDLE = "pankajkumar2002/places365"  # Kaggle: ~36k Places365 photos at 256x256
 CIFAR10_URL = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"  # fastai's URLs.CIFAR
+
+
+def bars_can_draw() -> bool:
+    """Progress bars redraw in place: in a terminal or a notebook. In a file or a pipe they are only noise."""
+    return IN_NOTEBOOK or sys.stdout.isatty()
 
 
 def default_workers() -> int:
@@ -236,7 +243,7 @@ def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True
         return DatasetIndex(root, items, excluded)
 
     reasons = parallel(screen, [root / r for r in rels], n_workers=default_workers(),
-                       progress=progress, threadpool=len(rels) < 200)
+                       progress=progress and bars_can_draw(), threadpool=len(rels) < 200)
     excluded = [(r, why) for r, why in zip(rels, reasons) if why]
     good = [r for r, why in zip(rels, reasons) if not why]
     split_of = assign_splits(good, seed)

@@ -25,7 +25,7 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image, ImageOps
 
 from . import __version__
-from .data import BadImageError, default_workers, index_dataset, load_rgb
+from .data import BadImageError, bars_can_draw, default_workers, index_dataset, load_rgb
 from .lab import lab_net_to_rgb, rgb_to_lab_net
 from .metrics import ColorMetrics, Skipped
 from .models import load_generator, read_checkpoint_metadata
@@ -101,7 +101,7 @@ def _score(predict: Predictor, files: list[Path], metrics: ColorMetrics, *, size
     bad = []
     chunks = [files[i : i + bs] for i in range(0, len(files), bs)]
     log.info("scoring %s on %d photos", label, len(files))
-    for chunk in progress_bar(chunks) if progress else chunks:
+    for chunk in progress_bar(chunks) if progress and bars_can_draw() else chunks:
         crops = []
         for path, crop in zip(chunk, pool.map(partial(_read, size=size), chunk)):
             if isinstance(crop, BadImageError):

@@ -43,8 +43,8 @@ from .data import make_dataloaders
 from .losses import GANLoss, generator_loss
 from .models import build_critic, build_generator, load_generator, read_checkpoint_metadata
 from .plots import batch_gallery, save_figure
-from .train import (HISTORY_NAME, LAST_NAME, ColorPSNR, ResumableCSVLogger, RunCheckpoint, adam, resume_state,
-                    tune_for_device)
+from .train import (HISTORY_NAME, LAST_NAME, ColorPSNR, ResumableCSVLogger, RunCheckpoint, adam, fit_with_progress,
+                    resume_state, tune_for_device)
 
 log = logging.getLogger(__name__)
 
@@ -270,7 +270,7 @@ def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learn
     cbs = [ParamScheduler({"lr": lr_g}), CriticSchedule(gan.critic_opt, lr_d),
            GanCheckpoint(gan, run_dir, arch, size, "gan", start, state and state["best"]),
            ResumableCSVLogger(HISTORY_NAME, start), EpochGallery(run_dir, start)]
-    learn.fit(config.epochs, cbs=cbs, start_epoch=start)
+    fit_with_progress(learn, learn.fit, config.epochs, cbs=cbs, start_epoch=start)
     return learn
 
 

@@ -21,7 +21,7 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torch import nn
 
-from .data import IMAGE_EXTS, BadImageError, list_images, load_rgb, to_rgb
+from .data import IMAGE_EXTS, BadImageError, bars_can_draw, list_images, load_rgb, to_rgb
 from .lab import lab_net_to_rgb, rgb_to_lightness
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def colorize_files(
     if not pairs:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {', '.join(inputs)}")
     result = ColorizeResult()
-    for src, dst in progress_bar(pairs) if progress else pairs:
+    for src, dst in progress_bar(pairs) if progress and bars_can_draw() else pairs:
         try:
             image = load_rgb(src, keep_alpha=True)
         except BadImageError as e:

@@ -30,7 +30,7 @@ from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from .config import PretrainConfig
-from .data import atomic_write_text, make_dataloaders
+from .data import atomic_write_text, bars_can_draw, make_dataloaders
 from .lab import lab_net_to_rgb
 from .models import build_generator, read_checkpoint_metadata, save_generator
 
@@ -148,6 +148,32 @@ class ResumableCSVLogger(CSVLogger):
     def _write_line(self, log):
         if self.epoch >= self.start_epoch:  # the empty rows of skipped epochs are neither written nor shown
             super()._write_line(log)  # flushed and fsynced
+
+
+class EpochLog(Callback):
+    """One log line per epoch, for output that no progress bar can draw on (a file, a pipe, a CI log).
+
+    fastai's bars redraw with carriage returns: in a log file they become one endless line. `fit_with_progress`
+    uses this instead of the bar there; a terminal or a notebook keeps the bar and its table.
+    """
+
+    order = CSVLogger.order - 1  # the CSV logger wraps this one and writes its row first
+
+    def before_fit(self):
+        self.learn.logger = self._log
+
+    def _log(self, row):
+        names = self.recorder.metric_names
+        stats = "  ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names[1:], row[1:]))
+        log.info("epoch %d/%d  %s", row[0] + 1, self.n_epoch, stats)
+
+
+def fit_with_progress(learn: Learner, fit, *args, **kwargs):
+    """`fit(*args, **kwargs)` (a Learner fit method) with fastai's progress bar where it can draw, else `EpochLog`."""
+    if bars_can_draw():
+        return fit(*args, **kwargs)
+    with learn.no_bar():
+        return fit(*args, **{**kwargs, "cbs": [*kwargs.get("cbs", []), EpochLog()]})
 
 
 def plain(obj):
@@ -273,7 +299,7 @@ def fit_resumable(learn: Learner, run_dir, config: PretrainConfig, stage: str = 
     learn.path = run_dir
     cbs = [RunCheckpoint(run_dir, config.arch, config.size, stage, start, state and state["best"]),
            ResumableCSVLogger(HISTORY_NAME, start)]
-    learn.fit_one_cycle(config.epochs, config.lr, wd=config.wd, cbs=cbs, start_epoch=start)
+    fit_with_progress(learn, learn.fit_one_cycle, config.epochs, config.lr, wd=config.wd, cbs=cbs, start_epoch=start)
     return learn
 
 

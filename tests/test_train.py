@@ -46,9 +46,13 @@ def test_overfits_one_batch(photos):
     assert losses[-1] < losses[0] / 3, losses[::10]
 
 
-def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path):
+def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, caplog, capsys):
     run = tmp_path / "run"
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False)  # output to a file: a log line per epoch, no bar
+    caplog.set_level("INFO", logger="colorize")
     pretrain(photos, run, PRETRAIN_PRESETS["smoke"].replace(epochs=2))
+    assert [m.split("  ")[0] for m in caplog.messages if m.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
+    assert "\r" not in capsys.readouterr().out
     assert {"state.pt", "last.safetensors", "best.safetensors", "history.csv", "config.json"} <= {p.name for p in run.iterdir()}
     rows = _history(run)
     assert [r["epoch"] for r in rows] == ["0", "1"]
