@@ -42,13 +42,13 @@ def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.tensor(rgb, device=device).permute(2, 0, 1)[None].float().div_(255)
 
 
-@torch.inference_mode()
 def _check_render_size(render_size: int) -> None:
     if render_size < 32:
         raise ValueError(f"render size {render_size}: it must be at least 32 px (the encoder halves it 5 times); "
                          "256 is the usual")
 
 
+@torch.inference_mode()
 def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256) -> Image.Image:
     """Colorize one photo of any size and PIL mode; returns an RGB image of the same size and lightness.
 

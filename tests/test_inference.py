@@ -47,6 +47,16 @@ def test_transparency_is_kept(model, mode):
     assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3] > 0, np.asarray(im.convert("RGBA"))[..., 3] > 0)
 
 
+def test_runs_without_autograd(model):
+    seen = []
+    hook = model.register_forward_hook(lambda module, args, out: seen.append(torch.is_inference_mode_enabled()))
+    try:
+        colorize_image(model, Image.new("RGB", (40, 30), (90, 120, 30)), render_size=RENDER)
+    finally:
+        hook.remove()
+    assert seen == [True]
+
+
 def test_refuses_a_generator_in_training_mode(model):
     model.train()
     try:
