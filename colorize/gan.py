@@ -98,7 +98,7 @@ class ConditionalGAN(Callback):
         self.autocast = mp.autocast if mp is not None else nullcontext()  # the same autocast as G's forward
         fp16 = mp is not None and mp.amp_mode == AMPMode.FP16
         self.critic_scaler = GradScaler("cuda", enabled=fp16)  # D's own loss scale; bf16 and fp32 need none
-        self.critic.to(self.dls.device).train()
+        self.critic.train()  # on the device already: gan_learner put it there before its optimiser was made
 
     def before_train(self):
         self.sums, self.count = dict.fromkeys(self.STATS, 0.0), 0
@@ -259,16 +259,16 @@ def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learn
     state, start = resume_state(learn, run_dir, config, generator=generator_identity(generator))
     if state is not None:
         gan.load_state_dict(state)
-    elif generator is not None:
-        log.info("starting from %s (%s, built at %d px)", generator, *generator_spec(config, generator))
+    arch, size = generator_spec(config, generator)
+    if state is None and generator is not None:
+        log.info("starting from %s (%s, built at %d px)", generator, arch, size)
     if start >= config.epochs:
         return learn
     learn.path = run_dir
-    arch, size = generator_spec(config, generator)
     n_steps = config.epochs * len(learn.dls.train)
     lr_g, lr_d = (step_decay(lr, config.decay_steps, n_steps, config.min_lr) for lr in (config.lr_g, config.lr_d))
     cbs = [ParamScheduler({"lr": lr_g}), CriticSchedule(gan.critic_opt, lr_d),
-           GanCheckpoint(gan, run_dir, arch, size, "gan", start, state and state["best"]),
+           GanCheckpoint(gan, run_dir, arch, size, "gan", start),
            ResumableCSVLogger(HISTORY_NAME, start), EpochGallery(run_dir, start)]
     fit_with_progress(learn, learn.fit, config.epochs, cbs=cbs, start_epoch=start)
     return learn

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import os
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -202,14 +203,14 @@ class RunCheckpoint(Callback):
 
     order = 55
 
-    def __init__(self, run_dir, arch: str, size: int, stage: str, start_epoch: int = 0, best: float | None = None):
+    def __init__(self, run_dir, arch: str, size: int, stage: str, start_epoch: int = 0):
         self.run_dir, self.arch, self.size, self.stage = Path(run_dir), arch, size, stage
-        self.start_epoch, self.best = start_epoch, best
+        self.start_epoch = start_epoch
 
     def before_fit(self):
+        """The loss to beat: best.safetensors' own (it may come from an epoch killed before its state.pt)."""
         best = self.run_dir / BEST_NAME
-        if self.best is not None and best.exists():  # saved by an epoch killed before its state.pt: keep the better
-            self.best = min(self.best, float(read_checkpoint_metadata(best)["extra"]["valid_loss"]))
+        self.best = float(read_checkpoint_metadata(best)["extra"]["valid_loss"]) if best.exists() else None
 
     def after_epoch(self):
         if self.epoch < self.start_epoch:  # an epoch skipped while resuming
@@ -222,10 +223,12 @@ class RunCheckpoint(Callback):
         improved = self.best is None or valid_loss < self.best
         self.best = valid_loss if improved else self.best
         meta = dict(stage=self.stage, epoch=self.epoch + 1, valid_loss=valid_loss)
-        save_generator(self.model, self.run_dir / LAST_NAME, arch=self.arch, size=self.size, **meta)
-        if improved:
-            save_generator(self.model, self.run_dir / BEST_NAME, arch=self.arch, size=self.size, **meta)
-        _atomic_torch_save({"epoch": self.epoch + 1, "best": self.best, "model": self.model.state_dict(),
+        last = save_generator(self.model, self.run_dir / LAST_NAME, arch=self.arch, size=self.size, **meta)
+        if improved:  # the same bytes: copy rather than serialise the weights again
+            tmp = self.run_dir / (BEST_NAME + ".tmp")
+            shutil.copyfile(last, tmp)
+            os.replace(tmp, self.run_dir / BEST_NAME)
+        _atomic_torch_save({"epoch": self.epoch + 1, "model": self.model.state_dict(),
                             "opt": plain(self.opt.state_dict()), **self.extra_state()}, self.run_dir / STATE_NAME)
 
     def extra_state(self) -> dict:
@@ -293,11 +296,11 @@ def resume_state(learn: Learner, run_dir, config, **more) -> tuple[dict | None, 
 def fit_resumable(learn: Learner, run_dir, config: PretrainConfig, stage: str = "pretrain") -> Learner:
     """`fit_one_cycle` for `config.epochs`, continuing from the last completed epoch saved in `run_dir`."""
     run_dir = Path(run_dir)
-    state, start = resume_state(learn, run_dir, config)
+    _, start = resume_state(learn, run_dir, config)
     if start >= config.epochs:
         return learn
     learn.path = run_dir
-    cbs = [RunCheckpoint(run_dir, config.arch, config.size, stage, start, state and state["best"]),
+    cbs = [RunCheckpoint(run_dir, config.arch, config.size, stage, start),
            ResumableCSVLogger(HISTORY_NAME, start)]
     fit_with_progress(learn, learn.fit_one_cycle, config.epochs, config.lr, wd=config.wd, cbs=cbs, start_epoch=start)
     return learn
