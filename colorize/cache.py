@@ -19,7 +19,6 @@ reported, left out, and listed in the .json.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -37,7 +36,8 @@ from fastprogress.fastprogress import progress_bar
 from fasttransform import Transform
 from torch.utils.data import DataLoader, Dataset
 
-from .data import BadImageError, DatasetIndex, atomic_write_text, bars_can_draw, default_workers, open_photo
+from .data import (BadImageError, DatasetIndex, atomic_write_text, bars_can_draw, default_workers, fingerprint,
+                   open_photo)
 
 log = logging.getLogger(__name__)
 
@@ -47,24 +47,15 @@ CACHE_VERSION = 1  # bump when what a cached row holds changes
 
 @dataclass(frozen=True)
 class SplitCache:
-    """One split's cache: the .npy file and the rows that hold a photo (a file that failed to decode has none)."""
+    """One split's cache: the .npy file, the rows that hold a photo, and [relative path, reason] of those left out."""
 
     path: Path
     rows: list[int]
-
-    @property
-    def failed(self) -> list[list[str]]:
-        """[relative path, reason] of the photos left out."""
-        return json.loads(self.path.with_suffix(".json").read_text())["failed"]
+    failed: list[list[str]]
 
 
-def _key(index: DatasetIndex, split: str, size: int) -> str:
-    h = hashlib.sha1(f"v{CACHE_VERSION}:{split}:{size}\n".encode())
-    for rel, s in index.items:
-        if s == split:
-            st = (index.root / rel).stat()
-            h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:16]
+def _key(index: DatasetIndex, split: str, rels: list[str], size: int) -> str:
+    return fingerprint(index.root, rels, f"v{CACHE_VERSION}:{split}:{size}")[:16]
 
 
 class _Decode(Dataset):
@@ -95,8 +86,12 @@ def _finished(rels: list[str], path: Path) -> SplitCache | None:
     meta = path.with_suffix(".json")
     if not (path.exists() and meta.exists()):
         return None
-    bad = {rel for rel, _ in json.loads(meta.read_text())["failed"]}
-    return SplitCache(path, [i for i, rel in enumerate(rels) if rel not in bad])
+    return _split_cache(rels, path, json.loads(meta.read_text())["failed"])
+
+
+def _split_cache(rels: list[str], path: Path, failed: list[list[str]]) -> SplitCache:
+    bad = {rel for rel, _ in failed}
+    return SplitCache(path, [i for i, rel in enumerate(rels) if rel not in bad], failed)
 
 
 def cache_split(index: DatasetIndex, split: str, size: int, tfm, workers: int | None = None,
@@ -107,8 +102,8 @@ def cache_split(index: DatasetIndex, split: str, size: int, tfm, workers: int | 
     Caches of other photos or sizes are left alone (another run may read them) and reported.
     """
     folder = index.root / CACHE_DIR
-    path = folder / f"{split}-{size}px-{_key(index, split, size)}.npy"
     rels = [rel for rel, s in index.items if s == split]
+    path = folder / f"{split}-{size}px-{_key(index, split, rels, size)}.npy"
     if (done := _finished(rels, path)) is not None:
         return done
     folder.mkdir(exist_ok=True)
@@ -149,7 +144,7 @@ def _build(index, split, rels, size, tfm, path: Path, workers, progress) -> Spli
     atomic_write_text(path.with_suffix(".json"), json.dumps(meta))
     for rel, error in failed:
         log.warning("left out of the %s cache: %s", split, error)
-    return _finished(rels, path)
+    return _split_cache(rels, path, failed)
 
 
 class CachedPhoto(Transform):

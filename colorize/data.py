@@ -15,6 +15,7 @@ import sys
 import tarfile
 import tempfile
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -26,6 +27,7 @@ from fastai.data.transforms import IntToFloatTensor, ToTensor
 from fastai.torch_core import default_device
 from fastai.vision.augment import FlipItem, RandomResizedCrop
 from fastai.vision.core import PILImage
+from fastcore.basics import num_cpus
 from fastcore.parallel import parallel
 from fastprogress.fastprogress import IN_NOTEBOOK
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -55,8 +57,8 @@ def bars_can_draw() -> bool:
 
 
 def default_workers() -> int:
-    """Worker processes when none are asked for: every core, at most 8."""
-    return min(8, os.cpu_count() or 1)
+    """Worker processes when none are asked for: every core this process may use, at most 8."""
+    return min(8, num_cpus())
 
 
 class BadImageError(ValueError):
@@ -79,7 +81,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
         else:  # I and F carry no bit depth: guess it from the values
             top = 1.0 if im.mode == "F" and a.max(initial=0) <= 1.0 else 255.0 if a.max(initial=0) <= 255 else 65535.0
         return Image.fromarray(np.clip(a / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L").convert("RGB")
-    if im.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (im.mode == "P" and "transparency" in im.info):
+    if im.has_transparency_data:  # an alpha band, or a transparent colour (tRNS) in P, L or RGB
         rgba = im.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(white, rgba).convert("RGB")
@@ -196,25 +198,26 @@ def assign_splits(rels: list[str], seed: int = 42) -> dict[str, str]:
     (from 3 free photos) and valid split (from 2 photos): only there can an addition move one.
     """
     splits = {r: _split_from_folders(Path(r)) for r in rels}
+    u = {r: _hash_unit(r, seed) for r in rels}
     free = [r for r, s in splits.items() if s is None]
     test, valid = SPLIT_FRACTIONS["test"], SPLIT_FRACTIONS["valid"]
     for r in free:
-        u = _hash_unit(r, seed)
-        splits[r] = "test" if u < test else "valid" if u < test + valid else "train"
+        splits[r] = "test" if u[r] < test else "valid" if u[r] < test + valid else "train"
     if "valid" not in splits.values():  # e.g. folders with train and test but no valid
         for r, s in splits.items():
-            if s == "train" and _hash_unit(r, seed) < valid:
+            if s == "train" and u[r] < valid:
                 splits[r] = "valid"
     for split, among, least in (("test", free, 3), ("valid", rels, 2)):
         if split not in splits.values() and len(among) >= least:
             train = [r for r in among if splits[r] == "train"]
             if len(train) > 1:
-                splits[min(train, key=lambda r: _hash_unit(r, seed))] = split
+                splits[min(train, key=u.get)] = split
     return splits
 
 
-def _fingerprint(root: Path, rels: list[str], seed: int) -> str:
-    h = hashlib.sha1(f"seed={seed}".encode())
+def fingerprint(root: Path, rels: list[str], salt: str) -> str:
+    """A hash of the files `rels` under `root` (names, sizes, modification times) and `salt`: it changes with them."""
+    h = hashlib.sha1(salt.encode())
     for r in rels:
         st = (root / r).stat()
         h.update(f"{r}:{st.st_size}:{st.st_mtime_ns}\n".encode())
@@ -233,7 +236,7 @@ def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True
     rels = [p.relative_to(root).as_posix() for p in list_images([root])]
     if not rels:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) under {root}")
-    fp = _fingerprint(root, rels, seed)
+    fp = fingerprint(root, rels, f"seed={seed}")
     meta_path = root / META_NAME
     if meta_path.exists() and json.loads(meta_path.read_text()).get("fingerprint") == fp:
         with open(root / INDEX_NAME, newline="") as f:
@@ -255,22 +258,30 @@ def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True
     return index
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write then rename, so a kill never leaves half a file that later runs would choke on."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
+@contextmanager
+def atomic_path(path: Path, suffix: str = ".tmp"):
+    """A temporary name beside `path` to write to; renamed to `path` when the block succeeds.
+
+    Write then rename: a kill never leaves half a file under the real name for a later run to choke on.
+    """
+    tmp = path.with_name(path.name + suffix)
+    yield tmp
     os.replace(tmp, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`path.write_text(text)` through `atomic_path`."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _write_index(index: DatasetIndex, fingerprint: str, seed: int) -> None:
     for name, header, rows in ((INDEX_NAME, ("path", "split"), index.items),
                                (EXCLUDED_NAME, ("path", "reason"), index.excluded)):
-        tmp = index.root / (name + ".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(index.root / name) as tmp, open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(rows)
-        os.replace(tmp, index.root / name)
     meta = {"fingerprint": fingerprint, "seed": seed, "counts": index.counts}
     atomic_write_text(index.root / META_NAME, json.dumps(meta, indent=1))
 
@@ -305,8 +316,6 @@ def make_dataloaders(
     beside the data (`colorize.cache`, a progress bar while it builds unless `progress` is False)
     and the crop and flip run on the device.
     """
-    from .cache import cached_datasets, device_augmentation  # colorize.cache builds on this module
-
     index = source if isinstance(source, DatasetIndex) else index_dataset(source, seed=seed)
     train, valid = index.files("train") * repeats, index.files("valid")
     if not train or not valid:
@@ -315,6 +324,8 @@ def make_dataloaders(
     workers = default_workers() if workers is None else workers
     crop = RandomResizedCrop(size, min_scale=min_scale)  # on valid items: resize and centre crop
     if cache:
+        from .cache import cached_datasets, device_augmentation  # colorize.cache builds on this module
+
         dsets = cached_datasets(index, size, repeats, crop, workers, progress)
         _check_batch_size(len(dsets.train), bs)  # less any photo the cache could not read
         after_item, augment = [], device_augmentation(min_scale)
@@ -359,9 +370,8 @@ def sample_photos(dest: str | os.PathLike = "data/samples") -> Path:
         out = dest / split / f"{name}.png"
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
-            tmp = out.with_name(out.name + ".tmp.png")
-            Image.fromarray(arr).convert("RGB").save(tmp)
-            os.replace(tmp, out)
+            with atomic_path(out, ".tmp.png") as tmp:  # PIL picks the format from the suffix
+                Image.fromarray(arr).convert("RGB").save(tmp)
     return dest
 
 

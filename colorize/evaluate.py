@@ -25,7 +25,7 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image, ImageOps
 
 from . import __version__
-from .data import BadImageError, bars_can_draw, default_workers, index_dataset, load_rgb
+from .data import BadImageError, atomic_write_text, bars_can_draw, default_workers, index_dataset, load_rgb
 from .lab import lab_net_to_rgb, rgb_to_lab_net
 from .metrics import ColorMetrics, Skipped
 from .models import load_generator, read_checkpoint_metadata
@@ -289,7 +289,5 @@ def update_readme_results(readme_path: str | os.PathLike, results_md_path: str |
                          "around its results section: add them where the table belongs and run again")
     table = Path(results_md_path).read_text().strip()
     block = f"{RESULTS_START}\n{table}\n\nSource: {source_note.strip()}\n{RESULTS_END}"
-    tmp = readme.with_name(readme.name + ".tmp")
-    tmp.write_text(text[:start] + block + text[end + len(RESULTS_END):])
-    os.replace(tmp, readme)
+    atomic_write_text(readme, text[:start] + block + text[end + len(RESULTS_END):])
     return readme

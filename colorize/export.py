@@ -9,6 +9,7 @@ Needs the `onnx` package (onnxruntime runs the result).
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .data import atomic_path
 from .lab import AB_SCALE, L_SCALE
 from .models import load_generator, read_checkpoint_metadata
 
@@ -41,14 +43,14 @@ def export_onnx(ckpt: str | os.PathLike, out_path: str | os.PathLike, opset: int
     model = load_generator(ckpt, device="cpu")
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + ".tmp")
+    exported = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="You are using the legacy TorchScript-based ONNX export")
         warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)  # the size `if`s: see TRACE_SIZE
-        torch.onnx.export(model, (torch.zeros(2, 1, TRACE_SIZE, TRACE_SIZE),), str(tmp), dynamo=False,
+        torch.onnx.export(model, (torch.zeros(2, 1, TRACE_SIZE, TRACE_SIZE),), exported, dynamo=False,
                           input_names=["L"], output_names=["ab"], dynamic_axes=DYNAMIC_AXES, opset_version=opset)
-    proto = onnx.load(str(tmp))
+    proto = onnx.load_from_string(exported.getvalue())  # properties added in memory: the file is written once
     proto.doc_string = (f"colorize generator ({meta['arch']} U-Net, trained at {meta['size']} px). Input L (B,1,H,W) "
                         f"float32 = CIE L/{L_SCALE:g} - 1 in [-1,1]; output ab (B,2,H,W) = CIE a,b / {AB_SCALE:g} "
                         "in (-1,1); any B, H, W.")
@@ -57,6 +59,6 @@ def export_onnx(ckpt: str | os.PathLike, out_path: str | os.PathLike, opset: int
         "colorize_version": meta["colorize_version"], "checkpoint_extra": json.dumps(meta["extra"]),
     })
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(tmp))
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp:
+        onnx.save(proto, str(tmp))
     return out_path

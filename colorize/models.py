@@ -16,6 +16,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from torchvision import models as tvm
 
 from . import __version__
+from .data import atomic_path
 from .lab import AB_SCALE, L_SCALE
 
 # name -> (torchvision constructor, its ImageNet weights). A plain dict: the error lists the choices.
@@ -57,9 +58,8 @@ def save_generator(model: nn.Module, path: str | os.PathLike, *, arch: str, size
         "extra": json.dumps(extra),
     }
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(save(state, metadata=meta))  # Python's open: the user's umask (save_file writes 0600)
-    os.replace(tmp, path)  # a kill never leaves a half-written checkpoint under the real name
+    with atomic_path(path) as tmp:  # a kill never leaves a half-written checkpoint under the real name
+        tmp.write_bytes(save(state, metadata=meta))  # Python's open: the user's umask (save_file writes 0600)
     return path
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from functools import partial
 from pathlib import Path
@@ -31,7 +30,7 @@ from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from .config import PretrainConfig
-from .data import atomic_write_text, bars_can_draw, make_dataloaders
+from .data import atomic_path, atomic_write_text, bars_can_draw, make_dataloaders
 from .lab import lab_net_to_rgb
 from .models import build_generator, read_checkpoint_metadata, save_generator
 
@@ -187,9 +186,8 @@ def plain(obj):
 
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 class RunCheckpoint(Callback):
@@ -225,9 +223,8 @@ class RunCheckpoint(Callback):
         meta = dict(stage=self.stage, epoch=self.epoch + 1, valid_loss=valid_loss)
         last = save_generator(self.model, self.run_dir / LAST_NAME, arch=self.arch, size=self.size, **meta)
         if improved:  # the same bytes: copy rather than serialise the weights again
-            tmp = self.run_dir / (BEST_NAME + ".tmp")
-            shutil.copyfile(last, tmp)
-            os.replace(tmp, self.run_dir / BEST_NAME)
+            with atomic_path(self.run_dir / BEST_NAME) as tmp:
+                shutil.copyfile(last, tmp)
         _atomic_torch_save({"epoch": self.epoch + 1, "model": self.model.state_dict(),
                             "opt": plain(self.opt.state_dict()), **self.extra_state()}, self.run_dir / STATE_NAME)
 

@@ -99,6 +99,7 @@ def test_a_photo_broken_after_indexing_is_reported_and_left_out(index, caplog):
     cache = cache_split(index, "train", SIZE, Resize(SIZE), workers=0, progress=False)
     assert cache.rows == [0, 2, 3, 4] and [r for r, _ in cache.failed] == [rel]
     assert "left out of the train cache" in caplog.text
+    assert json.loads(cache.path.with_suffix(".json").read_text())["photos"] == len(files)
     pixels = np.load(cache.path)
     for row in cache.rows:  # the photos after the broken one are still in their own rows
         assert np.array_equal(pixels[row], np.asarray(Resize(SIZE)(open_photo(files[row]), split_idx=1)))

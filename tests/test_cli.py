@@ -10,7 +10,6 @@ from PIL import Image
 
 from colorize.cli import build_parser, config_from_args, main
 from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig
-from colorize.data import sample_photos
 from colorize.demo import run_demo
 from colorize.models import build_generator, save_generator
 

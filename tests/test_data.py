@@ -134,6 +134,14 @@ def test_load_rgb_rgba_composites_on_white(tmp_path):
     np.testing.assert_allclose(out[0, 2], [127, 127, 127], atol=1.5)
 
 
+def test_load_rgb_rgb_with_a_transparent_colour_composites_it_on_white(tmp_path):
+    im = Image.new("RGB", (4, 4), (10, 20, 30))
+    im.putpixel((0, 0), (0, 0, 0))
+    im.save(tmp_path / "trns.png", transparency=(0, 0, 0))  # a tRNS chunk: black is transparent
+    out = np.asarray(load_rgb(tmp_path / "trns.png"))
+    assert tuple(out[0, 0]) == (255, 255, 255) and tuple(out[1, 1]) == (10, 20, 30)
+
+
 def test_load_rgb_palette_with_and_without_transparency(tmp_path):
     palette = [255, 0, 0, 0, 255, 0, 0, 0, 255] + [0] * (256 * 3 - 9)
     im = Image.new("P", (3, 1))
