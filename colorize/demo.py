@@ -19,7 +19,7 @@ from PIL import Image
 from .config import GAN_PRESETS, PRETRAIN_PRESETS
 from .data import index_dataset, load_rgb, sample_photos
 from .inference import colorize_image
-from .lab import AB_SCALE, lab_net_to_rgb, rgb_to_lab_net
+from .lab import AB_SCALE, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 from .metrics import psnr_rgb
 from .models import load_generator
 from .plots import gallery, save_figure
@@ -27,22 +27,17 @@ from .gan import finetune
 from .train import BEST_NAME, LAST_NAME, pretrain
 
 
-def _tensor(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255  # (1,3,H,W) in [0,1]
-
-
 def compare(candidate: Image.Image, original: Image.Image) -> dict[str, float]:
     """Colour error of a colorized photo against the original: ab L1 in Lab units and RGB PSNR in dB."""
-    pred, true = _tensor(candidate), _tensor(original)
+    pred, true = pixels_to_rgb(candidate), pixels_to_rgb(original)  # (1,3,H,W) in [0,1]
     ab_l1 = (rgb_to_lab_net(pred)[1] - rgb_to_lab_net(true)[1]).abs().mean().item() * AB_SCALE
     return {"ab_l1": ab_l1, "psnr_rgb": psnr_rgb(pred, true).item()}
 
 
 def grayscale_baseline(img: Image.Image) -> Image.Image:
     """The photo with its colour removed (ab = 0): what a colorizer has to beat."""
-    L, ab = rgb_to_lab_net(_tensor(img))
-    rgb = lab_net_to_rgb(L, torch.zeros_like(ab))[0].permute(1, 2, 0).mul(255).round().byte().numpy()
-    return Image.fromarray(rgb)
+    L, ab = rgb_to_lab_net(pixels_to_rgb(img))
+    return Image.fromarray(rgb_to_pixels(lab_net_to_rgb(L, torch.zeros_like(ab)))[0])
 
 
 def metrics_table(rows: dict[str, dict[str, float]], n_images: int) -> str:

@@ -26,7 +26,7 @@ from PIL import Image, ImageOps
 
 from . import __version__
 from .data import BadImageError, atomic_write_text, bars_can_draw, default_workers, index_dataset, load_rgb
-from .lab import lab_net_to_rgb, rgb_to_lab_net
+from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 from .metrics import ColorMetrics, Skipped
 from .models import load_generator, read_checkpoint_metadata
 from .plots import captioned_gallery, save_figure
@@ -89,11 +89,6 @@ def _read(path: Path, size: int) -> np.ndarray | BadImageError:
         return e
 
 
-def _to_batch(crops: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
-    """(S,S,3) uint8 crops -> RGB (B,3,S,S) float in [0,1] on `device`."""
-    return torch.from_numpy(np.stack(crops)).to(device).permute(0, 3, 1, 2).float().div_(255)
-
-
 def _score(predict: Predictor, files: list[Path], metrics: ColorMetrics, *, size: int, bs: int,
            device: torch.device, pool: ThreadPoolExecutor, label: str, progress: bool) -> list[tuple[Path, str]]:
     """Accumulate one method's metrics over `files` (after a reset); returns the unreadable files with why."""
@@ -110,7 +105,7 @@ def _score(predict: Predictor, files: list[Path], metrics: ColorMetrics, *, size
             else:
                 crops.append(crop)
         if crops:
-            rgb = _to_batch(crops, device)  # (B,3,S,S) in [0,1]: the ground truth
+            rgb = pixels_to_rgb(np.stack(crops), device)  # (B,3,S,S) in [0,1]: the ground truth
             L = rgb_to_lab_net(rgb)[0]  # (B,1,S,S) in [-1,1]
             metrics.update(lab_net_to_rgb(L, predict(L).float()), rgb)
     return bad
@@ -119,10 +114,10 @@ def _score(predict: Predictor, files: list[Path], metrics: ColorMetrics, *, size
 def _render(methods: dict[str, Predictor], files: list[Path], size: int,
             device: torch.device) -> list[list[np.ndarray]]:
     """Gallery rows: original, then each method's colours on its L, as (S,S,3) uint8."""
-    rgb = _to_batch([protocol_crop(load_rgb(f), size) for f in files], device)
+    rgb = pixels_to_rgb(np.stack([protocol_crop(load_rgb(f), size) for f in files]), device)
     L = rgb_to_lab_net(rgb)[0]
     columns = [rgb] + [lab_net_to_rgb(L, predict(L).float()) for predict in methods.values()]
-    columns = [c.mul(255).round().byte().permute(0, 2, 3, 1).cpu().numpy() for c in columns]  # each (B,S,S,3)
+    columns = [rgb_to_pixels(c) for c in columns]  # each (B,S,S,3) uint8
     return [[c[i] for c in columns] for i in range(len(files))]
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from torch import nn
 
 from .data import IMAGE_EXTS, BadImageError, bars_can_draw, list_images, load_rgb, to_rgb
-from .lab import lab_net_to_rgb, rgb_to_lightness
+from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,6 @@ def _autocast(device: torch.device):
     if device.type != "cuda":
         return contextlib.nullcontext()
     return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
-
-
-def _to_tensor(rgb: np.ndarray, device: torch.device) -> torch.Tensor:
-    """(H,W,3) uint8 -> (1,3,H,W) float in [0,1] on `device`."""
-    return torch.tensor(rgb, device=device).permute(2, 0, 1)[None].float().div_(255)
 
 
 def _check_render_size(render_size: int) -> None:
@@ -66,17 +61,16 @@ def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256)
     W, H = image.size
     small = np.asarray(image.resize((render_size, render_size), Image.Resampling.BILINEAR))  # antialiased
     with _autocast(device):
-        ab = model(rgb_to_lightness(_to_tensor(small, device))).float()  # (1,2,S,S) ab/110
+        ab = model(rgb_to_lightness(pixels_to_rgb(small, device))).float()  # (1,2,S,S) ab/110
     ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)  # (1,2,H,W)
 
     out = Image.new("RGB", (W, H))
     rows = max(1, CHUNK_PIXELS // W)
     for top in range(0, H, rows):
         band = np.asarray(image.crop((0, top, W, min(H, top + rows))))  # (h,W,3) uint8 of the original photo
-        L = rgb_to_lightness(_to_tensor(band, device))  # (1,1,h,W) in [-1,1], full resolution
+        L = rgb_to_lightness(pixels_to_rgb(band, device))  # (1,1,h,W) in [-1,1], full resolution
         rgb = lab_net_to_rgb(L, ab[:, :, top : top + rows])  # (1,3,h,W) in [0,1]
-        rgb = rgb[0].permute(1, 2, 0).mul_(255).round_().to(torch.uint8).cpu().numpy()
-        out.paste(Image.fromarray(rgb, "RGB"), (0, top))
+        out.paste(Image.fromarray(rgb_to_pixels(rgb)[0], "RGB"), (0, top))
     if alpha is not None:
         out.putalpha(alpha)
     return out

@@ -7,6 +7,7 @@ and predicts ab/110 (roughly [-1, 1] for the sRGB gamut). The conversion itself 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from fastai.vision.all import ItemTransform, TensorImage
 from kornia.color import lab_to_rgb, rgb_to_lab
@@ -25,6 +26,17 @@ def lab_net_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """L (B,1,H,W) in [-1,1] and ab (B,2,H,W) scaled by 1/110 -> RGB (B,3,H,W) in [0,1] (clipped)."""
     lab = torch.cat([(L.float() + 1.0) * L_SCALE, ab.float() * AB_SCALE], dim=1)
     return lab_to_rgb(lab, clip=True)
+
+
+def pixels_to_rgb(pixels, device=None) -> torch.Tensor:
+    """uint8 pixels (H,W,3) or (B,H,W,3) (an array, or a PIL image) -> RGB (B,3,H,W) float in [0,1] on `device`."""
+    t = torch.tensor(np.asarray(pixels), device=device)  # a copy: PIL arrays are read-only
+    return (t[None] if t.dim() == 3 else t).permute(0, 3, 1, 2).float().div_(255)
+
+
+def rgb_to_pixels(rgb: torch.Tensor) -> np.ndarray:
+    """RGB (B,3,H,W) in [0,1] -> uint8 pixels (B,H,W,3) on the CPU, rounded."""
+    return rgb.mul(255).round_().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:

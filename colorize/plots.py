@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .lab import lab_net_to_rgb, rgb_to_lab_net
+from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net
 
 
 def _as_array(img) -> np.ndarray:
@@ -79,7 +79,7 @@ def batch_gallery(L: torch.Tensor, predictions: dict[str, torch.Tensor], ab_true
 
 def lab_split(img: Image.Image, cell: float = 3.0):
     """One photo shown as the model sees it: RGB, the L channel (input) and the a and b channels (target)."""
-    rgb = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1)[None].float() / 255  # (1,3,H,W) in [0,1]
+    rgb = pixels_to_rgb(img.convert("RGB"))  # (1,3,H,W) in [0,1]
     L, ab = rgb_to_lab_net(rgb)  # (1,1,H,W), (1,2,H,W)
     panels = [("photo (RGB)", _as_array(rgb[0]), None), ("L: lightness (input)", _as_array((L[0] + 1) / 2), "gray"),
               ("a: green - red (target)", ab[0, 0].numpy(), "RdYlGn_r"), ("b: blue - yellow (target)", ab[0, 1].numpy(), "YlGnBu_r")]

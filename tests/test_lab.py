@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage import color, data
 
-from colorize.lab import AB_SCALE, L_SCALE, LabSplit, lab_net_to_rgb, rgb_to_lab_net
+from colorize.lab import AB_SCALE, L_SCALE, LabSplit, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 
 TOL = 0.05  # max abs error in L, a, b units (issue 2, section 3)
 
@@ -56,3 +56,12 @@ def test_labsplit_batch_transform_round_trip():
     assert L.shape == (3, 1, 8, 8) and ab.shape == (3, 2, 8, 8)
     (back,) = LabSplit().decode((L, ab))
     assert torch.allclose(back, rgb, atol=1e-3)
+
+
+def test_pixels_round_trip_through_float_rgb():
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    rgb = pixels_to_rgb(pixels)
+    assert rgb.shape == (2, 3, 5, 7) and rgb.dtype == torch.float32 and 0 <= rgb.min() and rgb.max() <= 1
+    assert torch.equal(rgb[1, :, 2, 3], torch.from_numpy(pixels[1, 2, 3]).float() / 255)  # channels first
+    assert np.array_equal(rgb_to_pixels(rgb), pixels)
+    assert pixels_to_rgb(pixels[0]).shape == (1, 3, 5, 7)  # one photo becomes a batch of one
