@@ -5,7 +5,7 @@
 Same device, batch size, image size and generator (ResNet-18 DynamicUnet, random init) throughout:
   model     L1 steps of the pretraining Learner on one batch already on the device: the ceiling
   pipeline  `colorize.train.pretrain_learner` end to end with the places365 preset: the photos'
-            uint8 cache (`colorize.cache`, decoded once, before the timing; its build time is
+            uint8 cache (`colorize.loaders`, decoded once, before the timing; its build time is
             printed on a `cache:` line) -> workers -> batches -> crop, flip and Lab on the device
             -> L1 step. With --no-cache: JPEGs decoded, cropped and flipped by the workers instead
   gan       `colorize.gan.gan_learner`: the same pipeline, then a critic step and a generator step
@@ -58,9 +58,12 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
-from colorize.cache import CACHE_DIR
+from colorize.loaders import CACHE_DIR
 from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS
-from colorize.data import DONE_MARKER, default_workers, index_dataset, make_dataloaders, sample_photos
+from colorize.data import index_dataset
+from colorize.download import DONE_MARKER, sample_photos
+from colorize.files import default_workers
+from colorize.loaders import make_dataloaders
 from colorize.gan import gan_learner
 from colorize.lab import AB_SCALE, L_SCALE
 from colorize.models import build_generator

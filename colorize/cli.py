@@ -15,7 +15,7 @@ log = logging.getLogger("colorize")
 
 
 def _download(args):
-    from .data import download_cifar10, download_places365
+    from .download import download_cifar10, download_places365
 
     fetch = {"places365": download_places365, "cifar10": download_cifar10}[args.dataset]
     index = fetch(args.dest or f"data/{args.dataset}", force=args.force)

@@ -29,7 +29,7 @@ class PretrainConfig(Recipe):
     repeats: int = 1  # random crops drawn from each photo per epoch (>1 only for tiny photo sets)
     seed: int = 42  # split and initialisation seed
     workers: int | None = None  # DataLoader workers; None = all cores (at most 8)
-    cache: bool = False  # decode the photos once into a uint8 memory map beside them (colorize.cache)
+    cache: bool = False  # decode the photos once into a uint8 memory map beside them (colorize.loaders)
 
 
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
@@ -74,7 +74,7 @@ class GanConfig(Recipe):
     repeats: int = 1  # random crops drawn from each photo per epoch (>1 only for tiny photo sets)
     seed: int = 42  # split and initialisation seed
     workers: int | None = None  # DataLoader workers; None = all cores (at most 8)
-    cache: bool = False  # decode the photos once into a uint8 memory map beside them (colorize.cache)
+    cache: bool = False  # decode the photos once into a uint8 memory map beside them (colorize.loaders)
 
 
 # The CIFAR-10 study (karoly-hars/GAN_image_colorizing README and train.py defaults) at CIFAR's native 32x32.

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 
 from .config import GAN_PRESETS, PRETRAIN_PRESETS
-from .data import index_dataset, load_rgb, sample_photos
+from .data import index_dataset, load_rgb
+from .download import sample_photos
 from .inference import colorize_image
 from .lab import AB_SCALE, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 from .metrics import psnr_rgb

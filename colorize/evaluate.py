@@ -25,7 +25,8 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image, ImageOps
 
 from . import __version__
-from .data import BadImageError, atomic_write_text, bars_can_draw, default_workers, index_dataset, load_rgb
+from .data import BadImageError, index_dataset, load_rgb
+from .files import atomic_write_text, bars_can_draw, default_workers
 from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 from .metrics import ColorMetrics, Skipped
 from .models import load_generator, read_checkpoint_metadata

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .data import atomic_path
+from .files import atomic_path
 from .lab import AB_SCALE, L_SCALE
 from .models import load_generator, read_checkpoint_metadata
 

@@ -39,7 +39,7 @@ from torch import nn
 from torch.amp import GradScaler
 
 from .config import GanConfig
-from .data import make_dataloaders
+from .loaders import make_dataloaders
 from .losses import GANLoss, generator_loss
 from .models import build_critic, build_generator, load_generator, read_checkpoint_metadata
 from .plots import batch_gallery, save_figure

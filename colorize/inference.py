@@ -21,7 +21,8 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torch import nn
 
-from .data import IMAGE_EXTS, BadImageError, bars_can_draw, list_images, load_rgb, to_rgb
+from .data import BadImageError, IMAGE_EXTS, list_images, load_rgb, to_rgb
+from .files import bars_can_draw
 from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
 
 log = logging.getLogger(__name__)

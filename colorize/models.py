@@ -16,7 +16,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from torchvision import models as tvm
 
 from . import __version__
-from .data import atomic_path
+from .files import atomic_path
 from .lab import AB_SCALE, L_SCALE
 
 # name -> (torchvision constructor, its ImageNet weights). A plain dict: the error lists the choices.

@@ -30,7 +30,8 @@ from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from .config import PretrainConfig
-from .data import atomic_path, atomic_write_text, bars_can_draw, make_dataloaders
+from .files import atomic_path, atomic_write_text, bars_can_draw
+from .loaders import make_dataloaders
 from .lab import lab_net_to_rgb
 from .models import build_generator, read_checkpoint_metadata, save_generator
 

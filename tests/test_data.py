@@ -1,7 +1,7 @@
 """colorize.data: decoding every PIL mode, screening, indexing/splits, DataLoaders, sample photos, downloads.
 
 Everything runs offline on tiny images the tests make; for downloads only the network call
-(`kagglehub.dataset_download`, `colorize.data.fetch_url`) is replaced.
+(`kagglehub.dataset_download`, `colorize.download.fetch_url`) is replaced.
 """
 
 from __future__ import annotations
@@ -22,22 +22,10 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from colorize import data
-from colorize.data import (
-    EXCLUDED_NAME,
-    INDEX_NAME,
-    PLACES365_HANDLE,
-    BadImageError,
-    DownloadError,
-    assign_splits,
-    index_dataset,
-    is_grayscale,
-    load_rgb,
-    make_dataloaders,
-    safe_extract,
-    sample_photos,
-    screen,
-)
+from colorize import data, download
+from colorize.data import EXCLUDED_NAME, INDEX_NAME, assign_splits, BadImageError, index_dataset, is_grayscale, load_rgb, screen
+from colorize.download import PLACES365_HANDLE, DownloadError, safe_extract, sample_photos
+from colorize.loaders import make_dataloaders
 from colorize.lab import rgb_to_lab_net
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -520,7 +508,7 @@ def test_sample_photos_written_once(tmp_path):
     files = sorted(dest.rglob("*.png"))
     assert len(files) == 9
     assert {f.parent.name for f in files} == {"train", "valid", "test"}
-    assert {f.stem for f in (dest / "test").iterdir()} == set(data.SAMPLE_TEST)
+    assert {f.stem for f in (dest / "test").iterdir()} == set(download.SAMPLE_TEST)
     for f in files:  # real colour photos, all usable, and one black-and-white that the screening drops
         assert screen(f) == ("grayscale (nothing to learn)" if f.stem == "camera" else None), f
     mtimes = {f: f.stat().st_mtime_ns for f in files}
@@ -586,7 +574,7 @@ def test_places365_download_reports_counts_and_second_run_does_nothing(tmp_path,
     kaggle_env.setattr(kagglehub, "dataset_download", fake)
     dest = tmp_path / "places365"
     with caplog.at_level(logging.INFO, logger="colorize.data"):
-        index = data.download_places365(dest)
+        index = download.download_places365(dest)
 
     assert fake.calls == [{"handle": PLACES365_HANDLE, "path": None, "force_download": False, "output_dir": str(dest)}]
     assert index.counts == {"train": 6, "valid": 3, "test": 2, "excluded": 0}
@@ -594,7 +582,7 @@ def test_places365_download_reports_counts_and_second_run_does_nothing(tmp_path,
     assert all("train_samples" in p.parent.name for p in index.files("train"))
 
     drop_credentials(kaggle_env)  # a complete download needs neither the network nor credentials
-    again = data.download_places365(dest)
+    again = download.download_places365(dest)
     assert len(fake.calls) == 1
     assert again.counts == index.counts and again.items == index.items
 
@@ -604,17 +592,17 @@ def test_places365_interrupted_download_recovers(tmp_path, kaggle_env):
     broken = FakeKaggle(fail_after=5)
     kaggle_env.setattr(kagglehub, "dataset_download", broken)
     with pytest.raises(DownloadError, match="run the same command again") as info:
-        data.download_places365(dest)
+        download.download_places365(dest)
     assert "ConnectionError" in str(info.value)
     assert len(list(dest.rglob("*.jpg"))) == 5
 
     fake = FakeKaggle()
     kaggle_env.setattr(kagglehub, "dataset_download", fake)
-    index = data.download_places365(dest)
+    index = download.download_places365(dest)
     assert [c["force_download"] for c in fake.calls] == [True]
     assert index.counts == {"train": 6, "valid": 3, "test": 2, "excluded": 0}
 
-    data.download_places365(dest)
+    download.download_places365(dest)
     assert len(fake.calls) == 1
 
 
@@ -624,7 +612,7 @@ def test_places365_missing_credentials_say_what_to_do(tmp_path, kaggle_env):
     kaggle_env.setattr(kagglehub, "dataset_download", fake)
     dest = tmp_path / "places365"
     with pytest.raises(DownloadError) as info:
-        data.download_places365(dest)
+        download.download_places365(dest)
     message = str(info.value)
     assert "KAGGLE_USERNAME" in message and "KAGGLE_KEY" in message and "kaggle.json" in message
     assert fake.calls == []
@@ -638,7 +626,7 @@ def test_places365_kaggle_json_is_accepted(tmp_path, kaggle_env):
     (config / "kaggle.json").write_text(json.dumps({"username": "someone", "key": "0123"}))
     fake = FakeKaggle()
     kaggle_env.setattr(kagglehub, "dataset_download", fake)
-    assert data.download_places365(tmp_path / "places365").counts["train"] == 6
+    assert download.download_places365(tmp_path / "places365").counts["train"] == 6
     assert len(fake.calls) == 1
 
 
@@ -649,11 +637,11 @@ def test_places365_refuses_a_folder_of_someone_elses_files(tmp_path, kaggle_env)
     fake = FakeKaggle()
     kaggle_env.setattr(kagglehub, "dataset_download", fake)
     with pytest.raises(DownloadError, match="--force"):
-        data.download_places365(dest)
+        download.download_places365(dest)
     assert fake.calls == []
     assert sorted(p.name for p in dest.iterdir()) == ["holiday.jpg"]
 
-    data.download_places365(dest, force=True)
+    download.download_places365(dest, force=True)
     assert [c["force_download"] for c in fake.calls] == [True]
 
 
@@ -664,7 +652,7 @@ def test_places365_download_missing_a_split_is_reported(tmp_path, kaggle_env):
 
     kaggle_env.setattr(kagglehub, "dataset_download", only_train)
     with pytest.raises(DownloadError, match="incomplete.*test"):
-        data.download_places365(tmp_path / "places365")
+        download.download_places365(tmp_path / "places365")
 
 
 CIFAR_CLASSES = ("cat", "ship")
@@ -698,10 +686,10 @@ def test_cifar10_download_extracts_and_indexes(tmp_path, monkeypatch):
         make_cifar_tgz(dest)
         return dest
 
-    monkeypatch.setattr(data, "fetch_url", fake_fetch)
+    monkeypatch.setattr(download, "fetch_url", fake_fetch)
     dest = tmp_path / "cifar10"
-    index = data.download_cifar10(dest)
-    assert calls == [data.CIFAR10_URL]
+    index = download.download_cifar10(dest)
+    assert calls == [download.CIFAR10_URL]
     counts = index.counts  # valid: about 10% of CIFAR's train folder, by hash
     assert counts["train"] + counts["valid"] == 20 and counts["valid"] >= 1 and counts["test"] == 6
     assert index.root == dest / "cifar10"
@@ -709,17 +697,17 @@ def test_cifar10_download_extracts_and_indexes(tmp_path, monkeypatch):
     assert all(p.parent.parent.name == "test" for p in index.files("test"))
     assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == ["cifar10"]  # no leftovers
 
-    again = data.download_cifar10(dest)
-    assert calls == [data.CIFAR10_URL] and again.items == index.items
+    again = download.download_cifar10(dest)
+    assert calls == [download.CIFAR10_URL] and again.items == index.items
 
 
 def test_cifar10_network_failure_says_run_again(tmp_path, monkeypatch):
     def offline(url, dest):
         raise ConnectionError("no route to host")
 
-    monkeypatch.setattr(data, "fetch_url", offline)
+    monkeypatch.setattr(download, "fetch_url", offline)
     with pytest.raises(DownloadError, match="run the same command again"):
-        data.download_cifar10(tmp_path / "cifar10")
+        download.download_cifar10(tmp_path / "cifar10")
 
 
 def evil_tar(path, name: str, link: str | None = None) -> None:

@@ -12,7 +12,7 @@ from fastai.callback.core import Callback, CancelFitException
 from PIL import Image
 
 from colorize.config import GAN_PRESETS, get_preset
-from colorize.data import sample_photos
+from colorize.download import sample_photos
 from colorize.gan import ConditionalGAN, fit_gan, gan_learner, step_decay
 from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
 from colorize.train import load_state, plain

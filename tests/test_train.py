@@ -15,7 +15,7 @@ from fastai.learner import Recorder
 from fastai.optimizer import Adam
 
 from colorize.config import PRETRAIN_PRESETS
-from colorize.data import sample_photos
+from colorize.download import sample_photos
 from colorize.models import load_generator, read_checkpoint_metadata, save_generator
 from colorize.train import (CudnnAutotune, adam, check_config, fit_resumable, load_state, pretrain,
                             pretrain_learner, resume_state)

@@ -14,9 +14,11 @@ from fastai.torch_core import TensorImage
 from fastai.vision.augment import AffineCoordTfm, RandomResizedCrop, Resize
 from PIL import Image
 
-from colorize.cache import CACHE_DIR, _Decode, cache_split, device_augmentation
+from colorize.loaders import _Decode, CACHE_DIR, cache_split, device_augmentation
 from colorize.config import PRETRAIN_PRESETS
-from colorize.data import index_dataset, make_dataloaders, open_photo, sample_photos
+from colorize.data import index_dataset, open_photo
+from colorize.download import sample_photos
+from colorize.loaders import make_dataloaders
 from colorize.train import pretrain
 
 SIZE = 48
@@ -38,7 +40,7 @@ def test_rows_hold_the_photos_through_the_given_transform(index):
 
 def test_built_once_then_reused(index, monkeypatch):
     first = cache_split(index, "valid", SIZE, Resize(SIZE), workers=0, progress=False)
-    monkeypatch.setattr("colorize.cache._Decode.__getitem__", lambda self, i: pytest.fail("decoded again"))
+    monkeypatch.setattr("colorize.loaders._Decode.__getitem__", lambda self, i: pytest.fail("decoded again"))
     assert cache_split(index, "valid", SIZE, Resize(SIZE), workers=0, progress=False) == first
 
 
@@ -71,7 +73,7 @@ def test_two_processes_asking_at_once_decode_each_photo_once(index, monkeypatch)
 
 
 def test_not_enough_disk_space_is_an_error_before_writing(index, monkeypatch):
-    monkeypatch.setattr("colorize.cache.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
+    monkeypatch.setattr("colorize.loaders.shutil.disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9, 1000))
     with pytest.raises(OSError, match="GiB is free: free some space, or train with --no-cache"):
         cache_split(index, "train", SIZE, Resize(SIZE), workers=0, progress=False)
     assert not list((index.root / CACHE_DIR).glob("*.npy*"))

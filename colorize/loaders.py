@@ -1,11 +1,13 @@
-"""A one-time, memory-mapped uint8 copy of a dataset at the training size: epochs read pixels, not JPEGs.
+"""Batches for training: fastai DataLoaders of photos decoded every epoch, or once into a uint8 cache.
 
-Decoding, cropping and flipping a 256x256 JPEG costs a worker 1.3 ms, reading it from the cache
-0.04 ms (this project's 2-core CPU, `worker_ms_per_photo` in benchmarks/train_throughput.py); a GPU
-that trains thousands of images a second would wait for a few workers decoding. With `make_dataloaders(cache=True)` each split is decoded once, by the
-workers, into `<data>/.colorize-cache/<split>-<size>px-<key>.npy` (N x size x size x 3 uint8, 192 KiB a
-photo at 256 px), and the training batches come from slices of that memory map. The random crop and
-flip then run on the device as one fastai affine transform per batch (`device_augmentation`).
+`make_dataloaders` turns a `DatasetIndex` into DataLoaders whose batches are `(L, ab)` on the device.
+Workers only decode, crop and resize; the Lab conversion runs batched on the device (`lab.LabSplit`).
+
+The cache: a one-time, memory-mapped uint8 copy of a dataset at the training size, so epochs read
+pixels, not JPEGs (see the README's performance table for what decoding costs a worker). Each split is
+decoded once, by the workers, into `<data>/.colorize-cache/<split>-<size>px-<key>.npy` (N x size x size x 3
+uint8, 192 KiB a photo at 256 px), and the training batches come from slices of that memory map. The
+random crop and flip then run on the device as one fastai affine transform per batch (`device_augmentation`).
 
 What is cached: train photos centre-cropped to a square and resized to `size` (so the random crops
 come from that square); valid photos exactly as the uncached valid pipeline makes them, so
@@ -28,16 +30,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from fastai.data.core import Datasets
-from fastai.torch_core import TensorImage
-from fastai.vision.augment import Resize, aug_transforms
+from fastai.data.core import DataLoaders, Datasets
+from fastai.data.transforms import IntToFloatTensor, ToTensor
+from fastai.torch_core import TensorImage, default_device
+from fastai.vision.augment import FlipItem, RandomResizedCrop, Resize, aug_transforms
 from filelock import FileLock
 from fastprogress.fastprogress import progress_bar
 from fasttransform import Transform
 from torch.utils.data import DataLoader, Dataset
 
-from .data import (BadImageError, DatasetIndex, atomic_write_text, bars_can_draw, default_workers, fingerprint,
-                   open_photo)
+from .data import BadImageError, DatasetIndex, index_dataset, open_photo
+from .files import atomic_write_text, bars_can_draw, default_workers, fingerprint
+from .lab import LabSplit
 
 log = logging.getLogger(__name__)
 
@@ -186,3 +190,51 @@ def device_augmentation(min_scale: float) -> list:
     """
     return aug_transforms(max_rotate=0.0, min_zoom=1.0, max_zoom=min_scale ** -0.5, max_lighting=0.0, max_warp=0.0,
                           p_affine=1.0)
+
+
+def _check_batch_size(n_train: int, bs: int) -> None:
+    if n_train < bs:  # fastai drops the last partial batch: an epoch would train on nothing
+        raise ValueError(f"only {n_train} training crops per epoch for batch size {bs}: "
+                         "lower the batch size or raise `repeats` (crops per photo)")
+
+
+def make_dataloaders(
+    source: str | os.PathLike | DatasetIndex,
+    size: int = 256,
+    bs: int = 16,
+    repeats: int = 1,
+    workers: int | None = None,
+    seed: int = 42,
+    min_scale: float = 0.35,
+    device=None,
+    cache: bool = False,
+    progress: bool = True,
+) -> DataLoaders:
+    """fastai DataLoaders for train and valid whose batches are `(L, ab)` on `device`.
+
+    Train: random resized crop (at least `min_scale` of the photo's area) and horizontal flip;
+    valid: fastai's deterministic resize and centre crop. `repeats` draws several crops of each
+    training photo per epoch, for tiny photo sets. Without `cache` the workers decode, crop and flip
+    each photo every epoch; with it the photos are decoded once into a memory-mapped uint8 cache
+    beside the data (a progress bar while it builds unless `progress` is False)
+    and the crop and flip run on the device.
+    """
+    index = source if isinstance(source, DatasetIndex) else index_dataset(source, seed=seed)
+    train, valid = index.files("train") * repeats, index.files("valid")
+    if not train or not valid:
+        raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")
+    _check_batch_size(len(train), bs)
+    workers = default_workers() if workers is None else workers
+    crop = RandomResizedCrop(size, min_scale=min_scale)  # on valid items: resize and centre crop
+    if cache:
+        dsets = cached_datasets(index, size, repeats, crop, workers, progress)
+        _check_batch_size(len(dsets.train), bs)  # less any photo the cache could not read
+        after_item, augment = [], device_augmentation(min_scale)
+    else:
+        dsets = Datasets(train + valid, tfms=[[open_photo]],
+                         splits=[list(range(len(train))), list(range(len(train), len(train) + len(valid)))])
+        after_item, augment = [crop, FlipItem(0.5), ToTensor()], []
+    device = default_device() if device is None else torch.device(device)
+    return dsets.dataloaders(bs=bs, num_workers=workers, device=device, pin_memory=device.type == "cuda",
+                             after_item=after_item, after_batch=[IntToFloatTensor(), *augment, LabSplit()])
+
