@@ -98,7 +98,7 @@ def main() -> None:
         if ckpt is None:
             torch.manual_seed(0)
             ckpt = str(save_generator(build_generator("resnet18", args.render_size, pretrained=False),
-                                      Path(tmp) / "random_resnet18.safetensors", arch="resnet18", size=args.render_size))
+                                      Path(tmp) / "random_resnet18.safetensors"))
         t = time.perf_counter()
         model = load_generator(ckpt, device=args.device)
         load_s = time.perf_counter() - t

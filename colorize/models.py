@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from fastai.torch_core import get_model
 from fastai.vision.learner import create_body
 from fastai.vision.models.unet import DynamicUnet
 from safetensors import SafetensorError
@@ -25,11 +27,23 @@ ARCHS = {
     "resnet34": (tvm.resnet34, tvm.ResNet34_Weights.IMAGENET1K_V1),
 }
 
-CHECKPOINT_FORMAT = "colorize-generator/1"
+CHECKPOINT_FORMAT = "colorize-generator/2"  # /2 adds in_channels
+READABLE_FORMATS = {"colorize-generator/1": 1, CHECKPOINT_FORMAT: 2}  # /1: every generator took L alone
 
 
-def build_generator(arch: str = "resnet18", size: int = 256, pretrained: bool = True) -> DynamicUnet:
-    """U-Net with a ResNet encoder: L (B,1,H,W) in [-1,1] -> ab (B,2,H,W) in (-1,1).
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """What rebuilds a generator: its encoder, the crop size it was built for, and its input channels."""
+
+    arch: str = "resnet18"
+    size: int = 256
+    in_channels: int = 1  # 1: L alone; 4: L and a hint map (colorize.hints)
+
+
+def build_generator(arch: str = "resnet18", size: int = 256, pretrained: bool = True,
+                    in_channels: int = 1) -> DynamicUnet:
+    """U-Net with a ResNet encoder: L (B,1,H,W) in [-1,1] (with `in_channels` 4: L and a hint map) -> ab
+    (B,2,H,W) in (-1,1). The model carries its `GeneratorSpec` as `model.spec`.
 
     With `pretrained`, torchvision's ImageNet weights are loaded (downloaded once into TORCH_HOME)
     and fastai sums the first conv's RGB filters into one channel for the L input.
@@ -38,21 +52,27 @@ def build_generator(arch: str = "resnet18", size: int = 256, pretrained: bool = 
         raise ValueError(f"unknown arch {arch!r}; choose one of: {', '.join(ARCHS)}")
     make, weights = ARCHS[arch]
     resnet = make(weights=weights if pretrained else None)
-    body = create_body(resnet, n_in=1, pretrained=pretrained, cut=-2)  # drop avgpool and fc
-    return DynamicUnet(body, n_out=2, img_size=(size, size), y_range=(-1.0, 1.0), norm_type=None)
+    body = create_body(resnet, n_in=in_channels, pretrained=pretrained, cut=-2)  # drop avgpool and fc
+    model = DynamicUnet(body, n_out=2, img_size=(size, size), y_range=(-1.0, 1.0), norm_type=None)
+    model.spec = GeneratorSpec(arch, size, in_channels)
+    return model
 
 
-def save_generator(model: nn.Module, path: str | os.PathLike, *, arch: str, size: int, **extra) -> Path:
-    """Write the generator's weights and what rebuilds it into ONE safetensors file, atomically.
+def save_generator(model: nn.Module, path: str | os.PathLike, **extra) -> Path:
+    """Write the generator's weights and its spec (what rebuilds it) into ONE safetensors file, atomically.
 
-    `extra` (e.g. epoch, stage, valid_loss) is stored in the metadata as JSON.
+    `model` is one `build_generator` made (or that wrapped in DistributedDataParallel); `extra` (e.g.
+    epoch, stage, valid_loss) is stored in the metadata as JSON.
     """
+    model = get_model(model)
+    spec: GeneratorSpec = model.spec
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "format": CHECKPOINT_FORMAT,
-        "arch": arch,
-        "size": str(size),
+        "arch": spec.arch,
+        "size": str(spec.size),
+        "in_channels": str(spec.in_channels),
         "normalisation": json.dumps({"L": f"L/{L_SCALE:g} - 1", "ab": f"ab/{AB_SCALE:g}"}),
         "colorize_version": __version__,
         "extra": json.dumps(extra),
@@ -76,18 +96,25 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
             f"{path} is not a colorize generator checkpoint (not a safetensors file: {e}); "
             "pass the .safetensors file written by `colorize pretrain` or `colorize gan`"
         ) from None
-    if meta.get("format") != CHECKPOINT_FORMAT:
+    if meta.get("format") not in READABLE_FORMATS:
         raise ValueError(
             f"{path} is a safetensors file but not a colorize generator checkpoint "
-            f"(format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r})"
+            f"(format {meta.get('format')!r}, expected one of {', '.join(READABLE_FORMATS)})"
         )
-    return {**meta, "size": int(meta["size"]), "extra": json.loads(meta.get("extra", "{}"))}
+    return {**meta, "size": int(meta["size"]), "in_channels": int(meta.get("in_channels", 1)),
+            "extra": json.loads(meta.get("extra", "{}"))}
+
+
+def checkpoint_spec(path: str | os.PathLike) -> GeneratorSpec:
+    """The `GeneratorSpec` a checkpoint was saved with."""
+    meta = read_checkpoint_metadata(path)
+    return GeneratorSpec(meta["arch"], meta["size"], meta["in_channels"])
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> DynamicUnet:
     """Rebuild a generator from its checkpoint through `build_generator`, in eval mode; no pickle involved."""
     meta = read_checkpoint_metadata(path)
-    model = build_generator(meta["arch"], size=meta["size"], pretrained=False)
+    model = build_generator(meta["arch"], size=meta["size"], pretrained=False, in_channels=meta["in_channels"])
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device or "cpu").eval()
 

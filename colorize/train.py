@@ -222,7 +222,7 @@ class RunCheckpoint(Callback):
         improved = self.best is None or valid_loss < self.best
         self.best = valid_loss if improved else self.best
         meta = dict(stage=self.stage, epoch=self.epoch + 1, valid_loss=valid_loss)
-        last = save_generator(self.model, self.run_dir / LAST_NAME, arch=self.arch, size=self.size, **meta)
+        last = save_generator(self.model, self.run_dir / LAST_NAME, **meta)
         if improved:  # the same bytes: copy rather than serialise the weights again
             with atomic_path(self.run_dir / BEST_NAME) as tmp:
                 shutil.copyfile(last, tmp)

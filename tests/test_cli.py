@@ -43,8 +43,7 @@ def test_download_without_credentials_says_what_to_do(tmp_path, monkeypatch, cap
 
 
 def test_apply_colorizes_a_folder_and_skips_a_broken_file(tmp_path, capsys):
-    ckpt = save_generator(build_generator("resnet18", size=32, pretrained=False), tmp_path / "g.safetensors",
-                          arch="resnet18", size=32)
+    ckpt = save_generator(build_generator("resnet18", size=32, pretrained=False), tmp_path / "g.safetensors")
     photos = tmp_path / "in"
     photos.mkdir()
     Image.new("RGB", (45, 30), (200, 120, 40)).save(photos / "a.jpg")

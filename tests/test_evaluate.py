@@ -78,7 +78,7 @@ def checkpoints(tmp_path_factory):
     for seed, run in enumerate(MODELS):
         torch.manual_seed(seed)
         model = build_generator("resnet18", size=GEN_SIZE, pretrained=False)
-        paths.append(save_generator(model, runs / run / "best.safetensors", arch="resnet18", size=GEN_SIZE))
+        paths.append(save_generator(model, runs / run / "best.safetensors"))
     return paths
 
 

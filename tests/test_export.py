@@ -20,8 +20,7 @@ def exported(tmp_path_factory):
     """A tiny random generator checkpoint: its reloaded PyTorch model and an onnxruntime session of its export."""
     tmp = tmp_path_factory.mktemp("export")
     torch.manual_seed(0)
-    ckpt = save_generator(build_generator("resnet18", size=SIZE, pretrained=False), tmp / "run" / "best.safetensors",
-                          arch="resnet18", size=SIZE, epoch=3)
+    ckpt = save_generator(build_generator("resnet18", size=SIZE, pretrained=False), tmp / "run" / "best.safetensors", epoch=3)
     path = export_onnx(ckpt, tmp / "out" / "generator.onnx")
     return load_generator(ckpt), path, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 

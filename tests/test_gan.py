@@ -59,7 +59,7 @@ class KillBeforeEpoch(Callback):
 def interrupted_run(photos, tmp_path_factory):
     """A 2-epoch run started from an L1 generator checkpoint and killed after its first epoch was saved."""
     root = tmp_path_factory.mktemp("gan")
-    ckpt = save_generator(build_generator(size=32, pretrained=False), root / "l1.safetensors", arch="resnet18", size=32)
+    ckpt = save_generator(build_generator(size=32, pretrained=False), root / "l1.safetensors")
     learn = gan_learner(photos, RUN, generator=ckpt)
     start = load_generator(ckpt).state_dict()
     assert all(torch.equal(v, start[k]) for k, v in learn.model.state_dict().items())  # starts from the checkpoint
@@ -173,8 +173,7 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
 def test_resume_refuses_another_starting_generator(interrupted_run, photos, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(interrupted_run[0], run)
-    other = save_generator(build_generator(size=32, pretrained=False), tmp_path / "l1.safetensors", arch="resnet18",
-                           size=32)  # same name, other weights
+    other = save_generator(build_generator(size=32, pretrained=False), tmp_path / "l1.safetensors")  # same name, other weights
     for generator in (other, None):
         with pytest.raises(ValueError, match="different recipe.*generator"):
             fit_gan(gan_learner(photos, RUN, generator=generator), run, RUN, generator=generator)

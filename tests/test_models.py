@@ -57,7 +57,7 @@ def test_pretrained_weights_really_arrive(tmp_path, monkeypatch):
 
 
 def test_checkpoint_round_trip_is_bitwise(generator, tmp_path):
-    path = save_generator(generator, tmp_path / "g.safetensors", arch="resnet18", size=64, epoch=3)
+    path = save_generator(generator, tmp_path / "g.safetensors", epoch=3)
     meta = read_checkpoint_metadata(path)
     assert (meta["arch"], meta["size"], meta["extra"]["epoch"]) == ("resnet18", 64, 3)
     assert "L/50" in meta["normalisation"] and meta["colorize_version"]
@@ -71,7 +71,7 @@ def test_checkpoint_round_trip_is_bitwise(generator, tmp_path):
 def test_checkpoint_file_mode_follows_the_umask(generator, tmp_path):
     old = os.umask(0o022)
     try:
-        path = save_generator(generator, tmp_path / "g.safetensors", arch="resnet18", size=64)
+        path = save_generator(generator, tmp_path / "g.safetensors")
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644  # others can read it, as any file the user writes
@@ -93,3 +93,23 @@ def test_loading_a_file_that_is_not_a_checkpoint(tmp_path):
 def test_resnet34_is_the_second_choice():
     g = build_generator("resnet34", size=64, pretrained=False)
     assert sum(p.numel() for p in g[0].parameters()) > 20e6  # the ResNet-34 body, not ResNet-18's 11M
+
+
+def test_a_checkpoint_in_the_first_format_still_loads(generator, tmp_path):
+    """colorize-generator/1, written as the first release wrote it: no in_channels, arch and size in the metadata."""
+    old = tmp_path / "old.safetensors"
+    meta = {"format": "colorize-generator/1", "arch": "resnet18", "size": "64",
+            "normalisation": '{"L": "L/50 - 1", "ab": "ab/110"}', "colorize_version": "0.1.0",
+            "extra": '{"stage": "pretrain", "epoch": 2}'}
+    save_file({k: v.contiguous() for k, v in generator.state_dict().items()}, str(old), metadata=meta)
+    loaded = load_generator(old)
+    assert loaded.spec.in_channels == 1 and (loaded.spec.arch, loaded.spec.size) == ("resnet18", 64)
+    L = torch.rand(1, 1, 64, 64) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded(L), generator.eval()(L))
+
+
+def test_the_generator_carries_its_spec_into_the_checkpoint(tmp_path):
+    g = build_generator("resnet18", size=32, pretrained=False)
+    meta = read_checkpoint_metadata(save_generator(g, tmp_path / "g.safetensors"))
+    assert (meta["format"], meta["arch"], meta["size"], meta["in_channels"]) == ("colorize-generator/2", "resnet18", 32, 1)

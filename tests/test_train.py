@@ -97,7 +97,7 @@ def test_cpu_learner_is_channels_last_from_64_px_and_never_autocasts(photos, siz
     learn = pretrain_learner(photos, PRETRAIN_PRESETS["smoke"].replace(size=size))
     assert _channels_last(learn.model) is nhwc
     assert not hasattr(learn, "mixed_precision") and not hasattr(learn, "cudnn_autotune")
-    path = save_generator(learn.model, tmp_path / "g.safetensors", arch="resnet18", size=size)
+    path = save_generator(learn.model, tmp_path / "g.safetensors")
     L = torch.rand(1, 1, size, size) * 2 - 1
     with torch.no_grad():
         assert torch.allclose(load_generator(path)(L), learn.model.eval()(L), atol=1e-5)
@@ -193,7 +193,7 @@ def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(
     learn = pretrain_learner(photos, config, tmp_path)
     learn.add_cb(StopBetweenLogAndSave())
     fit_resumable(learn, tmp_path, config)
-    save_generator(learn.model, tmp_path / "best.safetensors", arch="resnet18", size=config.size, valid_loss=1e-6)
+    save_generator(learn.model, tmp_path / "best.safetensors", valid_loss=1e-6)
     state = load_state(tmp_path)
     torch.save({**state, "best": 1e9}, tmp_path / "state.pt")  # so any epoch would beat what state.pt knows
     pretrain(photos, tmp_path, config)
