@@ -64,11 +64,13 @@ def _gan(args):
 def _apply(args):
     from fastai.torch_core import default_device
 
+    from .hints import read_hints_file
     from .inference import colorize_files
     from .models import load_generator
 
+    hints = read_hints_file(args.hints) if args.hints else None
     model = load_generator(args.model, device=args.device or default_device())
-    result = colorize_files(model, args.inputs, args.out, render_size=args.render_size)
+    result = colorize_files(model, args.inputs, args.out, render_size=args.render_size, hints=hints)
     print(f"wrote {len(result.written)} photo(s) to {args.out}" +
           (f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
            if result.failed else ""))
@@ -140,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
     a.add_argument("--out", required=True, help="folder for the colorized photos")
     a.add_argument("--render-size", type=int, default=256, help="size the model sees (default 256)")
+    a.add_argument("--hints", help='JSON list of colour hints in the photo\'s pixels, e.g. [{"x": 410, "y": 220, '
+                   '"color": "#b03020", "size": 12}] (one photo; a model trained by `colorize hints`)')
     a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     a.set_defaults(run=_apply)
 
