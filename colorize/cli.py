@@ -81,9 +81,20 @@ def _evaluate(args):
     from .evaluate import evaluate
 
     report = evaluate(args.data, args.models, args.out, split=args.split, size=args.size, device=args.device,
-                      names=args.names, bs=args.bs)
+                      names=args.names, bs=args.bs, hints=args.hints)
     print(report.markdown)
     print("\n".join(f"{k}: {v}" for k, v in report.paths.items()))
+
+
+def _counts(text: str) -> list[int]:
+    """`--hints 0,1,2,5` -> [0, 1, 2, 5]; argparse reports the error."""
+    try:
+        counts = [int(c) for c in text.split(",")]
+    except ValueError:
+        counts = [-1]
+    if min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers of hints >= 0 separated by commas, e.g. 0,1,2,5,10")
+    return counts
 
 
 def _export(args):
@@ -156,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="protocol: shorter side resized, centre crop SIZE x SIZE (default 256)")
     e.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
     e.add_argument("--bs", type=int, default=32, help="photos per batch (default 32)")
+    e.add_argument("--hints", type=_counts, help="numbers of colour hints per photo for the PSNR-vs-hints curve of "
+                   "models that take hints, e.g. 0,1,2,5,10,20,50,100")
     e.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     e.set_defaults(run=_evaluate)
 

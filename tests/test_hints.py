@@ -315,3 +315,102 @@ def test_apply_with_a_hints_file(widened, tmp_path, caplog):
     assert main(["apply", str(tmp_path / "cat.png"), "--model", str(plain), "--hints", str(good), "--out",
                  str(tmp_path / "out3")]) == 2
     assert "takes none" in caplog.text and not (tmp_path / "out3").exists()
+
+
+# -------------------------------------------------------------------------------------- evaluation
+
+
+@pytest.fixture(scope="module")
+def curve_report(tmp_path_factory):
+    """`evaluate --hints` on real photos: a random 4-channel generator (its hint weights are not zero) and an
+    automatic one."""
+    from colorize.evaluate import evaluate
+
+    tmp = tmp_path_factory.mktemp("curve")
+    (tmp / "data" / "test").mkdir(parents=True)
+    for name in ("astronaut", "coffee", "chelsea", "rocket"):
+        Image.fromarray(getattr(data, name)()).convert("RGB").save(tmp / "data" / "test" / f"{name}.png")
+    torch.manual_seed(2)
+    ckpts = [save_generator(build_generator("resnet18", size=SIZE, pretrained=False, in_channels=4),
+                            tmp / "random" / "best.safetensors"),
+             save_generator(build_generator("resnet18", size=SIZE, pretrained=False), tmp / "auto" / "best.safetensors")]
+    report = evaluate(tmp / "data", ckpts, tmp / "report", size=32, lpips_net=None, fid_feature=None, progress=False,
+                      hints=[20, 0, 5], bs=3)
+    return report, ckpts, tmp
+
+
+def test_hint_curve_is_reported_per_count_and_n_a_for_automatic_models(curve_report):
+    report, _, tmp = curve_report
+    curve = json.loads((tmp / "report" / "results.json").read_text())["hint_curve"]
+    assert curve["counts"] == [0, 5, 20]
+    rows = curve["models"]
+    assert rows["random/best"]["takes_hints"] and len(rows["random/best"]["psnr_rgb"]) == 3
+    assert len(set(rows["random/best"]["psnr_ab"])) == 3  # hints change what this model does
+    assert rows["auto/best"] == {"takes_hints": False, "automatic": {
+        k: report.results["models"]["auto/best"][k] for k in ("psnr_rgb", "psnr_ab")}}
+    main_table = report.results["models"]["random/best"]  # 0 hints is the automatic score of the main table
+    assert rows["random/best"]["psnr_rgb"][0] == pytest.approx(main_table["psnr_rgb"], abs=1e-4)
+    md = report.markdown
+    assert "PSNR RGB (dB) against the number of colour hints" in md and "| auto/best | n/a | n/a | n/a |" in md
+    assert (tmp / "report" / "hint_curve.png").stat().st_size > 1000
+
+
+def test_hint_curve_matches_an_independent_computation(curve_report):
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from colorize.evaluate import hint_seeds, protocol_crop
+    from colorize.hints import eval_side
+
+    report, ckpts, tmp = curve_report
+    model = load_generator(ckpts[0])
+    files = report.results["files"]
+    psnrs = []
+    for rel in files:
+        crop = protocol_crop(Image.open(tmp / "data" / rel), 32)
+        L, ab = rgb_to_lab_net(pixels_to_rgb(crop))
+        side = eval_side(32)
+        draws = draw_hints_per_photo(hint_seeds([rel], 5, 42), 32, 32, sides=(side, side), count=5)
+        assert draws.count.tolist() == [5] and (draws.side == side).all()
+        with torch.no_grad():
+            pred_ab = model(generator_input(L, paint_hints(ab, draws)))[0].numpy() * 110
+        lab = np.concatenate([color.rgb2lab(crop)[..., :1], pred_ab.transpose(1, 2, 0)], axis=-1)
+        pred = (np.clip(color.lab2rgb(lab), 0, 1) * 255).round()
+        psnrs.append(peak_signal_noise_ratio(crop.astype(float), pred, data_range=255))
+    assert report.results["hint_curve"]["models"]["random/best"]["psnr_rgb"][1] == pytest.approx(np.mean(psnrs), abs=0.05)
+
+
+def test_evaluate_hints_flag_parses_counts(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--data", str(tmp_path), "--models", "m", "--out", str(tmp_path), "--hints", "0,x"])
+    assert "whole numbers of hints" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------- ONNX
+
+
+def test_onnx_export_of_a_hint_model_matches_pytorch_on_real_photos(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from colorize.export import export_onnx
+
+    torch.manual_seed(3)
+    ckpt = save_generator(build_generator("resnet18", size=SIZE, pretrained=False, in_channels=4), tmp_path / "h.safetensors")
+    path = export_onnx(ckpt, tmp_path / "hints.onnx")
+    proto = onnx.load(str(path))
+    dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*proto.graph.input, *proto.graph.output]}
+    assert dims == {"L": ["batch", 1, "height", "width"], "hints": ["batch", 3, "height", "width"],
+                    "ab": ["batch", 2, "height", "width"]}
+    assert "hints (B,3,H,W)" in proto.doc_string
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    model = load_generator(ckpt)
+    for names, size in [(("astronaut", "coffee"), (64, 64)), (("chelsea",), (50, 37))]:
+        L, ab = photos(names, size)
+        hints = paint_hints(ab, draw_hints_per_photo(range(len(names)), size[1], size[0], count=8))
+        with torch.no_grad():
+            expected = model(generator_input(L, hints)).numpy()
+        (got,) = session.run(["ab"], {"L": L.numpy(), "hints": hints.numpy()})
+        np.testing.assert_allclose(got, expected, atol=1e-3)
+        (plain,) = session.run(["ab"], {"L": L.numpy(), "hints": np.zeros_like(hints.numpy())})
+        assert np.abs(got - plain).mean() > 1e-4  # the hints input is really wired in
