@@ -7,7 +7,6 @@ input's size and lightness. Colour inputs lose their colour on the way (only L r
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -23,19 +22,13 @@ from torch import nn
 
 from .data import BadImageError, IMAGE_EXTS, list_images, load_rgb, to_rgb
 from .files import bars_can_draw
+from .device import autocast_for, choose_precision
 from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
 
 log = logging.getLogger(__name__)
 
 CHUNK_PIXELS = 1 << 18  # full-resolution Lab work runs on bands of ~260k pixels: little memory, cache-friendly
 PNG_COMPRESS_LEVEL = 1  # still lossless; a 12 MP photo writes in ~0.5 s instead of ~2 s at the default 6
-
-
-def _autocast(device: torch.device):
-    """bf16 (else fp16) autocast on CUDA; plain fp32 elsewhere."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
 
 def _check_render_size(render_size: int) -> None:
@@ -45,12 +38,14 @@ def _check_render_size(render_size: int) -> None:
 
 
 @torch.inference_mode()
-def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256) -> Image.Image:
+def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256, precision: str = "auto") -> Image.Image:
     """Colorize one photo of any size and PIL mode; returns an RGB image of the same size and lightness.
 
     The generator (in eval mode, on any device) runs at `render_size` x `render_size`; it must map
     L (1,1,S,S) in [-1,1] to ab/110 (1,2,S,S) as `models.build_generator` does. A photo with
-    transparency comes back RGBA with the same alpha (colorized as if laid on white).
+    transparency comes back RGBA with the same alpha (colorized as if laid on white). The model runs
+    in `precision` (`device.choose_precision`: auto is mixed precision on a GPU, fp32 on the CPU); the
+    colour conversion always in fp32.
     """
     _check_render_size(render_size)
     if model.training:
@@ -61,7 +56,7 @@ def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256)
     image = to_rgb(image)
     W, H = image.size
     small = np.asarray(image.resize((render_size, render_size), Image.Resampling.BILINEAR))  # antialiased
-    with _autocast(device):
+    with autocast_for(device, choose_precision(device, precision)):
         ab = model(rgb_to_lightness(pixels_to_rgb(small, device))).float()  # (1,2,S,S) ab/110
     ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)  # (1,2,H,W)
 
@@ -123,6 +118,7 @@ def colorize_files(
     out_dir: str | os.PathLike,
     render_size: int = 256,
     progress: bool = True,
+    precision: str = "auto",
 ) -> ColorizeResult:
     """Colorize photos and folders of photos (recursively) into `out_dir` as PNG; never touches the inputs.
 
@@ -143,7 +139,7 @@ def colorize_files(
             result.failed.append((src, str(e)))
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        colorize_image(model, image, render_size).save(dst, compress_level=PNG_COMPRESS_LEVEL)
+        colorize_image(model, image, render_size, precision).save(dst, compress_level=PNG_COMPRESS_LEVEL)
         result.written.append(dst)
     log.info("colorized %d photo(s) into %s; skipped %d", len(result.written), out_dir, len(result.failed))
     return result
