@@ -47,7 +47,6 @@ import fastai
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelFitException
-from fastai.callback.fp16 import AMPMode, MixedPrecision
 from fastai.data.core import DataLoaders
 from fastai.layers import ToTensorBase
 from fastai.torch_core import to_device
@@ -58,16 +57,15 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.flop_counter import FlopCounterMode
 from torchvision import transforms
 
-from colorize.loaders import CACHE_DIR
-from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS
+from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, override
 from colorize.data import index_dataset
 from colorize.download import DONE_MARKER, sample_photos
 from colorize.files import default_workers
-from colorize.loaders import make_dataloaders
 from colorize.gan import gan_learner
+from colorize.loaders import CACHE_DIR, make_dataloaders
 from colorize.lab import AB_SCALE, L_SCALE
 from colorize.models import build_generator
-from colorize.train import pretrain_learner
+from colorize.pretrain import pretrain_learner
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_PHOTOS = ROOT.parent / "shared" / "photos"
@@ -289,17 +287,6 @@ def peak_flops(device: torch.device) -> float | None:
     return next((tf * 1e12 for pattern, tf in PEAK_TFLOPS if re.search(pattern, name)), None)
 
 
-def set_precision(learn, precision: str) -> str:
-    """Replace the Learner's choice of precision unless `precision` is 'auto'; return the one in use."""
-    if precision != "auto":
-        if hasattr(learn, "mixed_precision"):
-            learn.remove_cb(learn.mixed_precision)
-        if precision != "fp32":
-            learn.add_cb(MixedPrecision(amp_mode=AMPMode.BF16 if precision == "bf16" else AMPMode.FP16))
-    mp = getattr(learn, "mixed_precision", None)
-    return "fp32" if mp is None else mp.amp_mode.value
-
-
 def set_memory_format(modules, channels_last: bool | None) -> None:
     """channels_last or contiguous weights for `modules`; None keeps what the package chose."""
     if channels_last is not None:
@@ -348,7 +335,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, help="DataLoader workers (default: colorize.data's, all cores up to 8)")
     p.add_argument("--threads", type=int, help="torch CPU threads in the main process (default: torch's)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
-                   help="auto: what colorize.train picks (bf16 on GPUs that have it, fp32 on the CPU)")
+                   help="auto: colorize.device.choose_precision's choice (bf16 on GPUs that have it natively, fp16 on "
+                        "older GPUs, fp32 on the CPU); bf16/fp16 on the CPU run under CPU autocast")
     p.add_argument("--data", help="folder of photos (default: ../shared/photos if present, else the sample photos)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="force the memory format of our configurations (default: the package's choice)")
@@ -363,23 +351,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.warmup < 1 or args.steps < 1:
         p.error("--warmup and --steps must be at least 1")
-    if args.precision in ("bf16", "fp16") and not args.device.startswith("cuda"):
-        p.error(f"--precision {args.precision} needs a CUDA device (fastai's MixedPrecision autocasts on CUDA "
-                "only); use --precision fp32 or auto on the CPU")
     return args
 
 
 def measure(name: str, index, args, device, pretrain, gan, n_batches: int) -> tuple[float, float | None, dict]:
     """(seconds for `args.steps` batches, FLOPs of one batch, settings to report) of one configuration."""
     if name in ("baseline", "baseline_loader"):
-        workers = pretrain.workers if pretrain.workers is not None else default_workers()
-        batches = tutorial_batches(index.files("train") * pretrain.repeats, args.size, args.bs, workers, device)
+        workers = pretrain.machine.workers if pretrain.machine.workers is not None else default_workers()
+        batches = tutorial_batches(index.files("train") * pretrain.data.repeats, args.size, args.bs, workers, device)
         step = tutorial_step(args.size, device) if name == "baseline" else None
         seconds, flops = time_loop(batches, device, args.warmup, args.steps, step)
         model_settings = {"precision": "fp32", "memory_format": "contiguous"} if step else NO_MODEL
         settings = {**model_settings, "compile": False, "workers": workers, "cache": False}
         if name == "baseline_loader":
-            dataset = TutorialDataset(index.files("train") * pretrain.repeats, args.size)
+            dataset = TutorialDataset(index.files("train") * pretrain.data.repeats, args.size)
             settings["worker_ms_per_photo"] = round(worker_ms(dataset.__getitem__, args.bs), 3)
         return seconds, flops, settings
     if name == "gan":
@@ -396,7 +381,7 @@ def measure(name: str, index, args, device, pretrain, gan, n_batches: int) -> tu
         learn.dls = DataLoaders(RepeatBatch(batch, n_batches), learn.dls.valid, device=device)
         workers = 0
     set_memory_format([learn.model] + ([learn.conditional_gan.critic] if name == "gan" else []), args.channels_last)
-    settings = {"precision": set_precision(learn, args.precision), "memory_format": memory_format(learn.model),
+    settings = {"precision": learn.precision, "memory_format": memory_format(learn.model),
                 "compile": args.compile, "workers": workers, "cache": args.cache if name != "model" else None}
     seconds, flops = time_learner(learn, args.warmup, args.steps, args.compile, gan=name == "gan")
     return seconds, flops, settings
@@ -419,10 +404,10 @@ def main(argv=None) -> None:
         n_batches = args.warmup + args.steps + 1
         repeats = math.ceil(n_batches * args.bs / len(index.files("train")))  # crops per photo: one epoch is enough
         base["data"] = f"{data_name}: {len(index.files('train'))} train photos x {repeats} crops"
-        pretrain = PRETRAIN_PRESETS["places365"].replace(size=args.size, bs=args.bs, pretrained=False,
-                                                         repeats=repeats, workers=args.workers, cache=args.cache)
-        gan = GAN_PRESETS["pix2pix"].replace(size=args.size, bs=args.bs, repeats=repeats, workers=args.workers,
-                                             cache=args.cache)
+        machine = dict(workers=args.workers, cache=args.cache, precision=args.precision)
+        pretrain = override(PRETRAIN_PRESETS["places365"], size=args.size, bs=args.bs, pretrained=False,
+                            repeats=repeats, **machine)
+        gan = override(GAN_PRESETS["pix2pix"], size=args.size, bs=args.bs, repeats=repeats, **machine)
         if args.cache and {"pipeline", "gan", "loader"} & set(args.configs):
             print("cache: " + json.dumps(build_cache(index, pretrain)), flush=True)
         for name in args.configs:
@@ -454,13 +439,12 @@ def build_cache(index, config) -> dict:
     folder = index.root / CACHE_DIR
     finished_before = set(folder.glob("*.json"))
     start = time.perf_counter()
-    dls = make_dataloaders(index, size=config.size, bs=config.bs, repeats=config.repeats, workers=config.workers,
-                           cache=True, progress=False)
+    dls = make_dataloaders(index, config.data, config.machine.replace(cache=True), progress=False)
     seconds = time.perf_counter() - start
     n = len(index.files("train")) + len(index.files("valid"))
-    return {"photos": n, "size": config.size, "built": set(folder.glob("*.json")) != finished_before,
+    return {"photos": n, "size": config.data.size, "built": set(folder.glob("*.json")) != finished_before,
             "workers": dls.train.fake_l.num_workers, "seconds": round(seconds, 2),
-            "photos_per_s": round(n / seconds, 1), "gib": round(n * config.size**2 * 3 / 2**30, 3)}
+            "photos_per_s": round(n / seconds, 1), "gib": round(n * config.data.size**2 * 3 / 2**30, 3)}
 
 
 def summary(rates: dict[str, float], assumed_train: int, size: int) -> dict:

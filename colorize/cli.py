@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 import typing
 import warnings
 
-from .config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, get_preset
+from .device import PRECISIONS
+from .config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, field_value, flat_fields, get_preset, override
 
 log = logging.getLogger("colorize")
 
@@ -23,30 +23,35 @@ def _download(args):
 
 
 def add_config_args(parser: argparse.ArgumentParser, recipe: type, presets: dict) -> None:
-    """One `--field` flag per field of a recipe dataclass, overriding the preset's value when given.
+    """One `--field` flag per leaf field of a recipe dataclass (`config.flat_fields`), overriding the preset's value.
 
-    Each flag's help gives the recipe's default and the presets that set another value.
+    Each flag's help gives the recipe's default and the presets that set another value. A flag that
+    is not given stays None and is left out by `config_from_args`.
     """
-    hints = typing.get_type_hints(recipe)
+    default = recipe()
     group = parser.add_argument_group("overrides of the preset's values")
-    for f in dataclasses.fields(recipe):
-        flag = "--" + f.name.replace("_", "-")
-        kind = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
-        others = [f"{name} {getattr(p, f.name)}" for name, p in presets.items() if getattr(p, f.name) != f.default]
-        help = f"default {f.default}" + (f" ({', '.join(others)})" if others else "")
+    for name, path in flat_fields(recipe).items():
+        owner = field_value(default, path[:-1])
+        hint = typing.get_type_hints(type(owner))[path[-1]]
+        kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
+        value = field_value(default, path)
+        others = [f"{p} {field_value(c, path)}" for p, c in presets.items() if field_value(c, path) != value]
+        help = f"default {value}" + (f" ({', '.join(others)})" if others else "")
+        flag = "--" + name.replace("_", "-")
         if kind is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help)
+            group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help)
         else:
-            group.add_argument(flag, type=kind, default=None, help=help)
+            group.add_argument(flag, dest=name, type=kind, default=None, help=help)
 
 
 def config_from_args(args, presets: dict, recipe: type):
-    """The named preset with every flag that was given applied."""
-    return get_preset(presets, args.preset).replace(**{f.name: getattr(args, f.name) for f in dataclasses.fields(recipe)})
+    """The named preset with every flag that was given applied (flags not given are left out here)."""
+    given = {name: getattr(args, name) for name in flat_fields(recipe) if getattr(args, name) is not None}
+    return override(get_preset(presets, args.preset), **given)
 
 
 def _pretrain(args):
-    from .train import pretrain
+    from .pretrain import pretrain
 
     pretrain(args.data, args.out, config_from_args(args, PRETRAIN_PRESETS, PretrainConfig), device=args.device)
     print(f"generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv)")
@@ -70,7 +75,8 @@ def _apply(args):
 
     hints = read_hints_file(args.hints) if args.hints else None
     model = load_generator(args.model, device=args.device or default_device())
-    result = colorize_files(model, args.inputs, args.out, render_size=args.render_size, hints=hints)
+    result = colorize_files(model, args.inputs, args.out, render_size=args.render_size, precision=args.precision,
+                            hints=hints)
     print(f"wrote {len(result.written)} photo(s) to {args.out}" +
           (f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
            if result.failed else ""))
@@ -81,7 +87,7 @@ def _evaluate(args):
     from .evaluate import evaluate
 
     report = evaluate(args.data, args.models, args.out, split=args.split, size=args.size, device=args.device,
-                      names=args.names, bs=args.bs, hints=args.hints)
+                      names=args.names, bs=args.bs, precision=args.precision, hints=args.hints)
     print(report.markdown)
     print("\n".join(f"{k}: {v}" for k, v in report.paths.items()))
 
@@ -156,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--hints", help='JSON list of colour hints in the photo\'s pixels, e.g. [{"x": 410, "y": 220, '
                    '"color": "#b03020", "size": 12}] (one photo; a model trained by `colorize hints`)')
     a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    a.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto (default): bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU")
     a.set_defaults(run=_apply)
 
     e = sub.add_parser("evaluate", help="metrics, galleries and hardest cases of models vs the grayscale baseline")
@@ -170,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--hints", type=_counts, help="numbers of colour hints per photo for the PSNR-vs-hints curve of "
                    "models that take hints, e.g. 0,1,2,5,10,20,50,100")
     e.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    e.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32 (default, the protocol), or auto/bf16/fp16 for a faster, slightly different score")
     e.set_defaults(run=_evaluate)
 
     x = sub.add_parser("export", help="export a generator to ONNX (dynamic batch and size)")

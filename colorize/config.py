@@ -1,45 +1,80 @@
-"""Training recipes as frozen dataclasses with named presets; every value says where it comes from."""
+"""Training recipes as frozen dataclasses with named presets; every value says where it comes from.
+
+A stage's recipe nests the parts it shares with the other stages, each built once:
+    data      what a stage trains on and for how long: crop size, batch size, crops per photo, epochs, seed
+    machine   how this machine runs the recipe (workers, cache, precision, work folder): not the recipe,
+              so a resumed run may change it
+    generator the U-Net's encoder and whether it starts from ImageNet weights
+    critic    the PatchGAN (GAN stage only)
+and adds its own optimiser and loss fields. `override` applies flat `field=value` pairs (the CLI's flags)
+to wherever the field lives in the nesting.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Self
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+NOT_RECIPE = {"recipe": False}  # field metadata: may differ when a run resumes (see `recipe_fields`)
 
 
 class Recipe:
-    """What every config shares: `replace` for overrides from the CLI or a notebook."""
+    """What every config shares: `replace` for overrides of its own fields."""
 
     def replace(self, **changes) -> Self:
-        """A copy with `changes`; None values are ignored so CLI flags that were not given pass through."""
-        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+        """A copy with `changes` (any value, None included)."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DataConfig(Recipe):
+    """What a stage trains on and for how long."""
+
+    size: int = 256  # the Kaggle Places365 subset is 256x256
+    bs: int = 16  # tutorial's batch size (per GPU when several train together)
+    epochs: int = 20  # tutorial: 20 epochs of L1 pretraining, then 20 of GAN training
+    repeats: int = 1  # random crops drawn from each photo per epoch (>1 only for tiny photo sets)
+    seed: int = 42  # split and initialisation seed
+
+
+@dataclass(frozen=True)
+class MachineConfig(Recipe):
+    """How this machine runs a recipe: how photos load and the arithmetic. Not the recipe: may change on resume."""
+
+    workers: int | None = None  # DataLoader workers; None = all cores (at most 8)
+    cache: bool = False  # decode the photos once into a uint8 memory map (colorize.loaders)
+    precision: str = "auto"  # auto | bf16 | fp16 | fp32 (colorize.run.PRECISIONS)
+    work_dir: str | None = None  # index and cache of a read-only dataset; None: beside the photos if writable
+
+
+@dataclass(frozen=True)
+class GeneratorConfig(Recipe):
+    """The U-Net generator built from scratch (a checkpoint to start from brings its own)."""
+
+    arch: str = "resnet18"  # Places365 lineage (moein-shariatnia tutorial): ResNet-18 DynamicUnet
+    pretrained: bool = True  # ImageNet encoder weights (torchvision); False for offline runs
+
+
+@dataclass(frozen=True)
+class CriticConfig(Recipe):
+    """The conditional PatchGAN critic (models.PatchGAN)."""
+
+    layers: int = 3  # pix2pix n_layers 3: 70x70 patches, a 30x30 map at 256 px
+    norm: str = "batch"  # tutorial and pix2pix: batch norm in the critic (models.CRITIC_NORMS)
+    ndf: int = 64  # pix2pix: 64 filters in the critic's first conv
+    init: bool = True  # tutorial and pix2pix: N(0, 0.02) init of the critic
 
 
 @dataclass(frozen=True)
 class PretrainConfig(Recipe):
     """Stage 1: the U-Net generator trained on L1 alone (L in, ab out)."""
 
-    arch: str = "resnet18"  # Places365 lineage (moein-shariatnia tutorial): ResNet-18 DynamicUnet
-    size: int = 256  # the Kaggle Places365 subset is 256x256
-    bs: int = 16  # tutorial's batch size
+    data: DataConfig = DataConfig()
+    machine: MachineConfig = field(default=MachineConfig(), metadata=NOT_RECIPE)
+    generator: GeneratorConfig = GeneratorConfig()
     lr: float = 1e-4  # tutorial's Adam learning rate for the L1 pretraining
-    epochs: int = 20  # tutorial: 20 epochs of L1 pretraining
     wd: float = 0.0  # tutorial's plain Adam has no weight decay
-    pretrained: bool = True  # ImageNet encoder weights (torchvision); False for offline runs
-    repeats: int = 1  # random crops drawn from each photo per epoch (>1 only for tiny photo sets)
-    seed: int = 42  # split and initialisation seed
-    workers: int | None = None  # DataLoader workers; None = all cores (at most 8)
-    cache: bool = False  # decode the photos once into a uint8 memory map beside them (colorize.loaders)
-
-
-PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
-    # The Places365 recipe of the tutorial this project descends from; photos cached once (issue 5).
-    "places365": PretrainConfig(cache=True),
-    # `colorize demo`: a few minutes on a 2-core CPU on the photos shipped with scikit-image/-learn.
-    "demo": PretrainConfig(size=64, bs=8, lr=1e-3, epochs=12, pretrained=False, repeats=16, workers=0),
-    # Tests and notebooks in SMOKE mode: seconds on a CPU, no network.
-    "smoke": PretrainConfig(size=32, bs=4, lr=1e-3, epochs=1, pretrained=False, repeats=2, workers=0),
-}
 
 
 @dataclass(frozen=True)
@@ -52,10 +87,10 @@ class GanConfig(Recipe):
     and the defaults of its train.py.
     """
 
-    arch: str = "resnet18"  # generator built from scratch only; a --generator checkpoint brings its own arch/size
-    size: int = 256  # the Kaggle Places365 subset is 256x256
-    bs: int = 16  # tutorial's batch size
-    epochs: int = 20  # tutorial: 20 epochs of GAN training after the L1 pretraining
+    data: DataConfig = DataConfig()
+    machine: MachineConfig = field(default=MachineConfig(), metadata=NOT_RECIPE)
+    generator: GeneratorConfig = GeneratorConfig(pretrained=False)  # used only without a --generator checkpoint
+    critic: CriticConfig = CriticConfig()
     lr_g: float = 2e-4  # tutorial and pix2pix: Adam lr 2e-4 for G ...
     lr_d: float = 2e-4  # ... and for D
     beta1: float = 0.5  # tutorial and pix2pix: Adam betas (0.5, 0.999) for both networks
@@ -66,16 +101,22 @@ class GanConfig(Recipe):
     smoothing: float = 1.0  # tutorial: real label 1.0, no one-sided label smoothing
     l1_mode: str = "additive"  # pix2pix: G = adv + lambda * L1 (losses.L1_CONVENTIONS)
     l1_weight: float = 100.0  # tutorial and pix2pix: lambda_L1 = 100
-    critic_norm: str = "batch"  # tutorial and pix2pix: batch norm in the critic (models.CRITIC_NORMS)
-    critic_layers: int = 3  # pix2pix n_layers 3: 70x70 patches, a 30x30 map at 256 px
-    critic_ndf: int = 64  # pix2pix: 64 filters in the critic's first conv
-    critic_init: bool = True  # tutorial and pix2pix: N(0, 0.02) init of the critic
-    pretrained: bool = False  # ImageNet encoder for a generator built from scratch (needs the network once)
-    repeats: int = 1  # random crops drawn from each photo per epoch (>1 only for tiny photo sets)
-    seed: int = 42  # split and initialisation seed
-    workers: int | None = None  # DataLoader workers; None = all cores (at most 8)
-    cache: bool = False  # decode the photos once into a uint8 memory map beside them (colorize.loaders)
 
+
+# The tiny and the short recipes, each size written once: tests and notebooks in SMOKE mode (seconds on a
+# CPU, no network) and `colorize demo` (minutes on a 2-core CPU, on the photos shipped with scikit-image/-learn).
+SMOKE_DATA = DataConfig(size=32, bs=4, epochs=1, repeats=2)
+SMOKE_MACHINE = MachineConfig(workers=0)
+DEMO_DATA = DataConfig(size=64, bs=8, epochs=12, repeats=16)
+DEMO_MACHINE = MachineConfig(workers=0)
+OFFLINE = GeneratorConfig(pretrained=False)
+
+PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
+    # The Places365 recipe of the tutorial this project descends from; photos decoded once into the cache.
+    "places365": PretrainConfig(machine=MachineConfig(cache=True)),
+    "demo": PretrainConfig(data=DEMO_DATA, machine=DEMO_MACHINE, generator=OFFLINE, lr=1e-3),
+    "smoke": PretrainConfig(data=SMOKE_DATA, machine=SMOKE_MACHINE, generator=OFFLINE, lr=1e-3),
+}
 
 # The CIFAR-10 study (karoly-hars/GAN_image_colorizing README and train.py defaults) at CIFAR's native 32x32.
 # Generator: this project's ResNet-18 DynamicUnet built at size 32 and trained from scratch as the study does
@@ -84,34 +125,38 @@ class GanConfig(Recipe):
 # PatchGAN to the study's critic, which ends in a single logit for the whole image (n_layers 3 would give a
 # 2x2 map of 70 px patches, mostly padding).
 _CIFAR = GanConfig(
-    size=32,  # CIFAR-10's native size
-    bs=32,  # study's train.py default (its README commands leave the batch size at the default)
-    critic_layers=2,  # see above: 6x6 map, 34 px receptive field at 32x32
+    data=DataConfig(size=32,  # CIFAR-10's native size
+                    bs=32),  # study's train.py default (its README commands leave the batch size at the default)
+    machine=MachineConfig(cache=True),  # 60,000 small files: decoded once
+    generator=OFFLINE,  # study trains its generator from scratch
+    critic=CriticConfig(layers=2),  # see above: 6x6 map, 34 px receptive field at 32x32
     gan_mode="bce",  # study: sigmoid + nn.BCELoss
     l1_mode="convex",  # study: G = (1 - l1_weight) * adv + l1_weight * L1
     beta1=0.5,  # study: Adam betas (0.5, 0.999) for both networks
     beta2=0.999,
     min_lr=1e-6,  # study's adjust_learning_rate floors the decayed lr at 1e-6
-    pretrained=False,  # study trains its generator from scratch
-    cache=True,  # 60,000 small files: decoded once
 )
+# The spectral-norm critic of the CIFAR study: W / sigma(W) in every conv, no N(0, 0.02) init.
+SPECTRAL = CriticConfig(norm="spectral", init=False)
 
 GAN_PRESETS: dict[str, GanConfig] = {
     # The Places365 lineage's GAN stage, started from the `places365` L1 checkpoint (--generator).
-    "pix2pix": GanConfig(cache=True),
+    "pix2pix": GanConfig(machine=MachineConfig(cache=True)),
+    # pix2pix with the CIFAR study's spectral-norm critic instead of batch norm (the tutorial's comparison).
+    "pix2pix-spectral": GanConfig(machine=MachineConfig(cache=True), critic=SPECTRAL),
     # README, batch norm: --max_epoch=200 --smoothing=0.9 --l1_weight=0.99 --base_lr_gen=3e-4
     # --base_lr_disc=6e-5 --lr_decay_steps=6e4 --disc_norm=batch --apply_weight_init=1
-    "cifar-batchnorm": _CIFAR.replace(epochs=200, smoothing=0.9, l1_weight=0.99, lr_g=3e-4, lr_d=6e-5,
-                                      decay_steps=6e4, critic_norm="batch", critic_init=True),
+    "cifar-batchnorm": _CIFAR.replace(data=_CIFAR.data.replace(epochs=200), smoothing=0.9, l1_weight=0.99,
+                                      lr_g=3e-4, lr_d=6e-5, decay_steps=6e4),
     # README, spectral norm: --max_epoch=100 --smoothing=1.0 --l1_weight=0.985 --base_lr_gen=2e-4
     # --base_lr_disc=2e-4 --lr_decay_steps=4e4 --disc_norm=spectral --apply_weight_init=0
-    "cifar-spectral": _CIFAR.replace(epochs=100, smoothing=1.0, l1_weight=0.985, lr_g=2e-4, lr_d=2e-4,
-                                     decay_steps=4e4, critic_norm="spectral", critic_init=False),
+    "cifar-spectral": _CIFAR.replace(data=_CIFAR.data.replace(epochs=100), critic=SPECTRAL.replace(layers=2),
+                                     smoothing=1.0, l1_weight=0.985, lr_g=2e-4, lr_d=2e-4, decay_steps=4e4),
     # `colorize demo`: a short fine-tune of the `demo` L1 generator (64 px) on the sample photos;
     # n_layers 2 suits 64 px (a 14x14 map of 34 px patches).
-    "demo": GanConfig(size=64, bs=8, epochs=3, critic_layers=2, repeats=16, workers=0),
-    # Tests and notebooks in SMOKE mode, after the `smoke` L1 generator (32 px): seconds on a CPU, no network.
-    "smoke": GanConfig(size=32, bs=4, epochs=2, critic_layers=2, repeats=2, workers=0),
+    "demo": GanConfig(data=DEMO_DATA.replace(epochs=3), machine=DEMO_MACHINE, critic=CriticConfig(layers=2)),
+    # After the `smoke` L1 generator (32 px).
+    "smoke": GanConfig(data=SMOKE_DATA.replace(epochs=2), machine=SMOKE_MACHINE, critic=CriticConfig(layers=2)),
 }
 
 
@@ -121,3 +166,59 @@ def get_preset(presets: dict, name: str):
         return presets[name]
     except KeyError:
         raise KeyError(f"unknown preset {name!r}; choose one of: {', '.join(presets)}") from None
+
+
+def _is_config(value) -> bool:
+    return dataclasses.is_dataclass(value) and not isinstance(value, type)
+
+
+def flat_fields(recipe: type) -> dict[str, tuple[str, ...]]:
+    """Flat name -> path of every leaf field of a recipe class, e.g. "bs" -> ("data", "bs").
+
+    Leaves of `critic` are named with its prefix ("critic_norm"); other nested parts lend their
+    names as they are. Stage fields keep theirs.
+    """
+    out = {}
+    for f in dataclasses.fields(recipe):
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if _is_config(default):
+            prefix = "critic_" if f.name == "critic" else ""
+            for sub, path in flat_fields(type(default)).items():
+                out[prefix + sub] = (f.name, *path)
+        else:
+            out[f.name] = (f.name,)
+    return out
+
+
+def field_value(config, path: tuple[str, ...]):
+    """The value at `path` (from `flat_fields`) in a config."""
+    for name in path:
+        config = getattr(config, name)
+    return config
+
+
+def override(config, **changes: Any):
+    """A copy of `config` with flat `changes` ("bs", "critic_norm", "lr_g"...) put where each field lives.
+
+    Every value given is applied, None included (`decay_steps=None` turns the decay off); callers
+    pass only what was asked for. An unknown name is an error that lists the valid ones.
+    """
+    paths = flat_fields(type(config))
+    unknown = set(changes) - set(paths)
+    if unknown:
+        raise ValueError(f"unknown recipe field(s) {', '.join(sorted(unknown))} for {type(config).__name__}; "
+                         f"choose from: {', '.join(paths)}")
+    for name, value in changes.items():
+        config = _set(config, paths[name], value)
+    return config
+
+
+def _set(config, path: tuple[str, ...], value):
+    head, *rest = path
+    return dataclasses.replace(config, **{head: _set(getattr(config, head), tuple(rest), value) if rest else value})
+
+
+def recipe_dict(config) -> dict:
+    """The recipe part of a config as nested plain values: fields marked NOT_RECIPE left out, at any depth."""
+    return {f.name: recipe_dict(v) if _is_config(v := getattr(config, f.name)) else v
+            for f in dataclasses.fields(config) if f.metadata.get("recipe", True)}

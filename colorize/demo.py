@@ -25,7 +25,8 @@ from .metrics import psnr_rgb
 from .models import load_generator
 from .plots import gallery, save_figure
 from .gan import finetune
-from .train import BEST_NAME, LAST_NAME, pretrain
+from .pretrain import pretrain
+from .run import BEST_NAME, LAST_NAME
 
 
 def compare(candidate: Image.Image, original: Image.Image) -> dict[str, float]:
@@ -61,8 +62,8 @@ def run_demo(out="runs/demo", data="data/samples", device=None, pretrain_config=
     gan = load_generator(out / "gan" / LAST_NAME, device=device)  # the GAN's result, not its lowest-L1 epoch
 
     methods = {"grayscale baseline": grayscale_baseline,
-               "L1 generator": lambda img: colorize_image(l1, img, render_size=config.size),
-               "GAN generator": lambda img: colorize_image(gan, img, render_size=config.size)}
+               "L1 generator": lambda img: colorize_image(l1, img, render_size=config.data.size),
+               "GAN generator": lambda img: colorize_image(gan, img, render_size=config.data.size)}
     tests = index_dataset(photos).files("test")
     scores = {name: [] for name in methods}
     rows = []

@@ -254,6 +254,7 @@ def evaluate(
     seed: int = 42,
     workers: int | None = None,
     progress: bool = True,
+    precision: str = "fp32",
     hints: Sequence[int] | None = None,
 ) -> EvaluationReport:
     """Evaluate generator checkpoints and the grayscale baseline on `split` of `data`; write the report to `out_dir`.

@@ -10,7 +10,6 @@ points in the ORIGINAL photo's pixels; without hints it colorizes automatically 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from torch import nn
 
 from .data import BadImageError, IMAGE_EXTS, list_images, load_rgb, to_rgb
 from .files import bars_can_draw
+from .device import autocast_for, choose_precision
 from .hints import check_hints, takes_hints, user_hint_map
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
 
@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 
 CHUNK_PIXELS = 1 << 18  # full-resolution Lab work runs on bands of ~260k pixels: little memory, cache-friendly
 PNG_COMPRESS_LEVEL = 1  # still lossless; a 12 MP photo writes in ~0.5 s instead of ~2 s at the default 6
-
-
-def _autocast(device: torch.device):
-    """bf16 (else fp16) autocast on CUDA; plain fp32 elsewhere."""
-    if device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
 
 def _check_render_size(render_size: int) -> None:
@@ -55,7 +48,8 @@ def _check_hints_fit(model: nn.Module, hints) -> None:
 
 
 @torch.inference_mode()
-def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256, hints=None) -> Image.Image:
+def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256, precision: str = "auto",
+                   hints=None) -> Image.Image:
     """Colorize one photo of any size and PIL mode; returns an RGB image of the same size and lightness.
 
     The generator (in eval mode, on any device) runs at `render_size` x `render_size`; it must map
@@ -63,7 +57,8 @@ def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256,
     that takes hints, cat(L, hint map) (1,4,S,S). `hints`: a list of points in the photo's pixels,
     `[{"x": 410, "y": 220, "color": "#b03020", "size": 12}, ...]` (see `hints.check_hints`); only a
     colour's ab counts. A photo with transparency comes back RGBA with the same alpha (colorized as
-    if laid on white).
+    if laid on white). The model runs in `precision` (`device.choose_precision`: auto is mixed
+    precision on a GPU, fp32 on the CPU); the colour conversion always in fp32.
     """
     _check_render_size(render_size)
     _check_hints_fit(model, hints)
@@ -79,7 +74,7 @@ def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256,
     x = rgb_to_lightness(pixels_to_rgb(small, device))  # (1,1,S,S) in [-1,1]
     if takes_hints(model):
         x = generator_input(x, user_hint_map(points, (W, H), render_size, device))  # (1,4,S,S)
-    with _autocast(device):
+    with autocast_for(device, choose_precision(device, precision)):
         ab = model(x).float()  # (1,2,S,S) ab/110
     ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)  # (1,2,H,W)
 
@@ -141,6 +136,7 @@ def colorize_files(
     out_dir: str | os.PathLike,
     render_size: int = 256,
     progress: bool = True,
+    precision: str = "auto",
     hints=None,
 ) -> ColorizeResult:
     """Colorize photos and folders of photos (recursively) into `out_dir` as PNG; never touches the inputs.
@@ -170,7 +166,7 @@ def colorize_files(
             result.failed.append((src, str(e)))
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        colorize_image(model, image, render_size, hints=hints).save(dst, compress_level=PNG_COMPRESS_LEVEL)
+        colorize_image(model, image, render_size, precision, hints=hints).save(dst, compress_level=PNG_COMPRESS_LEVEL)
         result.written.append(dst)
     log.info("colorized %d photo(s) into %s; skipped %d", len(result.written), out_dir, len(result.failed))
     return result

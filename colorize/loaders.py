@@ -39,6 +39,7 @@ from fastprogress.fastprogress import progress_bar
 from fasttransform import Transform
 from torch.utils.data import DataLoader, Dataset
 
+from .config import DataConfig, MachineConfig
 from .data import BadImageError, DatasetIndex, index_dataset, open_photo
 from .files import atomic_write_text, bars_can_draw, default_workers, fingerprint
 from .lab import LabSplit
@@ -200,33 +201,30 @@ def _check_batch_size(n_train: int, bs: int) -> None:
 
 def make_dataloaders(
     source: str | os.PathLike | DatasetIndex,
-    size: int = 256,
-    bs: int = 16,
-    repeats: int = 1,
-    workers: int | None = None,
-    seed: int = 42,
-    min_scale: float = 0.35,
+    data: DataConfig = DataConfig(),
+    machine: MachineConfig = MachineConfig(),
     device=None,
-    cache: bool = False,
+    min_scale: float = 0.35,
     progress: bool = True,
 ) -> DataLoaders:
     """fastai DataLoaders for train and valid whose batches are `(L, ab)` on `device`.
 
-    Train: random resized crop (at least `min_scale` of the photo's area) and horizontal flip;
-    valid: fastai's deterministic resize and centre crop. `repeats` draws several crops of each
-    training photo per epoch, for tiny photo sets. Without `cache` the workers decode, crop and flip
-    each photo every epoch; with it the photos are decoded once into a memory-mapped uint8 cache
-    beside the data (a progress bar while it builds unless `progress` is False)
-    and the crop and flip run on the device.
+    `data` gives the crop size, batch size, crops per photo (`repeats`) and split seed; `machine`
+    the workers and whether to cache. Train: random resized crop (at least `min_scale` of the
+    photo's area) and horizontal flip; valid: fastai's deterministic resize and centre crop.
+    Without the cache the workers decode, crop and flip each photo every epoch; with it the photos
+    are decoded once into a memory-mapped uint8 cache beside the data (a progress bar while it
+    builds unless `progress` is False) and the crop and flip run on the device.
     """
-    index = source if isinstance(source, DatasetIndex) else index_dataset(source, seed=seed)
+    size, bs, repeats, workers = data.size, data.bs, data.repeats, machine.workers
+    index = source if isinstance(source, DatasetIndex) else index_dataset(source, seed=data.seed)
     train, valid = index.files("train") * repeats, index.files("valid")
     if not train or not valid:
         raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")
     _check_batch_size(len(train), bs)
     workers = default_workers() if workers is None else workers
     crop = RandomResizedCrop(size, min_scale=min_scale)  # on valid items: resize and centre crop
-    if cache:
+    if machine.cache:
         dsets = cached_datasets(index, size, repeats, crop, workers, progress)
         _check_batch_size(len(dsets.train), bs)  # less any photo the cache could not read
         after_item, augment = [], device_augmentation(min_scale)

@@ -12,12 +12,13 @@ import logging
 from dataclasses import dataclass
 
 import torch
+from fastai.learner import Metric
 from torch import nn
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
-from colorize.lab import rgb_to_lab_net
+from .lab import lab_net_to_rgb, rgb_to_lab_net
 
 logger = logging.getLogger(__name__)
 
@@ -206,3 +207,24 @@ class ColorMetrics:
         if n_images < 2:
             return Skipped(f"FID needs at least 2 images, got {n_images}")
         return self.fid.compute().item()
+
+
+class ColorPSNR(Metric):
+    """The validation metric of every stage: mean per-image `psnr_rgb` of (L, predicted ab) against (L, true ab)."""
+
+    def reset(self):
+        self.total, self.count = 0.0, 0
+
+    def accumulate(self, learn):
+        L, pred, targ = learn.xb[0][:, :1], learn.pred, learn.yb[0]  # (B,1,H,W) lightness, (B,2,H,W) x2
+        psnr = psnr_rgb(lab_net_to_rgb(L, pred), lab_net_to_rgb(L, targ))  # (B,)
+        self.total += psnr.sum().item()
+        self.count += psnr.numel()
+
+    @property
+    def value(self):
+        return self.total / self.count if self.count else None
+
+    @property
+    def name(self):
+        return "psnr"

@@ -18,6 +18,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from torchvision import models as tvm
 
 from . import __version__
+from .config import CriticConfig
 from .files import atomic_path
 from .lab import AB_SCALE, L_SCALE
 
@@ -189,6 +190,6 @@ def _init_normal(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_critic(n_layers: int = 3, norm: str = "batch", ndf: int = 64, init: bool = True) -> PatchGAN:
-    """The conditional PatchGAN critic from its config fields (n_layers=3: 70x70 patches, 30x30 map at 256)."""
-    return PatchGAN(n_layers=n_layers, norm=norm, ndf=ndf, init=init)
+def build_critic(config: CriticConfig = CriticConfig()) -> PatchGAN:
+    """The conditional PatchGAN critic of a recipe (pix2pix's by default: 70x70 patches, a 30x30 map at 256 px)."""
+    return PatchGAN(n_layers=config.layers, norm=config.norm, ndf=config.ndf, init=config.init)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from colorize.cli import build_parser, config_from_args, main
-from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig
+from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, override
 from colorize.demo import run_demo
 from colorize.models import build_generator, save_generator
 
@@ -18,11 +18,11 @@ def test_every_recipe_field_is_a_flag_and_overrides_the_preset():
     args = build_parser().parse_args(["gan", "--data", "d", "--out", "o", "--preset", "cifar-spectral",
                                       "--smoothing", "0.8", "--no-critic-init", "--decay-steps", "1000"])
     config = config_from_args(args, GAN_PRESETS, GanConfig)
-    assert (config.smoothing, config.critic_init, config.decay_steps) == (0.8, False, 1000.0)
-    assert config.critic_norm == "spectral" and config.epochs == 100  # the rest is the preset's
+    assert (config.smoothing, config.critic.init, config.decay_steps) == (0.8, False, 1000.0)
+    assert config.critic.norm == "spectral" and config.data.epochs == 100  # the rest is the preset's
     args = build_parser().parse_args(["pretrain", "--data", "d", "--out", "o", "--no-pretrained", "--epochs", "3"])
     config = config_from_args(args, PRETRAIN_PRESETS, PretrainConfig)
-    assert (config.pretrained, config.epochs, config.lr) == (False, 3, 1e-4)
+    assert (config.generator.pretrained, config.data.epochs, config.lr) == (False, 3, 1e-4)
 
 
 def test_unknown_preset_is_a_clear_error(caplog):
@@ -94,7 +94,7 @@ def test_flag_help_names_the_presets_that_differ_from_the_default(capsys):
 @pytest.mark.slow
 def test_demo_writes_gallery_and_metrics(tmp_path):
     report = run_demo(tmp_path / "demo", data=tmp_path / "samples",
-                      pretrain_config=PRETRAIN_PRESETS["smoke"], gan_config=GAN_PRESETS["smoke"].replace(epochs=1))
+                      pretrain_config=PRETRAIN_PRESETS["smoke"], gan_config=override(GAN_PRESETS["smoke"], epochs=1))
     out = tmp_path / "demo"
     assert (out / "gallery.png").exists() and (out / "l1" / "best.safetensors").exists()
     assert (out / "gan" / "last.safetensors").exists()

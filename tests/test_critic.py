@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from colorize.config import CriticConfig
 from colorize.models import CRITIC_NORMS, build_critic
 
 NORMS = list(CRITIC_NORMS)
@@ -57,7 +58,7 @@ def test_output_shape_matches_pix2pix_reference(size):
 )
 def test_reference_with_our_weights_gives_equal_outputs(norm, ref_norm, ref_bias):
     torch.manual_seed(0)
-    ours = build_critic(norm=norm)
+    ours = build_critic(CriticConfig(norm=norm))
     ref = pix2pix_patchgan(ref_norm, ref_bias)
     theirs = ref.state_dict()
     assert [v.shape for v in theirs.values()] == [v.shape for v in ours.state_dict().values()]
@@ -70,7 +71,7 @@ def test_reference_with_our_weights_gives_equal_outputs(norm, ref_norm, ref_bias
 @pytest.mark.parametrize("n_layers, rf", [(1, 16), (2, 34), (3, 70)])
 def test_each_logit_sees_exactly_its_receptive_field(n_layers, rf):
     torch.manual_seed(0)
-    critic = build_critic(n_layers=n_layers, norm="none", ndf=8).double()
+    critic = build_critic(CriticConfig(layers=n_layers, norm="none", ndf=8)).double()
     L, ab = (t.double().requires_grad_() for t in lab_batch(1, 128))
     out = critic(L, ab)  # (1,1,h,w)
     h = out.shape[-1] // 2
@@ -83,7 +84,7 @@ def test_each_logit_sees_exactly_its_receptive_field(n_layers, rf):
 
 def test_critic_is_conditional_on_L():
     torch.manual_seed(0)
-    critic = build_critic(ndf=16).eval()
+    critic = build_critic(CriticConfig(ndf=16)).eval()
     assert convs(critic)[0].in_channels == 3  # cat(L, ab)
     L, ab = lab_batch(2, 64)
     L2, _ = lab_batch(2, 64, seed=1)
@@ -95,7 +96,7 @@ def test_critic_is_conditional_on_L():
 
 def test_spectral_norm_makes_every_conv_1_lipschitz():
     torch.manual_seed(0)
-    critic = build_critic(norm="spectral", ndf=16).train()  # ndf=64's 512x4096 SVD takes seconds
+    critic = build_critic(CriticConfig(norm="spectral", ndf=16)).train()  # ndf=64's 512x4096 SVD takes seconds
     assert not any(isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) for m in critic.modules())
     assert all(torch.nn.utils.parametrize.is_parametrized(c, "weight") for c in convs(critic))
     raw = [torch.linalg.matrix_norm(c.parametrizations.weight.original.flatten(1), ord=2) for c in convs(critic)]
@@ -112,7 +113,7 @@ def test_spectral_norm_makes_every_conv_1_lipschitz():
 @pytest.mark.parametrize("n_layers, side", [(1, 14), (2, 6), (3, 2)])
 def test_32px_gradient_reaches_every_parameter_without_nan(norm, n_layers, side):
     torch.manual_seed(0)
-    critic = build_critic(n_layers=n_layers, norm=norm, ndf=16).train()
+    critic = build_critic(CriticConfig(layers=n_layers, norm=norm, ndf=16)).train()
     L, ab = lab_batch(4, 32)
     out = critic(L, ab)
     assert out.shape == (4, 1, side, side)  # CIFAR's 32x32 at depth 1 and 2 (and 3: a 2x2 map)
@@ -125,14 +126,14 @@ def test_32px_gradient_reaches_every_parameter_without_nan(norm, n_layers, side)
 
 @pytest.mark.parametrize("norm", NORMS)
 def test_bias_only_on_convs_without_batch_norm(norm):
-    first, *inner, last = convs(build_critic(norm=norm, ndf=8))
+    first, *inner, last = convs(build_critic(CriticConfig(norm=norm, ndf=8)))
     assert first.bias is not None and last.bias is not None
     assert all((c.bias is None) == (norm == "batch") for c in inner)
 
 
 def test_normal_init_follows_pix2pix():
     torch.manual_seed(0)
-    critic = build_critic(init=True)
+    critic = build_critic(CriticConfig(init=True))
     big = convs(critic)[3].weight  # 512 x 256 x 4 x 4
     assert abs(big.mean()) < 1e-3 and abs(big.std() - 0.02) < 2e-4
     assert all(c.bias is None or (c.bias == 0).all() for c in convs(critic))
@@ -140,18 +141,18 @@ def test_normal_init_follows_pix2pix():
     gamma = torch.cat([m.weight for m in bn])
     assert abs(gamma.mean() - 1) < 5e-3 and abs(gamma.std() - 0.02) < 5e-3
     assert all((m.bias == 0).all() for m in bn)
-    default = convs(build_critic(init=False))[3].weight  # PyTorch's kaiming-uniform: std 1/sqrt(3 * 4096)
+    default = convs(build_critic(CriticConfig(init=False)))[3].weight  # PyTorch's kaiming-uniform: std 1/sqrt(3 * 4096)
     assert abs(default.std() - 0.02) > 5e-3
 
 
 def test_spectral_norm_is_applied_after_the_normal_init():
     torch.manual_seed(0)
-    raw = convs(build_critic(norm="spectral", init=True))[3].parametrizations.weight.original
+    raw = convs(build_critic(CriticConfig(norm="spectral", init=True)))[3].parametrizations.weight.original
     assert abs(raw.std() - 0.02) < 2e-4
 
 
 def test_bad_arguments_say_what_to_choose():
     with pytest.raises(ValueError, match="batch, instance, spectral, none"):
-        build_critic(norm="layer")
+        build_critic(CriticConfig(norm="layer"))
     with pytest.raises(ValueError, match="n_layers"):
-        build_critic(n_layers=0)
+        build_critic(CriticConfig(layers=0))

@@ -25,6 +25,7 @@ from skimage import data as skdata
 from colorize import data, download
 from colorize.data import EXCLUDED_NAME, INDEX_NAME, assign_splits, BadImageError, index_dataset, is_grayscale, load_rgb, screen
 from colorize.download import PLACES365_HANDLE, DownloadError, safe_extract, sample_photos
+from colorize.config import DataConfig, MachineConfig
 from colorize.loaders import make_dataloaders
 from colorize.lab import rgb_to_lab_net
 
@@ -437,7 +438,7 @@ def tiny_folder(tmp_path):
 
 
 def test_batches_are_L_ab_with_shapes_and_ranges(tiny_folder):
-    dls = make_dataloaders(tiny_folder, size=16, bs=4, workers=0)
+    dls = make_dataloaders(tiny_folder, DataConfig(size=16, bs=4), MachineConfig(workers=0))
     L, ab = dls.one_batch()
     assert L.shape == (4, 1, 16, 16) and ab.shape == (4, 2, 16, 16)
     assert L.dtype == ab.dtype == torch.float32
@@ -450,7 +451,7 @@ def test_batches_are_L_ab_with_shapes_and_ranges(tiny_folder):
 
 def test_valid_batches_are_deterministic_and_match_an_independent_pipeline(tiny_folder):
     size = 16
-    dls = make_dataloaders(tiny_folder, size=size, bs=4, workers=0)
+    dls = make_dataloaders(tiny_folder, DataConfig(size=size, bs=4), MachineConfig(workers=0))
     first = [tuple(t.clone() for t in b) for b in dls.valid]
     second = list(dls.valid)
     assert len(first) == len(second) == 1
@@ -477,7 +478,7 @@ def test_dataset_with_broken_files_trains_with_workers(tiny_folder):
     """The broken files are screened out at indexing, so an epoch with worker processes never meets them."""
     from fastai.learner import Learner
 
-    dls = make_dataloaders(tiny_folder, size=16, bs=4, workers=2)
+    dls = make_dataloaders(tiny_folder, DataConfig(size=16, bs=4), MachineConfig(workers=2))
     assert dls.train.n == 8 and dls.valid.n == 2
     model = torch.nn.Conv2d(1, 2, 3, padding=1)
     learn = Learner(dls, model, loss_func=torch.nn.functional.l1_loss)
@@ -487,7 +488,7 @@ def test_dataset_with_broken_files_trains_with_workers(tiny_folder):
 
 
 def test_repeats_multiplies_training_crops(tiny_folder):
-    dls = make_dataloaders(tiny_folder, size=16, bs=4, workers=0, repeats=3)
+    dls = make_dataloaders(tiny_folder, DataConfig(size=16, bs=4, repeats=3), MachineConfig(workers=0))
     assert dls.train.n == 24 and dls.valid.n == 2
 
 
@@ -497,7 +498,7 @@ def test_dataloaders_need_train_and_valid(tmp_path):
     index = index_dataset(tmp_path, progress=False)
     index.items = [(p, s) for p, s in index.items if s != "valid"]
     with pytest.raises(ValueError, match="both train and valid"):
-        make_dataloaders(index, size=8, bs=2, workers=0)
+        make_dataloaders(index, DataConfig(size=8, bs=2), MachineConfig(workers=0))
 
 
 # ---------------------------------------------------------------------------------- sample_photos

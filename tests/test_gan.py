@@ -11,15 +11,15 @@ import torch
 from fastai.callback.core import Callback, CancelFitException
 from PIL import Image
 
-from colorize.config import GAN_PRESETS, get_preset
+from colorize.config import GAN_PRESETS, GanConfig, field_value, flat_fields, get_preset, override
 from colorize.download import sample_photos
 from colorize.gan import ConditionalGAN, fit_gan, gan_learner, step_decay
 from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
-from colorize.train import load_state, plain
+from colorize.run import load_state, plain
 
 # 5 training photos at bs 4: one batch per epoch; 32 px keeps the ResNet-18 U-Net quick on a CPU.
-TINY = GAN_PRESETS["smoke"].replace(repeats=1)
-RUN = TINY.replace(decay_steps=2.0, lr_d=1e-4)  # 2 epochs of 1 step: lr * 0.1^(1/2) for the second one
+TINY = override(GAN_PRESETS["smoke"], repeats=1)
+RUN = override(TINY, decay_steps=2.0, lr_d=1e-4)  # 2 epochs of 1 step: lr * 0.1^(1/2) for the second one
 LOGGED = ("train_loss", "valid_loss", "psnr", "g_adv", "g_l1", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
 
 
@@ -116,7 +116,7 @@ def test_critic_step_moves_only_d_and_generator_step_moves_only_g(photos):
 
 
 def test_both_networks_train_channels_last_with_the_critic_optimiser_still_on_its_weights(photos):
-    learn = gan_learner(photos, TINY.replace(size=64))  # the CPU goes NHWC from 64 px (train.tune_for_device)
+    learn = gan_learner(photos, override(TINY, size=64))  # the CPU goes NHWC from 64 px (run.tune_for_device)
     gan = learn.conditional_gan
     for net in (learn.model, gan.critic):
         assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.ndim == 4)
@@ -129,7 +129,7 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
     run = tmp_path / "run"
     shutil.copytree(interrupted_run[0], run)
     saved = load_state(run)
-    assert saved["epoch"] == 1 and {"critic", "critic_opt"} <= set(saved)
+    assert saved["epoch"] == 1 and {"critic", "critic_opt"} <= set(saved["parts"])
     first_row = _history(run)[0]
 
     learn = gan_learner(photos, RUN, generator=interrupted_run[1])
@@ -153,9 +153,9 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
 
     assert seen["epoch"] == 1  # continued with the second epoch
     _assert_equal(seen["g_opt"], saved["opt"]["state"])
-    _assert_equal(seen["d_opt"]["state"], saved["critic_opt"]["state"])
-    assert seen["d_opt"]["param_groups"][0]["betas"] == saved["critic_opt"]["param_groups"][0]["betas"] == (0.5, 0.999)
-    _assert_equal(seen["critic"], saved["critic"])
+    _assert_equal(seen["d_opt"]["state"], saved["parts"]["critic_opt"]["state"])
+    assert seen["d_opt"]["param_groups"][0]["betas"] == saved["parts"]["critic_opt"]["param_groups"][0]["betas"] == (0.5, 0.999)
+    _assert_equal(seen["critic"], saved["parts"]["critic"])
     assert seen["lr_g"] == pytest.approx(RUN.lr_g * 0.1**0.5) and seen["lr_d"] == pytest.approx(RUN.lr_d * 0.1**0.5)
 
     rows = _history(run)
@@ -238,8 +238,8 @@ def test_step_decay_is_the_cifar_study_formula():
     assert {step_decay(2e-4, None, n_steps)(p) for p in (0.0, 0.5, 1.0)} == {2e-4}  # pix2pix: constant
 
 
-# The values issue 3 lists for each recipe.
-ISSUE_PRESETS = {
+# The values each recipe's source gives (pix2pix; the CIFAR study's README commands).
+SOURCE_PRESETS = {
     "pix2pix": dict(l1_mode="additive", l1_weight=100.0, lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999,
                     critic_norm="batch", critic_layers=3, gan_mode="bce", smoothing=1.0, size=256, bs=16, epochs=20),
     "cifar-batchnorm": dict(epochs=200, smoothing=0.9, l1_mode="convex", l1_weight=0.99, lr_g=3e-4, lr_d=6e-5,
@@ -249,12 +249,18 @@ ISSUE_PRESETS = {
 }
 
 
-@pytest.mark.parametrize("name", ISSUE_PRESETS)
-def test_presets_have_the_issue_values(name):
-    preset = get_preset(GAN_PRESETS, name)
-    assert {k: getattr(preset, k) for k in ISSUE_PRESETS[name]} == ISSUE_PRESETS[name]
+@pytest.mark.parametrize("name", SOURCE_PRESETS)
+def test_presets_have_their_sources_values(name):
+    preset, paths = get_preset(GAN_PRESETS, name), flat_fields(GanConfig)
+    assert {k: field_value(preset, paths[k]) for k in SOURCE_PRESETS[name]} == SOURCE_PRESETS[name]
+
+
+def test_the_spectral_pix2pix_preset_is_pix2pix_with_the_spectral_critic():
+    spectral, pix2pix = GAN_PRESETS["pix2pix-spectral"], GAN_PRESETS["pix2pix"]
+    assert (spectral.critic.norm, spectral.critic.init) == ("spectral", False)
+    assert override(spectral, critic_norm="batch", critic_init=True) == pix2pix
 
 
 def test_unknown_preset_lists_the_choices():
-    with pytest.raises(KeyError, match="pix2pix, cifar-batchnorm, cifar-spectral"):
+    with pytest.raises(KeyError, match="pix2pix, pix2pix-spectral, cifar-batchnorm, cifar-spectral"):
         get_preset(GAN_PRESETS, "pix2pixhd")

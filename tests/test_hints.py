@@ -11,6 +11,7 @@ from scipy import stats
 from skimage import color, data
 
 from colorize.cli import main
+from colorize.config import DataConfig, MachineConfig
 from colorize.download import sample_photos
 from colorize.hints import (
     DEFAULT_HINT_FRACTION,
@@ -194,8 +195,8 @@ def test_per_photo_hints_do_not_depend_on_the_batch():
 
 
 def test_dataloaders_get_fresh_training_hints_and_fixed_validation_hints(tmp_path):
-    dls = make_dataloaders(sample_photos(tmp_path / "samples"), size=32, bs=2, repeats=2, workers=0, device="cpu",
-                           progress=False)
+    dls = make_dataloaders(sample_photos(tmp_path / "samples"), DataConfig(size=32, bs=2, repeats=2),
+                           MachineConfig(workers=0), device="cpu", progress=False)
     dls.add_tfms(hint_transforms(seed=3), "after_batch")
     valid = [[x.clone() for x, _ in dls.valid] for _ in range(2)]
     assert all(x.shape[1] == 4 for x in valid[0])

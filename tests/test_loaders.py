@@ -14,12 +14,13 @@ from fastai.torch_core import TensorImage
 from fastai.vision.augment import AffineCoordTfm, RandomResizedCrop, Resize
 from PIL import Image
 
+from colorize.config import DataConfig, MachineConfig, override
 from colorize.loaders import _Decode, CACHE_DIR, cache_split, device_augmentation
 from colorize.config import PRETRAIN_PRESETS
 from colorize.data import index_dataset, open_photo
 from colorize.download import sample_photos
 from colorize.loaders import make_dataloaders
-from colorize.train import pretrain
+from colorize.pretrain import pretrain
 
 SIZE = 48
 
@@ -108,8 +109,8 @@ def test_a_photo_broken_after_indexing_is_reported_and_left_out(index, caplog):
 
 
 def test_validation_batches_are_those_of_the_uncached_pipeline(index):
-    cached = make_dataloaders(index, size=SIZE, bs=2, workers=0, cache=True)
-    plain = make_dataloaders(index, size=SIZE, bs=2, workers=0)
+    cached = make_dataloaders(index, DataConfig(size=SIZE, bs=2), MachineConfig(workers=0, cache=True))
+    plain = make_dataloaders(index, DataConfig(size=SIZE, bs=2), MachineConfig(workers=0))
     for a, b in zip(cached.valid.one_batch(), plain.valid.one_batch()):
         assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5)
     crop = RandomResizedCrop(SIZE, min_scale=0.35)
@@ -119,7 +120,7 @@ def test_validation_batches_are_those_of_the_uncached_pipeline(index):
 
 
 def test_train_batches_draw_a_crop_and_flip_for_each_photo(index):
-    dls = make_dataloaders(index, size=SIZE, bs=4, repeats=2, workers=0, cache=True)
+    dls = make_dataloaders(index, DataConfig(size=SIZE, bs=4, repeats=2), MachineConfig(workers=0, cache=True))
     L, ab = dls.train.one_batch()
     assert L.shape == (4, 1, SIZE, SIZE) and ab.shape == (4, 2, SIZE, SIZE)
     assert L.min() >= -1 and L.max() <= 1 and ab.abs().max() <= 1
@@ -133,7 +134,7 @@ def test_train_batches_draw_a_crop_and_flip_for_each_photo(index):
 
 
 def test_a_cached_training_run(index, tmp_path):
-    learn = pretrain(index.root, tmp_path / "run", PRETRAIN_PRESETS["smoke"].replace(cache=True))
+    learn = pretrain(index.root, tmp_path / "run", override(PRETRAIN_PRESETS["smoke"], cache=True))
     assert (tmp_path / "run" / "last.safetensors").exists()
     assert learn.recorder.values and all(np.isfinite(v).all() for v in learn.recorder.values)
     assert any((index.root / CACHE_DIR).glob("train-32px-*.npy"))

@@ -10,7 +10,7 @@ import pytest
 
 from colorize.data import INDEX_NAME
 from colorize.gan import GALLERY_NAME
-from colorize.train import BEST_NAME, HISTORY_NAME, LAST_NAME
+from colorize.run import BEST_NAME, HISTORY_NAME, LAST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))

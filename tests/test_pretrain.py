@@ -14,11 +14,11 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Recorder
 from fastai.optimizer import Adam
 
-from colorize.config import PRETRAIN_PRESETS
+from colorize.config import PRETRAIN_PRESETS, override
 from colorize.download import sample_photos
 from colorize.models import load_generator, read_checkpoint_metadata, save_generator
-from colorize.train import (CudnnAutotune, adam, check_config, fit_resumable, load_state, pretrain,
-                            pretrain_learner, resume_state)
+from colorize.pretrain import fit_pretrain, pretrain, pretrain_learner
+from colorize.run import CudnnAutotune, adam, check_config, load_state, write_config
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def _history(run):
 
 def test_overfits_one_batch(photos):
     """The generator and the L1 loss can fit one batch: the loss drops at least 3x in 60 steps."""
-    learn = pretrain_learner(photos, PRETRAIN_PRESETS["smoke"].replace(bs=4, size=32))
+    learn = pretrain_learner(photos, override(PRETRAIN_PRESETS["smoke"], bs=4, size=32))
     L, ab = learn.dls.train.one_batch()
     opt = torch.optim.Adam(learn.model.parameters(), lr=1e-3)
     losses = []
@@ -50,7 +50,7 @@ def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, cap
     run = tmp_path / "run"
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)  # output to a file: a log line per epoch, no bar
     caplog.set_level("INFO", logger="colorize")
-    pretrain(photos, run, PRETRAIN_PRESETS["smoke"].replace(epochs=2))
+    pretrain(photos, run, override(PRETRAIN_PRESETS["smoke"], epochs=2))
     assert [m.split("  ")[0] for m in caplog.messages if m.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
     assert "\r" not in capsys.readouterr().out
     assert {"state.pt", "last.safetensors", "best.safetensors", "history.csv", "config.json"} <= {p.name for p in run.iterdir()}
@@ -65,7 +65,7 @@ def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, cap
 
 @pytest.mark.parametrize("wd", [0.0, 0.1])
 def test_fused_adam_takes_the_steps_of_fastais_adam(wd):
-    """train.adam against its definition, fastai's Adam: the same weights after steps with scheduled mom, lr and wd."""
+    """run.adam against its definition, fastai's Adam: the same weights after steps with scheduled mom, lr and wd."""
     torch.manual_seed(0)
     ours_net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.Linear(16, 3))
     fastai_net, start = copy.deepcopy(ours_net), copy.deepcopy(ours_net)
@@ -90,11 +90,11 @@ def _channels_last(module):
 
 @pytest.mark.parametrize("size, nhwc", [(32, False), (64, True)])
 def test_cpu_learner_is_channels_last_from_64_px_and_never_autocasts(photos, size, nhwc, tmp_path):
-    """tune_for_device on the CPU: NHWC weights where they were faster (issue 5); autocast and autotuning on CUDA only.
+    """tune_for_device on the CPU: NHWC weights where they were faster; by default no autocast, no autotuning.
 
     Either layout saves to an ordinary checkpoint that rebuilds the same generator.
     """
-    learn = pretrain_learner(photos, PRETRAIN_PRESETS["smoke"].replace(size=size))
+    learn = pretrain_learner(photos, override(PRETRAIN_PRESETS["smoke"], size=size))
     assert _channels_last(learn.model) is nhwc
     assert not hasattr(learn, "mixed_precision") and not hasattr(learn, "cudnn_autotune")
     path = save_generator(learn.model, tmp_path / "g.safetensors")
@@ -120,20 +120,14 @@ def test_cudnn_autotune_is_on_for_the_fit_only(photos):
     assert peek.seen is True and torch.backends.cudnn.benchmark == before
 
 
-def test_resume_refuses_a_different_recipe(tmp_path):
-    check_config(tmp_path, PRETRAIN_PRESETS["smoke"])
-    with pytest.raises(ValueError, match="different recipe"):
-        check_config(tmp_path, PRETRAIN_PRESETS["smoke"].replace(lr=0.5))
-
-
-def test_resume_refuses_a_state_from_fastais_own_adam(photos, tmp_path):
-    """A run saved before the fused optimiser: a clear error, not a KeyError deep in torch."""
+def test_resume_refuses_a_different_recipe_but_not_other_machine_settings(tmp_path):
     config = PRETRAIN_PRESETS["smoke"]
-    check_config(tmp_path, config)
-    torch.save({"epoch": 1, "best": 1.0, "model": {}, "opt": {"state": {}, "hypers": [{"lr": 1e-3}]}},
-               tmp_path / "state.pt")
-    with pytest.raises(ValueError, match="fastai's own Adam.*new --out"):
-        resume_state(pretrain_learner(photos, config), tmp_path, config)
+    write_config(tmp_path, config, machine={})
+    with pytest.raises(ValueError, match="different recipe"):
+        check_config(tmp_path, override(config, lr=0.5))
+    with pytest.raises(ValueError, match="different recipe"):
+        check_config(tmp_path, override(config, bs=2))  # a nested field of the recipe
+    check_config(tmp_path, override(config, workers=2, cache=True, precision="bf16"))  # how it runs, not what
 
 
 @pytest.mark.slow
@@ -156,7 +150,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes(photos, tmp_path):
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert "resuming" in rerun.stderr and f"after epoch {done} of 4" in rerun.stderr
+    assert f"resuming after epoch {done}:" in rerun.stderr
     rows = _history(run)
     assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]  # each epoch once: none lost, none repeated
     assert rows[:done] == before[:done]  # the saved epochs were not trained again
@@ -175,10 +169,10 @@ class StopBetweenLogAndSave(Callback):
 
 
 def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_path):
-    config = PRETRAIN_PRESETS["smoke"].replace(epochs=2)
-    learn = pretrain_learner(photos, config, tmp_path)
+    config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
+    learn = pretrain_learner(photos, config)
     learn.add_cb(StopBetweenLogAndSave())
-    fit_resumable(learn, tmp_path, config)
+    fit_pretrain(learn, tmp_path, config)
     logged = _history(tmp_path)
     assert len(logged) == 2 and load_state(tmp_path)["epoch"] == 1  # the checkpoint comes after the log
     pretrain(photos, tmp_path, config)
@@ -189,10 +183,10 @@ def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_p
 
 def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(photos, tmp_path):
     """best.safetensors of an epoch whose state.pt was never written still counts on the rerun."""
-    config = PRETRAIN_PRESETS["smoke"].replace(epochs=2)
-    learn = pretrain_learner(photos, config, tmp_path)
+    config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
+    learn = pretrain_learner(photos, config)
     learn.add_cb(StopBetweenLogAndSave())
-    fit_resumable(learn, tmp_path, config)
+    fit_pretrain(learn, tmp_path, config)
     save_generator(learn.model, tmp_path / "best.safetensors", valid_loss=1e-6)
     state = load_state(tmp_path)
     torch.save({**state, "best": 1e9}, tmp_path / "state.pt")  # so any epoch would beat what state.pt knows
@@ -203,10 +197,10 @@ def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(
 @pytest.mark.gpu
 def test_resume_on_cuda(photos, tmp_path):
     """The optimiser state is restored onto the GPU with the model, and training goes on."""
-    config = PRETRAIN_PRESETS["smoke"].replace(epochs=2)
-    learn = pretrain_learner(photos, config, tmp_path, device="cuda")
+    config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
+    learn = pretrain_learner(photos, config, device="cuda")
     learn.add_cb(StopBetweenLogAndSave())
-    fit_resumable(learn, tmp_path, config)
+    fit_pretrain(learn, tmp_path, config)
     learn = pretrain(photos, tmp_path, config, device="cuda")
     assert load_state(tmp_path)["epoch"] == 2
     assert all(t.is_cuda for s in learn.opt.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
