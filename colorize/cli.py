@@ -9,7 +9,8 @@ import typing
 import warnings
 
 from .device import PRECISIONS
-from .config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, field_value, flat_fields, get_preset, override
+from .config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, HintsConfig, PretrainConfig, field_value,
+                     flat_fields, get_preset, override)
 
 log = logging.getLogger("colorize")
 
@@ -66,10 +67,19 @@ def _gan(args):
           "history.csv, gallery_epochNNN.png")
 
 
+def _hints(args):
+    from .hints import train_hints
+
+    train_hints(args.data, args.out, config_from_args(args, HINTS_PRESETS, HintsConfig), generator=args.generator,
+                device=args.device)
+    print(f"hint generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv); "
+          f"use one with `colorize apply PHOTO --model {args.out}/best.safetensors --hints hints.json`")
+
+
 def _apply(args):
     from fastai.torch_core import default_device
 
-    from .hints import read_hints_file
+    from .hintmaps import read_hints_file
     from .inference import colorize_files
     from .models import load_generator
 
@@ -153,6 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
     add_config_args(g, GanConfig, GAN_PRESETS)
     g.set_defaults(run=_gan)
+
+    h = sub.add_parser("hints", help="stage 3: teach a trained generator to follow colour hints (resumes if --out has a run)")
+    h.add_argument("--data", required=True, help="folder of photos")
+    h.add_argument("--out", required=True, help="run folder, e.g. runs/places365-hints")
+    h.add_argument("--generator", required=True, help="trained automatic generator checkpoint (.safetensors) to widen")
+    h.add_argument("--preset", default="places365", help=f"recipe: {', '.join(HINTS_PRESETS)} (default places365)")
+    h.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
+    add_config_args(h, HintsConfig, HINTS_PRESETS)
+    h.set_defaults(run=_hints)
 
     a = sub.add_parser("apply", help="colorize photos or folders at full resolution")
     a.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")

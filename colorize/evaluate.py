@@ -9,7 +9,7 @@ baseline keeps L and sets ab = 0. Writes results.json, results.md, gallery.png a
 A generator that takes colour hints is scored without hints in the main table (automatic mode). With
 `hints` counts, each hint model is also scored with that many hints per photo, drawn from the photo's
 true colours (Zhang et al. 2017's sweep: square patches of the mean true ab at centre-biased places,
-`hints.eval_side` px), seeded per photo and count: PSNR RGB and ab against the number of hints, in
+`hintmaps.eval_side` px), seeded per photo and count: PSNR RGB and ab against the number of hints, in
 results.json/.md and hint_curve.png. Automatic models ignore hints: their curve is reported as n/a
 and drawn as a flat dashed line at their automatic score.
 """
@@ -35,7 +35,7 @@ from PIL import Image, ImageOps
 from . import __version__
 from .data import BadImageError, index_dataset, load_rgb
 from .files import atomic_write_text, bars_can_draw, default_workers
-from .hints import HINT_CHANNELS, draw_hints_per_photo, eval_side, paint_hints
+from .hintmaps import HINT_CHANNELS, draw_hints_per_photo, eval_side, paint_hints
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 from .metrics import ColorMetrics, Skipped, psnr_ab, psnr_rgb
 from .models import load_generator, read_checkpoint_metadata

@@ -4,7 +4,7 @@ The model input is the photo resized to `render_size` x `render_size`; its predi
 bilinearly to the photo's size and joined with the ORIGINAL full-resolution L, so the output has the
 input's size and lightness. Colour inputs lose their colour on the way (only L reaches the model).
 
-A generator that takes hints (`colorize.hints`) also gets a hint map at the render size, made from
+A generator that takes hints (`colorize.hintmaps`) also gets a hint map at the render size, made from
 points in the ORIGINAL photo's pixels; without hints it colorizes automatically (an all-zero map).
 """
 
@@ -26,7 +26,7 @@ from torch import nn
 from .data import BadImageError, IMAGE_EXTS, list_images, load_rgb, to_rgb
 from .files import bars_can_draw
 from .device import autocast_for, choose_precision
-from .hints import check_hints, takes_hints, user_hint_map
+from .hintmaps import check_hints, takes_hints, user_hint_map
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def colorize_image(model: nn.Module, image: Image.Image, render_size: int = 256,
     The generator (in eval mode, on any device) runs at `render_size` x `render_size`; it must map
     L (1,1,S,S) in [-1,1] to ab/110 (1,2,S,S) as `models.build_generator` does, or, for a generator
     that takes hints, cat(L, hint map) (1,4,S,S). `hints`: a list of points in the photo's pixels,
-    `[{"x": 410, "y": 220, "color": "#b03020", "size": 12}, ...]` (see `hints.check_hints`); only a
+    `[{"x": 410, "y": 220, "color": "#b03020", "size": 12}, ...]` (see `hintmaps.check_hints`); only a
     colour's ab counts. A photo with transparency comes back RGBA with the same alpha (colorized as
     if laid on white). The model runs in `precision` (`device.choose_precision`: auto is mixed
     precision on a GPU, fp32 on the CPU); the colour conversion always in fp32.

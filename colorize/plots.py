@@ -160,3 +160,40 @@ def hint_curve(curve: dict, title: str | None = None):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def hints_picture(L: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
+    """The hint map drawn on its photo: the hint colours (with the photo's L) where hinted, the gray photo
+    dimmed elsewhere. L (B,1,H,W) in [-1,1], hints (B,3,H,W) as `lab.encode_hints` -> RGB (B,3,H,W) in [0,1]."""
+    mask = hints[:, 2:3]
+    gray = lab_net_to_rgb(L, torch.zeros_like(hints[:, :2])) * 0.6  # dimmed so the patches stand out
+    return torch.where(mask > 0, lab_net_to_rgb(L, hints[:, :2]), gray)
+
+
+def hint_gallery(L: torch.Tensor, hints: torch.Tensor, predictions: dict[str, torch.Tensor],
+                 ab_true: torch.Tensor | None = None, max_rows: int = 4, cell: float = 2.5, title: str | None = None):
+    """What a hint generator sees and makes, one row per photo: grayscale L, the hints on it, the mask,
+    each prediction (ab (B,2,H,W) scaled by 1/110) and the original."""
+    k = min(max_rows, L.shape[0])
+    cols = {"grayscale (input)": list((L[:k] + 1) / 2), "hints (a, b)": list(hints_picture(L[:k], hints[:k])),
+            "mask": list(hints[:k, 2:3])}
+    cols.update({name: list(lab_net_to_rgb(L[:k], ab[:k])) for name, ab in predictions.items()})
+    if ab_true is not None:
+        cols["original"] = list(lab_net_to_rgb(L[:k], ab_true[:k]))
+    return gallery([[cols[c][i] for c in cols] for i in range(k)], list(cols), cell=cell, title=title)
+
+
+def hint_counts(counts: Sequence[int], p: float, title: str | None = None):
+    """Histogram of the number of hints per image against the geometric P(k) = (1-p)^k p it was drawn from."""
+    counts = np.asarray(counts)
+    k = np.arange(0, max(int(counts.max()), int(3 / p)) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(k, np.bincount(counts, minlength=len(k))[: len(k)] / len(counts), label=f"drawn ({len(counts)} images)")
+    ax.plot(k, p * (1 - p) ** k, color="C1", marker=".", label=f"geometric, p = {p:g}: mean {(1 - p) / p:g}")
+    ax.set_xlabel("hints per image")
+    ax.set_ylabel("fraction of images")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -13,7 +13,7 @@ from skimage import color, data
 from colorize.cli import main
 from colorize.config import DataConfig, MachineConfig
 from colorize.download import sample_photos
-from colorize.hints import (
+from colorize.hintmaps import (
     DEFAULT_HINT_FRACTION,
     HINT_P,
     check_hints,
@@ -178,7 +178,7 @@ def test_each_patch_has_the_mean_true_ab_of_its_square():
 def test_a_later_patch_paints_over_an_earlier_one():
     ab = torch.zeros(1, 2, 10, 10)
     ab[0, 0, :, 5:] = 0.5  # right half: a = 0.5
-    from colorize.hints import HintDraws
+    from colorize.hintmaps import HintDraws
     draws = HintDraws(torch.tensor([2]), torch.tensor([[4, 2]]), torch.tensor([[0, 1]]), torch.tensor([[4, 5]]))
     hints = paint_hints(ab, draws)
     assert hints[0, 0, 0, 4] == pytest.approx(0.375)  # first patch: columns 4..7, three of them at 0.5
@@ -360,7 +360,7 @@ def test_hint_curve_matches_an_independent_computation(curve_report):
     from skimage.metrics import peak_signal_noise_ratio
 
     from colorize.evaluate import hint_seeds, protocol_crop
-    from colorize.hints import eval_side
+    from colorize.hintmaps import eval_side
 
     report, ckpts, tmp = curve_report
     model = load_generator(ckpts[0])
@@ -415,3 +415,91 @@ def test_onnx_export_of_a_hint_model_matches_pytorch_on_real_photos(tmp_path):
         np.testing.assert_allclose(got, expected, atol=1e-3)
         (plain,) = session.run(["ab"], {"L": L.numpy(), "hints": np.zeros_like(hints.numpy())})
         assert np.abs(got - plain).mean() > 1e-4  # the hints input is really wired in
+
+
+# ------------------------------------------------------------------------------------- the third stage
+
+
+@pytest.fixture(scope="module")
+def hint_run(tmp_path_factory):
+    """A smoke hint run from an automatic generator checkpoint, on the sample photos."""
+    from colorize.config import HINTS_PRESETS
+    from colorize.hints import train_hints
+
+    tmp = tmp_path_factory.mktemp("stage")
+    photos_dir = sample_photos(tmp / "samples")
+    torch.manual_seed(0)
+    ckpt = save_generator(build_generator("resnet18", size=32, pretrained=False), tmp / "l1" / "best.safetensors")
+    learn = train_hints(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")
+    return learn, ckpt, photos_dir, tmp
+
+
+def test_stage_writes_a_hint_generator_run_folder(hint_run):
+    learn, ckpt, _, tmp = hint_run
+    run = tmp / "run"
+    for name in ("best.safetensors", "last.safetensors", "state.pt", "history.csv", "config.json",
+                 "gallery_epoch001.png"):
+        assert (run / name).exists(), name
+    assert checkpoint_spec(run / "best.safetensors").in_channels == 4
+    config = json.loads((run / "config.json").read_text())
+    assert config["recipe"]["hint_p"] == HINT_P and config["recipe"]["hint_max_side"] == 9
+    assert config["generator"].startswith("best.safetensors sha256:")
+    history = (run / "history.csv").read_text().splitlines()
+    assert history[0].startswith("epoch,train_loss,valid_loss,psnr") and len(history) == 2
+    assert learn.dls.train.one_batch()[0].shape[1] == 4  # the batches carry hints
+
+
+def test_stage_resumes_and_refuses_another_generator(hint_run):
+    from colorize.config import HINTS_PRESETS
+    from colorize.hints import train_hints
+
+    _, ckpt, photos_dir, tmp = hint_run
+    before = (tmp / "run" / "last.safetensors").read_bytes()
+    train_hints(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")  # finished: no-op
+    assert (tmp / "run" / "last.safetensors").read_bytes() == before
+    other = save_generator(build_generator("resnet18", size=32, pretrained=False), tmp / "other" / "best.safetensors")
+    with pytest.raises(ValueError, match="different recipe"):
+        train_hints(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=other, device="cpu")
+
+
+def test_hints_command_trains_from_the_cli(hint_run, tmp_path, capsys):
+    _, ckpt, photos_dir, _ = hint_run
+    assert main(["hints", "--data", str(photos_dir), "--generator", str(ckpt), "--out", str(tmp_path / "run"),
+                 "--preset", "smoke", "--hint-max-side", "5", "--device", "cpu"]) == 0
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["hint_max_side"] == 5
+    assert "--hints hints.json" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------- widgets
+
+
+def test_hint_picker_places_hints_and_recolorizes(tmp_path):
+    from colorize.widgets import HintPicker
+
+    torch.manual_seed(1)
+    model = build_generator("resnet18", size=SIZE, pretrained=False, in_channels=4).eval()
+    photo = Image.fromarray(data.coffee()).resize((120, 80))
+    picker = HintPicker(model, photo, render_size=SIZE)
+    plain = np.asarray(picker.result)
+    assert picker.view.value[:4] == b"\x89PNG"
+    picker.x.value, picker.y.value, picker.colour.value, picker.size.value = 30, 60, "#00ff00", 20
+    picker.add.click()
+    assert picker.hints == [{"x": 30, "y": 60, "color": "#00ff00", "size": 20}]
+    assert np.abs(np.asarray(picker.result, dtype=float) - plain).mean() > 0.5
+    assert np.array_equal(np.asarray(colorize_image(model, photo, SIZE, hints=picker.hints)), np.asarray(picker.result))
+    picker.undo.click()
+    assert picker.hints == [] and np.array_equal(np.asarray(picker.result), plain)
+    with pytest.raises(ValueError, match="takes no colour hints"):
+        HintPicker(build_generator("resnet18", size=SIZE, pretrained=False).eval(), photo)
+
+
+def test_hints_from_photo_take_the_photos_own_colours():
+    from colorize.hintmaps import hints_from_photo
+
+    photo = Image.new("RGB", (200, 100), (30, 60, 200))
+    photo.paste((220, 40, 20), (100, 0, 200, 100))  # right half red
+    hints = hints_from_photo(photo, 12, seed=0)
+    assert len(hints) == 12 and check_hints(hints, photo.size)
+    for h in hints:
+        if abs(h["x"] - 100) > h["size"]:  # away from the border between the halves
+            assert h["color"] == ("#dc2814" if h["x"] > 100 else "#1e3cc8")
