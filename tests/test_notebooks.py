@@ -22,6 +22,7 @@ PRODUCES = {
     "02_pretrain_generator": ([f"**/{BEST_NAME}", f"**/{HISTORY_NAME}"], 4),
     "03_gan_finetune": ([f"**/{LAST_NAME}", f"**/{HISTORY_NAME}", f"**/{GALLERY_NAME.format(1)}"], 5),
     "04_evaluate_and_colorize": (["**/results.md", "**/gallery.png", "**/hardest.png", "**/*_colorized.png"], 5),
+    "05_colour_hints": ([f"**/{BEST_NAME}", "**/hint_curve.png", "**/hints.json", f"**/{GALLERY_NAME.format(1)}"], 6),
 }
 CELL_TIMEOUT_S = 300  # generous for a busy 2-core machine; a smoke notebook takes well under a minute
 
