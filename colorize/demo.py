@@ -1,87 +1,57 @@
 """`colorize demo`: the whole method (L1 pretraining, then GAN fine-tuning), offline, in minutes on a CPU.
 
-It trains on the photos shipped with scikit-image and scikit-learn.
+It trains on the photos shipped with scikit-image and scikit-learn, then evaluates both generators and
+the grayscale baseline on the held-out photos with `colorize.evaluate` (the same protocol and table as
+the README's Results), and colorizes them at full resolution for a gallery.
 
 Eight photos are far too few for a general model: the demo shows the pipeline working end to end,
-not Places365-quality colour. Its numbers are measured, not made up: the held-out photos are
-compared with the grayscale baseline (ab = 0) on the same metrics.
+not Places365-quality colour.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
 
 from .config import GAN_PRESETS, PRETRAIN_PRESETS
 from .data import index_dataset, load_rgb
 from .download import sample_photos
+from .evaluate import evaluate
+from .gan import finetune
 from .inference import colorize_image
-from .lab import AB_SCALE, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
-from .metrics import psnr_rgb
+from .lab import gray_photo
 from .models import load_generator
 from .plots import gallery, save_figure
-from .gan import finetune
 from .pretrain import pretrain
 from .run import BEST_NAME, LAST_NAME
 
-
-def compare(candidate: Image.Image, original: Image.Image) -> dict[str, float]:
-    """Colour error of a colorized photo against the original: ab L1 in Lab units and RGB PSNR in dB."""
-    pred, true = pixels_to_rgb(candidate), pixels_to_rgb(original)  # (1,3,H,W) in [0,1]
-    ab_l1 = (rgb_to_lab_net(pred)[1] - rgb_to_lab_net(true)[1]).abs().mean().item() * AB_SCALE
-    return {"ab_l1": ab_l1, "psnr_rgb": psnr_rgb(pred, true).item()}
-
-
-def grayscale_baseline(img: Image.Image) -> Image.Image:
-    """The photo with its colour removed (ab = 0): what a colorizer has to beat."""
-    L, ab = rgb_to_lab_net(pixels_to_rgb(img))
-    return Image.fromarray(rgb_to_pixels(lab_net_to_rgb(L, torch.zeros_like(ab)))[0])
-
-
-def metrics_table(rows: dict[str, dict[str, float]], n_images: int) -> str:
-    """A Markdown table: one row per method, mean ab L1 (lower is better) and RGB PSNR (higher is better)."""
-    lines = [f"Held-out sample photos: {n_images}, full resolution.", "",
-             "| method | ab L1 (Lab units, lower is better) | PSNR RGB (dB, higher is better) |", "| --- | ---: | ---: |"]
-    lines += [f"| {name} | {m['ab_l1']:.2f} | {m['psnr_rgb']:.2f} |" for name, m in rows.items()]
-    return "\n".join(lines) + "\n"
+EVALUATION = "evaluation"  # the `colorize evaluate` report of the demo's generators, under the demo's folder
 
 
 def run_demo(out="runs/demo", data="data/samples", device=None, pretrain_config=None, gan_config=None) -> str:
-    """L1-pretrain then GAN-fine-tune on the sample photos, colorize the held-out ones, write gallery.png and
-    metrics.md; say where. The recipes default to the `demo` presets."""
+    """L1-pretrain then GAN-fine-tune on the sample photos, evaluate both on the held-out ones, write a full-
+    resolution gallery.png; returns the results table and where everything is. Recipes default to the `demo`
+    presets."""
     out = Path(out)
     photos = sample_photos(data)
     config = pretrain_config or PRETRAIN_PRESETS["demo"]
     pretrain(photos, out / "l1", config, device=device)
     finetune(photos, out / "gan", gan_config or GAN_PRESETS["demo"], generator=out / "l1" / BEST_NAME, device=device)
-    l1 = load_generator(out / "l1" / BEST_NAME, device=device)
-    gan = load_generator(out / "gan" / LAST_NAME, device=device)  # the GAN's result, not its lowest-L1 epoch
+    checkpoints = {"L1 generator": out / "l1" / BEST_NAME,
+                   "GAN generator": out / "gan" / LAST_NAME}  # the GAN's result, not its lowest-L1 epoch
+    report = evaluate(photos, list(checkpoints.values()), out / EVALUATION, split="test", size=config.data.size,
+                      device=device, names=list(checkpoints), lpips_net=None, fid_feature=None)
 
-    methods = {"grayscale baseline": grayscale_baseline,
-               "L1 generator": lambda img: colorize_image(l1, img, render_size=config.data.size),
-               "GAN generator": lambda img: colorize_image(gan, img, render_size=config.data.size)}
+    generators = [load_generator(ckpt, device=device) for ckpt in checkpoints.values()]
     tests = index_dataset(photos).files("test")
-    scores = {name: [] for name in methods}
     rows = []
     for path in tests:
         original = load_rgb(path)
-        row = []
-        for name, method in methods.items():
-            result = method(original)
-            result.save(out / f"{path.stem}_{name.split()[0].lower()}.png")
-            scores[name].append(compare(result, original))
-            row.append(result)
-        rows.append(row + [original])
-    means = {name: {k: float(np.mean([s[k] for s in ss])) for k in ss[0]} for name, ss in scores.items()}
-
+        colorized = [colorize_image(g, original, render_size=config.data.size) for g in generators]
+        for name, image in zip(("l1", "gan"), colorized):
+            image.save(out / f"{path.stem}_{name}.png")
+        rows.append([gray_photo(original), *colorized, original])
     fig = gallery(rows, ["grayscale (input)", "L1 only", "GAN", "original"], row_labels=[p.name for p in tests])
     save_figure(fig, out / "gallery.png")
-    (out / "metrics.md").write_text(metrics_table(means, len(tests)))
-    (out / "metrics.json").write_text(json.dumps({"n_images": len(tests), "photos": [p.name for p in tests],
-                                                  "methods": means}, indent=1))
-    return (f"{metrics_table(means, len(tests))}\ngallery: {out / 'gallery.png'}\nmetrics: {out / 'metrics.md'}\n"
-            f"generators: {out / 'l1' / BEST_NAME} (L1), {out / 'gan' / LAST_NAME} (GAN)")
+    return (f"{report.markdown}\ngallery (full resolution): {out / 'gallery.png'}\n"
+            f"evaluation: {report.paths['results_md']}, {report.paths['gallery']}\n"
+            f"generators: {checkpoints['L1 generator']} (L1), {checkpoints['GAN generator']} (GAN)")

@@ -98,12 +98,12 @@ def test_demo_writes_gallery_and_metrics(tmp_path):
     out = tmp_path / "demo"
     assert (out / "gallery.png").exists() and (out / "l1" / "best.safetensors").exists()
     assert (out / "gan" / "last.safetensors").exists()
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["methods"]) == {"grayscale baseline", "L1 generator", "GAN generator"}
-    assert metrics["n_images"] == 2 and sorted(metrics["photos"]) == ["chelsea.png", "flower.png"]
-    for m in metrics["methods"].values():
-        assert 0 < m["psnr_rgb"] < 100 and m["ab_l1"] >= 0
+    results = json.loads((out / "evaluation" / "results.json").read_text())  # colorize evaluate's own report
+    assert set(results["models"]) == {"grayscale baseline (ab = 0)", "L1 generator", "GAN generator"}
+    assert results["n_images"] == 2 and sorted(results["files"]) == ["test/chelsea.png", "test/flower.png"]
+    for m in results["models"].values():
+        assert 0 < m["psnr_rgb"] < 100 and "delta_colorfulness" in m
     # full resolution: the colorized photos keep the originals' sizes
     original = Image.open(tmp_path / "samples" / "test" / "chelsea.png")
     assert Image.open(out / "chelsea_gan.png").size == original.size
-    assert "gallery" in report and "metrics.md" in report
+    assert "gallery" in report and "results.md" in report and "PSNR RGB" in report
