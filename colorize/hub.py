@@ -140,7 +140,8 @@ def model_card(meta: dict, repo_id: str, files: RunFiles) -> str:
         "---", header.to_yaml(), "---", "",
         f"# {repo_id}", "",
         f"A [colorize](https://github.com/colorize-project/colorize) generator{f' ({stage} stage)' if stage else ''}: "
-        f"a fastai U-Net on a {meta['arch']} body that takes the lightness L of a photo and predicts its colour "
+        f"a fastai U-Net on a {meta['arch']} body that takes the lightness L of a photo"
+        f"{' and a map of colour hints' if meta.get('in_channels', 1) > 1 else ''} and predicts its colour "
         f"(ab in CIE Lab), trained at {meta['size']}x{meta['size']} px. Photos of any size are colorized at full "
         "resolution: the model sees the photo resized to the render size, its colour is upsampled and joined "
         "with the photo's own L, so the output keeps the input's size and lightness.",
@@ -162,7 +163,8 @@ def model_card(meta: dict, repo_id: str, files: RunFiles) -> str:
         f"The weights are in `{HUB_FILENAME}` (safetensors: loading runs no code). Its metadata rebuilds the network:",
         "",
         "| field | value |", "| --- | --- |",
-        *(f"| {k} | {_cell(meta[k])} |" for k in ("arch", "size", "normalisation", "colorize_version") if k in meta),
+        *(f"| {k} | {_cell(meta[k])} |" for k in ("arch", "size", "in_channels", "normalisation", "colorize_version")
+          if k in meta),
         *(f"| {k} | {_cell(v)} |" for k, v in extra.items()),
     ]
     if files.config:

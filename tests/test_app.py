@@ -31,13 +31,13 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, 
 def tiny_checkpoint(path, seed=0):
     """An untrained 32 px ResNet-18 generator saved as a checkpoint: enough to drive the app's plumbing."""
     torch.manual_seed(seed)
-    return save_generator(build_generator("resnet18", size=32, pretrained=False), path, arch="resnet18", size=32)
+    return save_generator(build_generator("resnet18", size=32, pretrained=False), path)
 
 
-def photo(path, size=None, fmt=None):
-    """scikit-image's cat photo (451x300) saved at `path`, optionally resized first."""
-    im = Image.fromarray(data.chelsea())
-    (im.resize(size) if size else im).save(path, format=fmt)
+def photo(path, size=None, mode="RGB"):
+    """scikit-image's cat photo (451x300) saved at `path`, optionally resized and converted (e.g. to gray L)."""
+    im = Image.fromarray(data.chelsea()).convert(mode)
+    (im.resize(size) if size else im).save(path)
     return path
 
 
@@ -182,7 +182,7 @@ def test_cli_serves_on_localhost_and_warns_before_sharing(tmp_path, monkeypatch,
     assert "colorize app on http://127.0.0.1:7860/ (Ctrl+C stops it)" in capsys.readouterr().out
     assert calls[0]["server_name"] == "127.0.0.1" and calls[0]["server_port"] == 7860 and calls[0]["share"] is False
     assert "ui-sans-serif" in calls[0]["theme"]._get_theme_css()
-    assert not caplog.records or "share" not in caplog.text
+    assert "anyone with the link" not in caplog.text
 
     with caplog.at_level(logging.WARNING, logger="colorize"):
         assert cli.main(["app", "--model", ckpt, "--port", "8000", "--share"]) == 0
@@ -208,7 +208,7 @@ def test_page_in_headless_chromium_shows_the_slider_and_fetches_nothing_outside(
     sync_playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright").sync_playwright
     executable = _browser()
     url, _, tmp = server
-    src = photo(tmp / "cat-browser.jpg", size=(451, 300))
+    src = photo(tmp / "old-cat.jpg", mode="L")  # a black-and-white photo, as people bring
     requests = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, headless=True)

@@ -29,7 +29,7 @@ def tiny_checkpoint(path, seed=0, **extra):
     """An untrained 32 px ResNet-18 generator saved as a checkpoint."""
     torch.manual_seed(seed)
     model = build_generator("resnet18", size=32, pretrained=False)
-    return save_generator(model, path, arch="resnet18", size=32, **extra)
+    return save_generator(model, path, **extra)
 
 
 class FakeHub:
@@ -164,7 +164,7 @@ def test_push_uploads_the_checkpoint_with_a_card_from_its_run(run, api, hub, cap
     assert card.startswith("---\n") and "library_name: colorize" in card and "pipeline_tag: image-to-image" in card
     assert "(pretrain stage): a fastai U-Net on a resnet18 body" in card and "trained at 32x32 px" in card
     assert "colorize apply old_photos/ --model hf://ann/colorizer" in card
-    assert "| epoch | 12 |" in card and "| valid_loss | 0.0712 |" in card
+    assert "| in_channels | 1 |" in card and "| epoch | 12 |" in card and "| valid_loss | 0.0712 |" in card
     assert "| lr | 0.001 |" in card  # the recipe
     assert "The last 10 of 12 epochs" in card and "| 11 | 0.0833 | 0.0769 |" in card and "| 1 | 0.5000" not in card
     assert "| demo-l1/best | 22.99 |" in card and "![Evaluation gallery](gallery.png)" in card
