@@ -111,6 +111,25 @@ def _demo(args):
     print(report)
 
 
+def _app(args):
+    from .app import build_app, launch
+
+    app = build_app(args.model, device=args.device)
+    where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        local_url, share_url = launch(app, share=args.share, **where)
+    except OSError as e:  # Gradio's "Cannot find empty port"
+        raise RuntimeError(f"cannot serve the app: {e}; choose another --port") from None
+    print(f"colorize app on {local_url}" + (f" and {share_url}" if share_url else "") + " (Ctrl+C stops it)")
+    app.block_thread()
+
+
+def _push(args):
+    from .hub import push_checkpoint
+
+    print(f"pushed {args.model} to {push_checkpoint(args.model, args.repo, evaluation=args.eval, private=args.private)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(prog="colorize", description=__doc__)
@@ -181,6 +200,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data", default="data/samples", help="where the sample photos are written")
     m.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     m.set_defaults(run=_demo)
+
+    w = sub.add_parser("app", help="a local web page (and API) to colorize photos, with a before/after slider")
+    w.add_argument("--model", action="append", required=True,
+                   help="generator checkpoint (.safetensors or hf://USER/NAME); repeat for a choice of models")
+    w.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=int, help="default 7860")
+    w.add_argument("--share", action="store_true",
+                   help="also make a public Gradio link: anyone with it can use the app")
+    w.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    w.set_defaults(run=_app)
+
+    h = sub.add_parser("push", help="share a generator and its model card on the Hugging Face Hub")
+    h.add_argument("--model", required=True, help="generator checkpoint (.safetensors); its run folder's config.json "
+                   "and history.csv go into the card")
+    h.add_argument("--repo", required=True, help="model repository USER/NAME (created if missing)")
+    h.add_argument("--eval", help="a `colorize evaluate` report (results.md or its folder) for the card")
+    h.add_argument("--private", action="store_true", help="create the repository private")
+    h.set_defaults(run=_push)
     return p
 
 

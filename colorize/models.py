@@ -20,6 +20,7 @@ from torchvision import models as tvm
 from . import __version__
 from .config import CriticConfig
 from .files import atomic_path
+from .hub import resolve_checkpoint
 from .lab import AB_SCALE, L_SCALE
 
 # name -> (torchvision constructor, its ImageNet weights). A plain dict: the error lists the choices.
@@ -85,8 +86,8 @@ def save_generator(model: nn.Module, path: str | os.PathLike, **extra) -> Path:
 
 
 def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
-    """The metadata of a generator checkpoint; a clear error if the file is not one."""
-    path = Path(path)
+    """The metadata of a generator checkpoint (a file or an `hf://` path); a clear error if the file is not one."""
+    path = Path(resolve_checkpoint(path))
     if not path.is_file():
         raise FileNotFoundError(f"no generator checkpoint at {path}")
     try:
@@ -113,7 +114,8 @@ def checkpoint_spec(path: str | os.PathLike) -> GeneratorSpec:
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> DynamicUnet:
-    """Rebuild a generator from its checkpoint through `build_generator`, in eval mode; no pickle involved."""
+    """Rebuild a generator from its checkpoint (file or `hf://` path) via `build_generator`, in eval mode; no pickle."""
+    path = resolve_checkpoint(path)
     meta = read_checkpoint_metadata(path)
     model = build_generator(meta["arch"], size=meta["size"], pretrained=False, in_channels=meta["in_channels"])
     model.load_state_dict(load_file(str(path)), strict=True)
