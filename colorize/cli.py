@@ -125,7 +125,7 @@ def _app(args):
 
 
 def _push(args):
-    from .hub import push_checkpoint
+    from .share import push_checkpoint
 
     print(f"pushed {args.model} to {push_checkpoint(args.model, args.repo, evaluation=args.eval, private=args.private)}")
 
