@@ -685,7 +685,7 @@ def test_sample_photos_written_once(tmp_path):
 
 @pytest.fixture
 def kaggle_env(tmp_path, monkeypatch):
-    """Fake Kaggle credentials in the environment; no real kaggle.json or token can be read."""
+    """Fake Kaggle credentials in the environment; no real kaggle.json, token or mounted /kaggle/input can be read."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -695,6 +695,7 @@ def kaggle_env(tmp_path, monkeypatch):
     monkeypatch.setattr(kagglehub.config, "_kaggle_credentials", None)
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "no-kaggle-input"))  # no mounted datasets
     return monkeypatch
 
 
@@ -811,6 +812,104 @@ def test_places365_download_missing_a_split_is_reported(tmp_path, kaggle_env):
     kaggle_env.setattr(kagglehub, "dataset_download", only_train)
     with pytest.raises(DownloadError, match="incomplete.*test"):
         download.download_places365(tmp_path / "places365")
+
+
+def places365_copy(folder) -> Path:
+    """The Places365 subset's layout in miniature (val_256/{train,valid,test}_samples), as Kaggle mounts it."""
+    for split_folder, n in SPLIT_SIZES.items():
+        write_photos(folder / "val_256" / split_folder, n, prefix=split_folder[:2], size=(16, 16))
+    return folder
+
+
+def in_a_kaggle_notebook(monkeypatch, input_dir) -> None:
+    """The environment a Kaggle notebook gives kagglehub (no Kaggle credentials), its mounts under `input_dir`."""
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("KAGGLE_DATA_PROXY_URL", "http://127.0.0.1:9")  # never reached: dataset_download is replaced
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(input_dir))
+
+
+@pytest.mark.parametrize("layout", ["places365", "datasets/pankajkumar2002/places365"])
+def test_places365_attached_to_a_kaggle_notebook_is_used_in_place(tmp_path, kaggle_env, read_only, layout):
+    copy = places365_copy(tmp_path / "input" / layout)
+    read_only(tmp_path / "input")
+    before = snapshot(tmp_path / "input")
+    kaggle_env.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "input"))
+    drop_credentials(kaggle_env)  # Kaggle notebooks have none unless the user adds them
+    kaggle_env.setattr(kagglehub, "dataset_download", lambda *a, **k: pytest.fail("downloaded an attached dataset"))
+    dest = tmp_path / "working" / "data" / "places365"
+
+    index = download.download_places365(dest)
+    assert dest.is_symlink() and dest.resolve() == copy.resolve()  # `--data data/places365` works as anywhere
+    assert index.root == dest and index.counts == {"train": 6, "valid": 3, "test": 2, "excluded": 0}
+    assert index.work_dir == dataset_cache_dir(copy) and (index.work_dir / INDEX_NAME).exists()
+    again = download.download_places365(dest)
+    assert again.items == index.items and again.work_dir == index.work_dir
+    assert index_dataset(dest, progress=False).items == index.items  # what the notebooks do next
+    assert snapshot(tmp_path / "input") == before  # not a byte copied or written
+
+
+def test_places365_in_a_kaggle_notebook_is_where_kagglehub_mounts_it(tmp_path, kaggle_env, read_only):
+    in_a_kaggle_notebook(kaggle_env, tmp_path / "input")
+    drop_credentials(kaggle_env)
+    copy = places365_copy(tmp_path / "input" / "places365-mounted-by-kagglehub")
+    read_only(copy)
+    calls = []
+
+    def attach(handle, path=None, *, force_download=False, output_dir=None):
+        calls.append((handle, path, force_download, output_dir))
+        return str(copy)
+
+    kaggle_env.setattr(kagglehub, "dataset_download", attach)
+    index = download.download_places365(tmp_path / "places365")
+    assert calls == [(PLACES365_HANDLE, None, False, None)]  # attach it, no output_dir: Kaggle mounts, never copies
+    assert (tmp_path / "places365").resolve() == copy.resolve() and index.counts["train"] == 6
+    assert not any(p.name == INDEX_NAME for p in copy.rglob("*"))
+
+
+def test_places365_in_a_kaggle_notebook_that_cant_attach_it_says_how(tmp_path, kaggle_env):
+    in_a_kaggle_notebook(kaggle_env, tmp_path / "input")
+
+    def no_attach(*args, **kwargs):
+        raise ConnectionError("proxy unreachable")
+
+    kaggle_env.setattr(kagglehub, "dataset_download", no_attach)
+    with pytest.raises(DownloadError, match="Add Input"):
+        download.download_places365(tmp_path / "places365")
+    assert not (tmp_path / "places365").exists()
+
+    copy = places365_copy(tmp_path / "input" / "places365")  # attached by hand: found on disk
+    assert download.download_places365(tmp_path / "places365").root.resolve() == copy.resolve()
+
+
+def test_places365_attached_copy_never_replaces_a_folder_of_files(tmp_path, kaggle_env, read_only):
+    copy = places365_copy(tmp_path / "input" / "places365")
+    read_only(copy)
+    kaggle_env.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "input"))
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    colour_photo().save(dest / "holiday.jpg")
+    with pytest.raises(DownloadError, match=f"--data {copy}"):
+        download.download_places365(dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["holiday.jpg"]
+
+
+def test_a_real_read_only_kaggle_input_is_used_in_place(tmp_path, mount_namespace):
+    input_dir = tmp_path / "input"
+    places365_copy(input_dir / "places365")
+    before = snapshot(input_dir)
+    code = f"""
+import json
+from colorize.download import download_places365
+index = download_places365({str(tmp_path / "working" / "places365")!r})
+print(json.dumps({{"root": str(index.root.resolve()), "work_dir": str(index.work_dir), "counts": index.counts}}))
+"""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "user-cache"), "KAGGLE_CACHE_MOUNT_FOLDER": str(input_dir),
+           "KAGGLE_CONFIG_DIR": str(tmp_path / "no-credentials"), "KAGGLE_USERNAME": "", "KAGGLE_KEY": ""}
+    got = run_on_read_only(mount_namespace, input_dir, code, env)
+    assert got["root"] == str((input_dir / "places365").resolve())
+    assert got["counts"] == {"train": 6, "valid": 3, "test": 2, "excluded": 0}
+    assert Path(got["work_dir"]).parent == tmp_path / "user-cache" / "colorize" / "datasets"
+    assert snapshot(input_dir) == before
 
 
 CIFAR_CLASSES = ("cat", "ship")
