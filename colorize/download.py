@@ -115,7 +115,10 @@ def _already_done(dest: Path, need: tuple[str, ...], work_dir) -> DatasetIndex |
             raise DownloadError(f"{dest} was complete with {done['counts']} but now has {index.counts}: "
                                 "files were added or removed; run with --force to download it again")
         return index
-    if dest.is_dir() and (dest.is_symlink() or not can_write_in(dest)):
+    if dest.is_dir() and (dest.is_symlink() or not can_write_in(dest)):  # not ours to download into
+        if not any(dest.iterdir()):
+            raise DownloadError(f"{dest} is empty and can't be downloaded into (read-only, or a link): "
+                                "choose another --dest")
         return _in_place(dest, need, work_dir)
     return None
 

@@ -893,6 +893,18 @@ def test_places365_attached_copy_never_replaces_a_folder_of_files(tmp_path, kagg
     assert sorted(p.name for p in dest.iterdir()) == ["holiday.jpg"]
 
 
+def test_a_read_only_dest_is_used_as_it_is_or_refused_if_empty(tmp_path, kaggle_env, read_only):
+    kaggle_env.setattr(kagglehub, "dataset_download", lambda *a, **k: pytest.fail("downloaded into a read-only dest"))
+    full, empty = places365_copy(tmp_path / "shared" / "places365"), tmp_path / "shared" / "empty"
+    empty.mkdir()
+    read_only(tmp_path / "shared")
+    before = snapshot(tmp_path / "shared")
+    assert download.download_places365(full).counts == {"train": 6, "valid": 3, "test": 2, "excluded": 0}
+    with pytest.raises(DownloadError, match="empty and can't be downloaded into.*another --dest"):
+        download.download_places365(empty)
+    assert snapshot(tmp_path / "shared") == before  # no index, no marker, nothing
+
+
 def test_a_real_read_only_kaggle_input_is_used_in_place(tmp_path, mount_namespace):
     input_dir = tmp_path / "input"
     places365_copy(input_dir / "places365")
