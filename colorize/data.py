@@ -267,7 +267,8 @@ def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True
     _write_index(index, fp, seed)
     log.info("indexed %s: %s (index in %s)", root, index.counts, work / INDEX_NAME)
     if excluded:
-        log.warning("excluded %d of %d files under %s (list in %s)", len(excluded), len(rels), root, work / EXCLUDED_NAME)
+        log.warning("excluded %d of %d files under %s (list in %s)", len(excluded), len(rels), root,
+                    work / EXCLUDED_NAME)
     return index
 
 

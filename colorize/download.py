@@ -59,8 +59,8 @@ def sample_photos(dest: str | os.PathLike = "data/samples") -> Path:
     """
     dest = Path(dest)
     arrays = _sample_arrays()
-    outs = {name: dest / ("test" if name in SAMPLE_TEST else "valid" if name in SAMPLE_VALID else "train") / f"{name}.png"
-            for name in arrays}
+    split = {name: "test" if name in SAMPLE_TEST else "valid" if name in SAMPLE_VALID else "train" for name in arrays}
+    outs = {name: dest / split[name] / f"{name}.png" for name in arrays}
     missing = [name for name, out in outs.items() if not out.exists()]
     if missing and dest.is_dir() and not can_write_in(dest):
         raise PermissionError(f"{dest} can't be written and lacks {len(missing)} of the sample photos: "

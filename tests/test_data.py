@@ -515,7 +515,8 @@ def test_dataloaders_need_train_and_valid(tmp_path):
 
 def snapshot(folder) -> dict:
     """Every file and folder under `folder` with its size and modification time: any write changes it."""
-    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
 
 
 @pytest.fixture
@@ -604,7 +605,8 @@ def test_sample_photos_in_a_read_only_folder_are_used_and_never_rewritten(tmp_pa
 
 # A real read-only mount: `folder` bind-mounted read-only over itself in a private mount namespace, so only
 # the child process sees it read-only. As root `unshare --mount` allows it; elsewhere a user namespace may.
-MOUNT_NAMESPACES = (("unshare", "--mount", "--propagation", "private"), ("unshare", "--user", "--map-root-user", "--mount"))
+MOUNT_NAMESPACES = (("unshare", "--mount", "--propagation", "private"),
+                    ("unshare", "--user", "--map-root-user", "--mount"))
 READ_ONLY_THEN_RUN = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$1" -c "$2"'
 
 
