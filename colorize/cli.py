@@ -14,11 +14,15 @@ from .config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, fi
 log = logging.getLogger("colorize")
 
 
+WORK_DIR_HELP = ("folder for the dataset's index and photo cache (default: beside the photos where they can be "
+                 "written, else the user's cache folder)")
+
+
 def _download(args):
     from .download import download_cifar10, download_places365
 
     fetch = {"places365": download_places365, "cifar10": download_cifar10}[args.dataset]
-    index = fetch(args.dest or f"data/{args.dataset}", force=args.force)
+    index = fetch(args.dest or f"data/{args.dataset}", force=args.force, work_dir=args.work_dir)
     print(f"{args.dataset} ready in {index.root}: " + ", ".join(f"{k} {v}" for k, v in index.counts.items()))
 
 
@@ -84,7 +88,7 @@ def _evaluate(args):
     from .evaluate import evaluate
 
     report = evaluate(args.data, args.models, args.out, split=args.split, size=args.size, device=args.device,
-                      names=args.names, bs=args.bs, precision=args.precision)
+                      names=args.names, bs=args.bs, precision=args.precision, work_dir=args.work_dir)
     print(report.markdown)
     print("\n".join(f"{k}: {v}" for k, v in report.paths.items()))
 
@@ -140,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("dataset", choices=["places365", "cifar10"], help="places365: the Kaggle subset (needs Kaggle credentials); cifar10: fastai's archive")
     d.add_argument("--dest", help="target folder (default data/DATASET)")
     d.add_argument("--force", action="store_true", help="download again even if complete")
+    d.add_argument("--work-dir", help=WORK_DIR_HELP)
     d.set_defaults(run=_download)
 
     t = sub.add_parser("pretrain", help="stage 1: train the U-Net generator on L1 (resumes if --out has a run)")
@@ -178,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="protocol: shorter side resized, centre crop SIZE x SIZE (default 256)")
     e.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
     e.add_argument("--bs", type=int, default=32, help="photos per batch (default 32)")
+    e.add_argument("--work-dir", help=WORK_DIR_HELP)
     e.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     e.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, the protocol), or auto/bf16/fp16 for a faster, slightly different score")

@@ -207,6 +207,7 @@ def evaluate(
     workers: int | None = None,
     progress: bool = True,
     precision: str = "fp32",
+    work_dir: str | os.PathLike | None = None,
 ) -> EvaluationReport:
     """Evaluate generator checkpoints and the grayscale baseline on `split` of `data`; write the report to `out_dir`.
 
@@ -214,6 +215,7 @@ def evaluate(
     backbone that can't be fetched is reported as skipped). `seed` must be the one the data was split
     with. The comparison gallery shows `n_gallery` photos spread over the split; the hardest-cases
     gallery the `n_hardest` with the lowest PSNR ab under the first model. Same inputs, same numbers.
+    `work_dir` places the dataset's index (`data.work_dir_for`).
     """
     if not models:
         raise ValueError("no models to evaluate: pass one or more generator checkpoints (.safetensors)")
@@ -230,7 +232,7 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else default_device()
-    index = index_dataset(data, seed=seed, progress=progress)
+    index = index_dataset(data, seed=seed, progress=progress, work_dir=work_dir)
     files = index.files(split)
     skipped = index.excluded_from(split)
     methods: dict[str, Predictor] = {BASELINE: _zero_ab}

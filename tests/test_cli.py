@@ -35,6 +35,7 @@ def test_download_without_credentials_says_what_to_do(tmp_path, monkeypatch, cap
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "no-kaggle-input"))  # not a Kaggle notebook
     import kagglehub
 
     monkeypatch.setattr(kagglehub, "dataset_download", lambda *a, **k: pytest.fail("tried the network"))
