@@ -436,7 +436,7 @@ def build_cache(index, config) -> dict:
 
     `built` is False when the cache was already there: then `seconds` is only the time to find it.
     """
-    folder = index.root / CACHE_DIR
+    folder = index.work_dir / CACHE_DIR
     finished_before = set(folder.glob("*.json"))
     start = time.perf_counter()
     dls = make_dataloaders(index, config.data, config.machine.replace(cache=True), progress=False)

@@ -15,11 +15,15 @@ from .config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, Hi
 log = logging.getLogger("colorize")
 
 
+WORK_DIR_HELP = ("folder for the dataset's index and photo cache (default: beside the photos where they can be "
+                 "written, else the user's cache folder)")
+
+
 def _download(args):
     from .download import download_cifar10, download_places365
 
     fetch = {"places365": download_places365, "cifar10": download_cifar10}[args.dataset]
-    index = fetch(args.dest or f"data/{args.dataset}", force=args.force)
+    index = fetch(args.dest or f"data/{args.dataset}", force=args.force, work_dir=args.work_dir)
     print(f"{args.dataset} ready in {index.root}: " + ", ".join(f"{k} {v}" for k, v in index.counts.items()))
 
 
@@ -97,7 +101,7 @@ def _evaluate(args):
     from .evaluate import evaluate
 
     report = evaluate(args.data, args.models, args.out, split=args.split, size=args.size, device=args.device,
-                      names=args.names, bs=args.bs, precision=args.precision, hints=args.hints)
+                      names=args.names, bs=args.bs, precision=args.precision, work_dir=args.work_dir, hints=args.hints)
     print(report.markdown)
     print("\n".join(f"{k}: {v}" for k, v in report.paths.items()))
 
@@ -135,6 +139,25 @@ def _demo(args):
     print(report)
 
 
+def _app(args):
+    from .app import build_app, launch
+
+    app = build_app(args.model, device=args.device)
+    where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    try:
+        local_url, share_url = launch(app, share=args.share, **where)
+    except OSError as e:  # Gradio's "Cannot find empty port"
+        raise RuntimeError(f"cannot serve the app: {e}; choose another --port") from None
+    print(f"colorize app on {local_url}" + (f" and {share_url}" if share_url else "") + " (Ctrl+C stops it)")
+    app.block_thread()
+
+
+def _push(args):
+    from .share import push_checkpoint
+
+    print(f"pushed {args.model} to {push_checkpoint(args.model, args.repo, evaluation=args.eval, private=args.private)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     p = argparse.ArgumentParser(prog="colorize", description=__doc__)
@@ -145,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("dataset", choices=["places365", "cifar10"], help="places365: the Kaggle subset (needs Kaggle credentials); cifar10: fastai's archive")
     d.add_argument("--dest", help="target folder (default data/DATASET)")
     d.add_argument("--force", action="store_true", help="download again even if complete")
+    d.add_argument("--work-dir", help=WORK_DIR_HELP)
     d.set_defaults(run=_download)
 
     t = sub.add_parser("pretrain", help="stage 1: train the U-Net generator on L1 (resumes if --out has a run)")
@@ -164,14 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(g, GanConfig, GAN_PRESETS)
     g.set_defaults(run=_gan)
 
-    h = sub.add_parser("hints", help="stage 3: teach a trained generator to follow colour hints (resumes if --out has a run)")
-    h.add_argument("--data", required=True, help="folder of photos")
-    h.add_argument("--out", required=True, help="run folder, e.g. runs/places365-hints")
-    h.add_argument("--generator", required=True, help="trained automatic generator checkpoint (.safetensors) to widen")
-    h.add_argument("--preset", default="places365", help=f"recipe: {', '.join(HINTS_PRESETS)} (default places365)")
-    h.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
-    add_config_args(h, HintsConfig, HINTS_PRESETS)
-    h.set_defaults(run=_hints)
+    hs = sub.add_parser("hints", help="stage 3: teach a trained generator to follow colour hints (resumes if --out has a run)")
+    hs.add_argument("--data", required=True, help="folder of photos")
+    hs.add_argument("--out", required=True, help="run folder, e.g. runs/places365-hints")
+    hs.add_argument("--generator", required=True, help="trained automatic generator checkpoint (.safetensors) to widen")
+    hs.add_argument("--preset", default="places365", help=f"recipe: {', '.join(HINTS_PRESETS)} (default places365)")
+    hs.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
+    add_config_args(hs, HintsConfig, HINTS_PRESETS)
+    hs.set_defaults(run=_hints)
 
     a = sub.add_parser("apply", help="colorize photos or folders at full resolution")
     a.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
@@ -194,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="protocol: shorter side resized, centre crop SIZE x SIZE (default 256)")
     e.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
     e.add_argument("--bs", type=int, default=32, help="photos per batch (default 32)")
+    e.add_argument("--work-dir", help=WORK_DIR_HELP)
     e.add_argument("--hints", type=_counts, help="numbers of colour hints per photo for the PSNR-vs-hints curve of "
                    "models that take hints, e.g. 0,1,2,5,10,20,50,100")
     e.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
@@ -218,6 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--data", default="data/samples", help="where the sample photos are written")
     m.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     m.set_defaults(run=_demo)
+
+    w = sub.add_parser("app", help="a local web page (and API) to colorize photos, with a before/after slider")
+    w.add_argument("--model", action="append", required=True,
+                   help="generator checkpoint (.safetensors or hf://USER/NAME); repeat for a choice of models")
+    w.add_argument("--host", help="address to bind (default 127.0.0.1: this machine only)")
+    w.add_argument("--port", type=int, help="default 7860")
+    w.add_argument("--share", action="store_true",
+                   help="also make a public Gradio link: anyone with it can use the app")
+    w.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    w.set_defaults(run=_app)
+
+    h = sub.add_parser("push", help="share a generator and its model card on the Hugging Face Hub")
+    h.add_argument("--model", required=True, help="generator checkpoint (.safetensors); its run folder's config.json "
+                   "and history.csv go into the card")
+    h.add_argument("--repo", required=True, help="model repository USER/NAME (created if missing)")
+    h.add_argument("--eval", help="a `colorize evaluate` report (results.md or its folder) for the card")
+    h.add_argument("--private", action="store_true", help="create the repository private")
+    h.set_defaults(run=_push)
     return p
 
 

@@ -1,7 +1,12 @@
 """Photos on disk: decoding any mode, screening bad files, the index and its train/valid/test splits.
 
-Files -> `index_dataset` (screened once, splits assigned, written beside the photos) -> `DatasetIndex`,
-which `colorize.loaders` turns into batches.
+Files -> `index_dataset` (screened once, splits assigned, written to the dataset's work folder) ->
+`DatasetIndex`, which `colorize.loaders` turns into batches.
+
+The work folder holds what colorize writes about a dataset (the index, the excluded list, the photo
+cache): the photo folder itself where it can be written, else a folder of its own under the user's
+cache directory (`dataset_cache_dir`), so a read-only dataset (Kaggle's /kaggle/input, a shared mount)
+is used in place and never written to.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from typing import Iterable
 import numpy as np
 from fastai.vision.core import PILImage
 from fastcore.parallel import parallel
+import platformdirs
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .files import atomic_path, atomic_write_text, bars_can_draw, default_workers, fingerprint
+from .files import atomic_path, atomic_write_text, bars_can_draw, can_write_in, default_workers, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +135,10 @@ class DatasetIndex:
     root: Path
     items: list[tuple[str, str]]  # (path relative to root, split)
     excluded: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    work_dir: Path | None = None  # where the index and the photo cache live; None: beside the photos (root)
+
+    def __post_init__(self):
+        self.work_dir = self.root if self.work_dir is None else self.work_dir
 
     def files(self, split: str) -> list[Path]:
         """Absolute paths of the photos in `split` (train, valid or test)."""
@@ -188,11 +198,49 @@ def assign_splits(rels: list[str], seed: int = 42) -> dict[str, str]:
     return splits
 
 
-def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True) -> DatasetIndex:
+def dataset_cache_dir(root: str | os.PathLike) -> Path:
+    """The work folder of a dataset that can't be written: `<user cache>/colorize/datasets/<name>-<hash>`.
+
+    The hash is of the folder's resolved path, so each dataset (and each copy of one) gets its own.
+    The user cache is ~/.cache on Linux ($XDG_CACHE_HOME if set), as platformdirs decides elsewhere.
+    """
+    resolved = Path(root).resolve()
+    key = hashlib.sha1(str(resolved).encode()).hexdigest()[:12]
+    return Path(platformdirs.user_cache_dir("colorize")) / "datasets" / f"{resolved.name or 'root'}-{key}"
+
+
+def work_dir_for(root: str | os.PathLike, work_dir: str | os.PathLike | None = None) -> Path:
+    """The folder the index and the photo cache of the photos under `root` go to, created if need be.
+
+    `work_dir` if given; else `root` itself where it can be written; else `dataset_cache_dir(root)`.
+    """
+    root = Path(root)
+    if work_dir is None and can_write_in(root):
+        return root
+    work = Path(work_dir) if work_dir is not None else dataset_cache_dir(root)
+    try:
+        work.mkdir(parents=True, exist_ok=True)
+        writable = can_write_in(work)
+    except OSError as e:
+        raise PermissionError(f"cannot create the work folder {work} for the index and cache of {root} ({e}): "
+                              "choose a writable one with --work-dir") from e
+    if not writable:
+        raise PermissionError(f"cannot write in the work folder {work} for the index and cache of {root}: "
+                              "choose a writable one with --work-dir")
+    if work != root:
+        log.info("%s: index and photo cache in %s%s", root, work, "" if work_dir is not None else
+                 " (the photo folder can't be written; --work-dir chooses another place)")
+    return work
+
+
+def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True,
+                  work_dir: str | os.PathLike | None = None) -> DatasetIndex:
     """Index every photo under `root` once: screen out bad and grayscale files, assign splits.
 
-    The index, the excluded list and a fingerprint of the files are written beside the photos;
-    later calls reuse them until a file is added, removed or changed.
+    The index, the excluded list and a fingerprint of the files are written to the work folder
+    (`work_dir_for`: beside the photos if they can be written, else under the user's cache;
+    `work_dir` chooses it); later calls reuse them until a file is added, removed or changed.
+    Nothing is written under `root` unless it is the work folder.
     """
     root = Path(root)
     if not root.is_dir():
@@ -200,35 +248,36 @@ def index_dataset(root: str | os.PathLike, seed: int = 42, progress: bool = True
     rels = [p.relative_to(root).as_posix() for p in list_images([root])]
     if not rels:
         raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) under {root}")
+    work = work_dir_for(root, work_dir)
     fp = fingerprint(root, rels, f"seed={seed}")
-    meta_path = root / META_NAME
+    meta_path = work / META_NAME
     if meta_path.exists() and json.loads(meta_path.read_text()).get("fingerprint") == fp:
-        with open(root / INDEX_NAME, newline="") as f:
+        with open(work / INDEX_NAME, newline="") as f:
             items = [(r["path"], r["split"]) for r in csv.DictReader(f)]
-        with open(root / EXCLUDED_NAME, newline="") as f:
+        with open(work / EXCLUDED_NAME, newline="") as f:
             excluded = [(r["path"], r["reason"]) for r in csv.DictReader(f)]
-        return DatasetIndex(root, items, excluded)
+        return DatasetIndex(root, items, excluded, work)
 
     reasons = parallel(screen, [root / r for r in rels], n_workers=default_workers(),
                        progress=progress and bars_can_draw(), threadpool=len(rels) < 200)
     excluded = [(r, why) for r, why in zip(rels, reasons) if why]
     good = [r for r, why in zip(rels, reasons) if not why]
     split_of = assign_splits(good, seed)
-    index = DatasetIndex(root, [(r, split_of[r]) for r in good], excluded)
+    index = DatasetIndex(root, [(r, split_of[r]) for r in good], excluded, work)
     _write_index(index, fp, seed)
-    log.info("indexed %s: %s", root, index.counts)
+    log.info("indexed %s: %s (index in %s)", root, index.counts, work / INDEX_NAME)
     if excluded:
-        log.warning("excluded %d of %d files under %s (list in %s)", len(excluded), len(rels), root, root / EXCLUDED_NAME)
+        log.warning("excluded %d of %d files under %s (list in %s)", len(excluded), len(rels), root,
+                    work / EXCLUDED_NAME)
     return index
 
 
 def _write_index(index: DatasetIndex, fingerprint: str, seed: int) -> None:
     for name, header, rows in ((INDEX_NAME, ("path", "split"), index.items),
                                (EXCLUDED_NAME, ("path", "reason"), index.excluded)):
-        with atomic_path(index.root / name) as tmp, open(tmp, "w", newline="") as f:
+        with atomic_path(index.work_dir / name) as tmp, open(tmp, "w", newline="") as f:
             w = csv.writer(f)
             w.writerow(header)
             w.writerows(rows)
-    meta = {"fingerprint": fingerprint, "seed": seed, "counts": index.counts}
-    atomic_write_text(index.root / META_NAME, json.dumps(meta, indent=1))
-
+    meta = {"fingerprint": fingerprint, "seed": seed, "root": str(index.root.resolve()), "counts": index.counts}
+    atomic_write_text(index.work_dir / META_NAME, json.dumps(meta, indent=1))

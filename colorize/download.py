@@ -11,11 +11,15 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import kagglehub
 import numpy as np
+from kagglehub.config import get_kaggle_credentials
+from kagglehub.kaggle_cache_resolver import (DEFAULT_KAGGLE_CACHE_MOUNT_FOLDER, KAGGLE_CACHE_MOUNT_FOLDER_ENV_VAR_NAME,
+                                             DatasetKaggleCacheResolver)
 from PIL import Image
 
 from .data import DatasetIndex, index_dataset, SPLITS
-from .files import atomic_path, atomic_write_text
+from .files import atomic_path, atomic_write_text, can_write_in
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +58,17 @@ def sample_photos(dest: str | os.PathLike = "data/samples") -> Path:
     No network needed; a second call finds them and writes nothing.
     """
     dest = Path(dest)
-    for name, arr in _sample_arrays().items():
-        split = "test" if name in SAMPLE_TEST else "valid" if name in SAMPLE_VALID else "train"
-        out = dest / split / f"{name}.png"
-        if not out.exists():
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(out, ".tmp.png") as tmp:  # PIL picks the format from the suffix
-                Image.fromarray(arr).convert("RGB").save(tmp)
+    arrays = _sample_arrays()
+    split = {name: "test" if name in SAMPLE_TEST else "valid" if name in SAMPLE_VALID else "train" for name in arrays}
+    outs = {name: dest / split[name] / f"{name}.png" for name in arrays}
+    missing = [name for name, out in outs.items() if not out.exists()]
+    if missing and dest.is_dir() and not can_write_in(dest):
+        raise PermissionError(f"{dest} can't be written and lacks {len(missing)} of the sample photos: "
+                              "choose a writable folder for them")
+    for name in missing:
+        outs[name].parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(outs[name], ".tmp.png") as tmp:  # PIL picks the format from the suffix
+            Image.fromarray(arrays[name]).convert("RGB").save(tmp)
     return dest
 
 
@@ -70,29 +78,49 @@ DONE_MARKER = ".colorize-complete.json"
 STARTED_MARKER = ".colorize-download-started"
 
 
-def _finish(dest: Path, root: Path, need: tuple[str, ...]) -> DatasetIndex:
-    """Index a fresh download, check that every split in `need` has photos, and mark it complete."""
-    index = index_dataset(root)
+def _index_whole(root: Path, need: tuple[str, ...], work_dir, what: str) -> DatasetIndex:
+    """Index `root` and check that every split in `need` has photos; `what` ends the error message."""
+    index = index_dataset(root, work_dir=work_dir)
     empty = [s for s in need if index.counts[s] == 0]
     if empty:
-        raise DownloadError(f"download in {dest} looks incomplete: no photos in split(s) {', '.join(empty)} "
-                            f"(counts {index.counts}); run the same command with --force to fetch it again")
+        raise DownloadError(f"{root} looks incomplete: no photos in split(s) {', '.join(empty)} "
+                            f"(counts {index.counts}); {what}")
+    return index
+
+
+def _finish(dest: Path, root: Path, need: tuple[str, ...], work_dir) -> DatasetIndex:
+    """Index a fresh download, check that every split in `need` has photos, and mark it complete."""
+    index = _index_whole(root, need, work_dir, "run the same command with --force to fetch it again")
     atomic_write_text(dest / DONE_MARKER, json.dumps({"root": os.path.relpath(root, dest), "counts": index.counts}))
     (dest / STARTED_MARKER).unlink(missing_ok=True)
     log.info("%s: %s", dest, index.counts)
     return index
 
 
-def _already_done(dest: Path) -> DatasetIndex | None:
-    marker = dest / DONE_MARKER
-    if not marker.exists():
-        return None
-    done = json.loads(marker.read_text())
-    index = index_dataset(dest / done["root"])
-    if index.counts != done["counts"]:
-        raise DownloadError(f"{dest} was complete with {done['counts']} but now has {index.counts}: "
-                            "files were added or removed; run with --force to download it again")
+def _in_place(dest: Path, need: tuple[str, ...], work_dir) -> DatasetIndex:
+    """A copy that is not ours to write (read-only, or linked to): indexed as it is, with no marker."""
+    index = _index_whole(dest, need, work_dir, "it is not a complete copy of the dataset: point --dest elsewhere")
+    log.info("%s used in place (%s): %s", dest, f"a link to {dest.resolve()}" if dest.is_symlink() else "read-only",
+             index.counts)
     return index
+
+
+def _already_done(dest: Path, need: tuple[str, ...], work_dir) -> DatasetIndex | None:
+    """The index of a dataset already at `dest`: a complete download, or a copy to use in place; else None."""
+    marker = dest / DONE_MARKER
+    if marker.exists():
+        done = json.loads(marker.read_text())
+        index = index_dataset(dest / done["root"], work_dir=work_dir)
+        if index.counts != done["counts"]:
+            raise DownloadError(f"{dest} was complete with {done['counts']} but now has {index.counts}: "
+                                "files were added or removed; run with --force to download it again")
+        return index
+    if dest.is_dir() and (dest.is_symlink() or not can_write_in(dest)):  # not ours to download into
+        if not any(dest.iterdir()):
+            raise DownloadError(f"{dest} is empty and can't be downloaded into (read-only, or a link): "
+                                "choose another --dest")
+        return _in_place(dest, need, work_dir)
+    return None
 
 
 def _claim(dest: Path, force: bool) -> None:
@@ -100,24 +128,84 @@ def _claim(dest: Path, force: bool) -> None:
     if dest.exists() and any(dest.iterdir()) and not (dest / STARTED_MARKER).exists() and not force:
         raise DownloadError(f"{dest} already holds files that no colorize download put there; "
                             "choose another --dest, or pass --force to delete them and download again")
-    if force and dest.exists():
+    if dest.is_symlink():  # a link to a copy used in place: the link goes, never what it points at
+        dest.unlink()
+    elif force and dest.exists():
         shutil.rmtree(dest)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / STARTED_MARKER).touch()
 
 
-def download_places365(dest: str | os.PathLike = "data/places365", force: bool = False) -> DatasetIndex:
-    """Fetch the Kaggle Places365 subset with kagglehub into `dest` and index it; a no-op once complete.
+def _link(dest: Path, target: Path) -> None:
+    """Make `dest` a symbolic link to the folder `target`, replacing a link or an empty folder of ours there."""
+    if dest.is_symlink():
+        dest.unlink()
+    elif dest.is_dir() and {p.name for p in dest.iterdir()} <= {STARTED_MARKER}:
+        (dest / STARTED_MARKER).unlink(missing_ok=True)
+        dest.rmdir()
+    elif dest.exists():
+        raise DownloadError(f"{dest} already holds files, so it can't point at the copy in {target}: "
+                            f"choose another --dest, or use --data {target} directly")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.symlink_to(target.resolve(), target_is_directory=True)
 
-    Credentials come the usual Kaggle ways (KAGGLE_USERNAME/KAGGLE_KEY, ~/.kaggle/kaggle.json, Colab
-    secrets). An interrupted download is started again on the next call.
+
+def kaggle_input_dir() -> Path:
+    """Where a Kaggle notebook mounts the datasets attached to it: /kaggle/input, or kagglehub's override
+    ($KAGGLE_CACHE_MOUNT_FOLDER)."""
+    return Path(os.getenv(KAGGLE_CACHE_MOUNT_FOLDER_ENV_VAR_NAME, DEFAULT_KAGGLE_CACHE_MOUNT_FOLDER))
+
+
+def attached_copy(handle: str) -> Path | None:
+    """The folder of Kaggle dataset `handle` ("owner/slug") as a Kaggle notebook mounts it, if there; else None.
+
+    Kaggle mounts an attached dataset at <input>/<slug> and, in newer notebooks, at
+    <input>/datasets/<owner>/<slug> (`kaggle_input_dir` is <input>). Only the file system is asked.
     """
-    import kagglehub
-    from kagglehub.config import get_kaggle_credentials
+    owner, slug = handle.split("/")
+    base = kaggle_input_dir()
+    return next((d for d in (base / "datasets" / owner / slug, base / slug) if d.is_dir() and any(d.iterdir())), None)
 
+
+def _in_kaggle_notebook() -> bool:
+    """kagglehub's own test: in a Kaggle notebook it mounts datasets instead of downloading them."""
+    return DatasetKaggleCacheResolver().is_supported()
+
+
+def _use_mounted(dest: Path, copy: Path, work_dir) -> DatasetIndex:
+    """Use a read-only copy of Places365 (mounted by Kaggle or Colab) in place: `dest` becomes a link to it."""
+    _link(dest, copy)
+    log.info("using the copy of %s at %s in place (nothing copied); %s links to it", PLACES365_HANDLE, copy, dest)
+    return _in_place(dest, SPLITS, work_dir)
+
+
+def download_places365(dest: str | os.PathLike = "data/places365", force: bool = False,
+                       work_dir: str | os.PathLike | None = None) -> DatasetIndex:
+    """Get the Kaggle Places365 subset at `dest` and index it; a no-op once there.
+
+    In a Kaggle notebook the dataset is not downloaded: the copy Kaggle mounts read-only under
+    /kaggle/input (attached with "Add Input", or attached by kagglehub) is used in place, `dest`
+    becomes a link to it, and its index and photo cache go to a work folder (`data.work_dir_for`;
+    `work_dir` chooses it). Elsewhere kagglehub downloads it into `dest` (or, in Colab, may serve a
+    mounted copy, used the same way). Credentials come the usual Kaggle ways (KAGGLE_USERNAME/KAGGLE_KEY,
+    ~/.kaggle/kaggle.json, Colab secrets). An interrupted download is started again on the next call.
+    """
     dest = Path(dest)
-    if not force and (index := _already_done(dest)) is not None:
+    if not force and (index := _already_done(dest, SPLITS, work_dir)) is not None:
         return index
+    if _in_kaggle_notebook():  # kagglehub attaches the dataset (if not yet) and returns where it is mounted
+        try:
+            copy = Path(kagglehub.dataset_download(PLACES365_HANDLE))
+        except Exception as e:  # kagglehub raises requests/HTTP errors of several kinds
+            if (copy := attached_copy(PLACES365_HANDLE)) is None:
+                raise DownloadError(
+                    f"could not attach {PLACES365_HANDLE} to this Kaggle notebook ({type(e).__name__}: {e}): add it "
+                    "with Add Input (search for places365 by pankajkumar2002), then run the same command again") from e
+            log.warning("kagglehub could not attach %s (%s: %s); using the copy mounted at %s", PLACES365_HANDLE,
+                        type(e).__name__, e, copy)
+        return _use_mounted(dest, copy, work_dir)
+    if (copy := attached_copy(PLACES365_HANDLE)) is not None:  # mounted, though kagglehub sees no Kaggle notebook
+        return _use_mounted(dest, copy, work_dir)
     if get_kaggle_credentials() is None:
         raise DownloadError(
             "no Kaggle credentials: create an API token at https://www.kaggle.com/settings (Account -> API), "
@@ -126,12 +214,14 @@ def download_places365(dest: str | os.PathLike = "data/places365", force: bool =
     resume = (dest / STARTED_MARKER).exists()
     _claim(dest, force)
     try:
-        path = kagglehub.dataset_download(PLACES365_HANDLE, output_dir=str(dest), force_download=force or resume)
+        path = Path(kagglehub.dataset_download(PLACES365_HANDLE, output_dir=str(dest), force_download=force or resume))
     except Exception as e:  # kagglehub raises requests/HTTP errors of several kinds
         raise DownloadError(
             f"could not download {PLACES365_HANDLE} from Kaggle ({type(e).__name__}: {e}). Check the network "
             "and your Kaggle credentials, then run the same command again: it picks up where it stopped") from e
-    return _finish(dest, Path(path), need=SPLITS)
+    if not path.resolve().is_relative_to(dest.resolve()):  # kagglehub served a mounted copy (Colab's cache)
+        return _use_mounted(dest, path, work_dir)
+    return _finish(dest, path, SPLITS, work_dir)
 
 
 def fetch_url(url: str, dest: Path) -> Path:
@@ -160,10 +250,14 @@ def safe_extract(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
     return dest
 
 
-def download_cifar10(dest: str | os.PathLike = "data/cifar10", force: bool = False) -> DatasetIndex:
-    """Fetch fastai's CIFAR-10 archive ({train,test}/<class>/*.png), extract it safely and index it."""
+def download_cifar10(dest: str | os.PathLike = "data/cifar10", force: bool = False,
+                     work_dir: str | os.PathLike | None = None) -> DatasetIndex:
+    """Fetch fastai's CIFAR-10 archive ({train,test}/<class>/*.png), extract it safely and index it.
+
+    `work_dir` places the index and the photo cache (`data.work_dir_for`).
+    """
     dest = Path(dest)
-    if not force and (index := _already_done(dest)) is not None:
+    if not force and (index := _already_done(dest, ("train", "test"), work_dir)) is not None:
         return index
     _claim(dest, force)
     archive = dest / "cifar10.tgz"
@@ -181,4 +275,4 @@ def download_cifar10(dest: str | os.PathLike = "data/cifar10", force: bool = Fal
             shutil.rmtree(target)
         os.replace(top, target) if top != Path(tmp) else shutil.copytree(tmp, target)
     archive.unlink()
-    return _finish(dest, target, need=("train", "test"))
+    return _finish(dest, target, ("train", "test"), work_dir)

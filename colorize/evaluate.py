@@ -22,7 +22,6 @@ import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,6 +33,7 @@ from PIL import Image, ImageOps
 
 from . import __version__
 from .data import BadImageError, index_dataset, load_rgb
+from .device import autocast_for, choose_precision
 from .files import atomic_write_text, bars_can_draw, default_workers
 from .hintmaps import HINT_CHANNELS, draw_hints_per_photo, eval_side, paint_hints
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
@@ -44,6 +44,7 @@ from .plots import captioned_gallery, hint_curve, save_figure
 log = logging.getLogger(__name__)
 
 BASELINE = "grayscale baseline (ab = 0)"
+GRAYSCALE_COLUMN = "grayscale (input)"  # the baseline's picture is the input itself: L alone
 # ColorMetrics result key -> (results.md column, number format); the table has one column per entry.
 COLUMNS = {
     "psnr_rgb": ("PSNR RGB (dB) ↑", "{:.2f}"),
@@ -104,64 +105,83 @@ def hint_seeds(rels: Sequence[str], count: int, seed: int) -> list[int]:
             for rel in rels]
 
 
-def _read(path: Path, size: int) -> np.ndarray | BadImageError:
-    """The protocol crop of a file, or the error that says why it can't be read."""
-    try:
-        return protocol_crop(load_rgb(path), size)
-    except BadImageError as e:
-        return e
+def _readable_crops(files: list[Path], size: int, pool: ThreadPoolExecutor, bad: list[tuple[Path, str]]) -> list:
+    """The protocol crops of the files that can be read, in order; those that can't are added to `bad` with why."""
+    def read(path: Path):
+        try:
+            return protocol_crop(load_rgb(path), size)
+        except BadImageError as e:
+            log.warning("skipped %s", e)
+            bad.append((path, str(e)))
+            return None
+
+    return [crop for crop in pool.map(read, files) if crop is not None]
 
 
-def _score(predict: Predictor, files: list[Path], metrics: ColorMetrics, *, size: int, bs: int,
-           device: torch.device, pool: ThreadPoolExecutor, label: str, progress: bool) -> list[tuple[Path, str]]:
-    """Accumulate one method's metrics over `files` (after a reset); returns the unreadable files with why."""
-    metrics.reset()
-    bad = []
-    chunks = [files[i : i + bs] for i in range(0, len(files), bs)]
-    log.info("scoring %s on %d photos", label, len(files))
-    for chunk in progress_bar(chunks) if progress and bars_can_draw() else chunks:
-        crops = []
-        for path, crop in zip(chunk, pool.map(partial(_read, size=size), chunk)):
-            if isinstance(crop, BadImageError):
-                log.warning("skipped %s", crop)
-                bad.append((path, str(crop)))
-            else:
-                crops.append(crop)
-        if crops:
-            rgb = pixels_to_rgb(np.stack(crops), device)  # (B,3,S,S) in [0,1]: the ground truth
-            L = rgb_to_lab_net(rgb)[0]  # (B,1,S,S) in [-1,1]
-            metrics.update(lab_net_to_rgb(L, predict(L).float()), rgb)
-    return bad
+def score(methods: dict[str, Predictor], files: list[Path], metrics: ColorMetrics, *, size: int, bs: int,
+          device: torch.device, precision: str, pool: ThreadPoolExecutor,
+          progress: bool) -> tuple[dict, dict, list[Path], list[tuple[Path, str]]]:
+    """Every method's metrics over the readable `files`, one method after another (`metrics` reset for each):
+    (means per method, per-image values per method, the files scored, the unreadable files with why)."""
+    scores, per_image, bad = {}, {}, []
+    for name, predict in methods.items():
+        metrics.reset()
+        found: list[tuple[Path, str]] = []
+        chunks = [files[i : i + bs] for i in range(0, len(files), bs)]
+        log.info("scoring %s on %d photos", name, len(files))
+        for chunk in progress_bar(chunks) if progress and bars_can_draw() else chunks:
+            crops = _readable_crops(chunk, size, pool, found)
+            if crops:
+                rgb = pixels_to_rgb(np.stack(crops), device)  # (B,3,S,S) in [0,1]: the ground truth
+                L = rgb_to_lab_net(rgb)[0]  # (B,1,S,S) in [-1,1]
+                with autocast_for(device, choose_precision(device, precision)):
+                    ab = predict(L).float()  # (B,2,S,S)
+                metrics.update(lab_net_to_rgb(L, ab), rgb)
+        if found and scores:  # the first pass found the unreadable ones; later passes skip them
+            raise RuntimeError(f"{found[0][0]} became unreadable during the evaluation; run it again")
+        if found:
+            bad = found
+            unreadable = {p for p, _ in found}
+            files = [f for f in files if f not in unreadable]
+        if not files:
+            raise FileNotFoundError(f"none of the photos to evaluate could be read ({len(bad)} skipped)")
+        scores[name], per_image[name] = metrics.compute(), metrics.per_image()
+    return scores, per_image, files, bad
 
 
-def _hint_curve(model: torch.nn.Module, files: list[Path], rels: list[str], counts: Sequence[int], *, size: int,
-                bs: int, device: torch.device, pool: ThreadPoolExecutor, seed: int, progress: bool) -> dict:
-    """Mean PSNR RGB and ab of a hint model with each number of hints drawn from the photos' true colours."""
+def hint_curve_scores(model: torch.nn.Module, files: list[Path], rels: list[str], counts: Sequence[int], *,
+                      size: int, bs: int, device: torch.device, precision: str, pool: ThreadPoolExecutor, seed: int,
+                      progress: bool) -> dict[str, list[float]]:
+    """Mean PSNR RGB and ab of a hint model given each number of hints drawn from the photos' true colours."""
     side = eval_side(size)
-    scores = {c: {"psnr_rgb": [], "psnr_ab": []} for c in counts}
+    values = {c: {"psnr_rgb": [], "psnr_ab": []} for c in counts}
     chunks = [range(i, min(i + bs, len(files))) for i in range(0, len(files), bs)]
+    log.info("scoring a hint model with %s hints on %d photos", ", ".join(map(str, counts)), len(files))
     for chunk in progress_bar(chunks) if progress and bars_can_draw() else chunks:
-        crops = list(pool.map(partial(_read, size=size), [files[i] for i in chunk]))
-        bad = [c for c in crops if isinstance(c, BadImageError)]
+        bad: list[tuple[Path, str]] = []
+        crops = _readable_crops([files[i] for i in chunk], size, pool, bad)
         if bad:
-            raise RuntimeError(f"{bad[0]}: it became unreadable during the evaluation; run it again")
+            raise RuntimeError(f"{bad[0][0]} became unreadable during the evaluation; run it again")
         rgb = pixels_to_rgb(np.stack(crops), device)  # (B,3,S,S) in [0,1]
         L, ab = rgb_to_lab_net(rgb)  # (B,1,S,S), (B,2,S,S)
         for count in counts:
             draws = draw_hints_per_photo(hint_seeds([rels[i] for i in chunk], count, seed), size, size,
                                          sides=(side, side), count=count)
-            pred = lab_net_to_rgb(L, model(generator_input(L, paint_hints(ab, draws))).float())
-            scores[count]["psnr_rgb"].append(psnr_rgb(pred, rgb))
-            scores[count]["psnr_ab"].append(psnr_ab(pred, rgb))
-    return {key: [torch.cat(scores[c][key]).mean().item() for c in counts] for key in ("psnr_rgb", "psnr_ab")}
+            with autocast_for(device, choose_precision(device, precision)):
+                pred_ab = model(generator_input(L, paint_hints(ab, draws))).float()  # (B,2,S,S)
+            pred = lab_net_to_rgb(L, pred_ab)
+            values[count]["psnr_rgb"].append(psnr_rgb(pred, rgb))
+            values[count]["psnr_ab"].append(psnr_ab(pred, rgb))
+    return {key: [torch.cat(values[c][key]).mean().item() for c in counts] for key in ("psnr_rgb", "psnr_ab")}
 
 
-def _render(methods: dict[str, Predictor], files: list[Path], size: int,
-            device: torch.device) -> list[list[np.ndarray]]:
+def render(methods: dict[str, Predictor], files: list[Path], size: int, device: torch.device,
+           precision: str) -> list[list[np.ndarray]]:
     """Gallery rows: original, then each method's colours on its L, as (S,S,3) uint8."""
     rgb = pixels_to_rgb(np.stack([protocol_crop(load_rgb(f), size) for f in files]), device)
     L = rgb_to_lab_net(rgb)[0]
-    columns = [rgb] + [lab_net_to_rgb(L, predict(L).float()) for predict in methods.values()]
+    with autocast_for(device, choose_precision(device, precision)):
+        columns = [rgb] + [lab_net_to_rgb(L, predict(L).float()) for predict in methods.values()]
     columns = [rgb_to_pixels(c) for c in columns]  # each (B,S,S,3) uint8
     return [[c[i] for c in columns] for i in range(len(files))]
 
@@ -226,7 +246,7 @@ def _choose_galleries(rels: list[str], psnr_ab: np.ndarray, names: list[str], sp
     """Which photos each gallery shows, its file name and its caption naming them (as results.json keeps them)."""
     spread = np.unique(np.linspace(0, len(rels) - 1, min(n_gallery, len(rels))).round().astype(int))
     hard = np.argsort(psnr_ab, kind="stable")[:n_hardest]  # lowest PSNR ab first: the largest colour error
-    columns = " | ".join(["original", "grayscale (input)", *names])
+    columns = " | ".join(["original", GRAYSCALE_COLUMN, *names])
     return {
         "gallery": {"path": "gallery.png", "files": [rels[i] for i in spread], "caption":
                     f"Comparison on {len(spread)} {split} photos spread over the split ({size}x{size} protocol), "
@@ -255,6 +275,7 @@ def evaluate(
     workers: int | None = None,
     progress: bool = True,
     precision: str = "fp32",
+    work_dir: str | os.PathLike | None = None,
     hints: Sequence[int] | None = None,
 ) -> EvaluationReport:
     """Evaluate generator checkpoints and the grayscale baseline on `split` of `data`; write the report to `out_dir`.
@@ -262,9 +283,10 @@ def evaluate(
     Names default to `model_name` (run folder/stem). LPIPS/FID settings go to `ColorMetrics` (a
     backbone that can't be fetched is reported as skipped). `seed` must be the one the data was split
     with. The comparison gallery shows `n_gallery` photos spread over the split; the hardest-cases
-    gallery the `n_hardest` with the lowest PSNR ab under the first model. `hints`: numbers of colour
-    hints per photo (e.g. 0, 1, 2, 5, 10) for the PSNR-vs-hints curve of the models that take hints,
-    drawn with `seed`. Same inputs, same numbers.
+    gallery the `n_hardest` with the lowest PSNR ab under the first model. Same inputs, same numbers.
+    `work_dir` places the dataset's index (`data.work_dir_for`). `hints`: numbers of colour hints per
+    photo (e.g. 0, 1, 2, 5, 10) for the PSNR-vs-hints curve of the models that take hints, drawn with
+    `seed`.
     """
     if not models:
         raise ValueError("no models to evaluate: pass one or more generator checkpoints (.safetensors)")
@@ -289,7 +311,7 @@ def evaluate(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else default_device()
-    index = index_dataset(data, seed=seed, progress=progress)
+    index = index_dataset(data, seed=seed, progress=progress, work_dir=work_dir)
     files = index.files(split)
     skipped = index.excluded_from(split)
     methods: dict[str, Predictor] = {BASELINE: _zero_ab}
@@ -297,44 +319,26 @@ def evaluate(
     methods.update({name: _automatic(g) for name, g in generators.items()})
     metrics = ColorMetrics(lpips_net=lpips_net, fid_feature=fid_feature)
 
-    scores, per_image = {}, {}
     with (ThreadPoolExecutor(workers or default_workers()) as pool, torch.inference_mode(),
           torch.backends.cudnn.flags(torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
                                      allow_tf32=False)):
-        for name, predict in methods.items():
-            bad = _score(predict, files, metrics, size=size, bs=bs, device=device, pool=pool, label=name,
-                         progress=progress)
-            if bad and name != BASELINE:
-                raise RuntimeError(f"{bad[0][0]} became unreadable during the evaluation; run it again")
-            if bad:  # found on the first pass; later passes see only the readable files
-                skipped += bad
-                unreadable = {p for p, _ in bad}
-                files = [f for f in files if f not in unreadable]
-            if not files:
-                raise FileNotFoundError(f"no readable photos in the {split!r} split of {data} ({index.counts})")
-            scores[name], per_image[name] = metrics.compute(), metrics.per_image()
+        scores, per_image, files, bad = score(methods, index.files(split), metrics, size=size, bs=bs, device=device,
+                                              precision=precision, pool=pool, progress=progress)
         rels = [f.relative_to(index.root).as_posix() for f in files]
-        curves = {name: _hint_curve(g, files, rels, hints, size=size, bs=bs, device=device, pool=pool, seed=seed,
-                                    progress=progress)
+        curves = {name: hint_curve_scores(g, files, rels, hints, size=size, bs=bs, device=device, precision=precision,
+                                          pool=pool, seed=seed, progress=progress)
                   for name, g in generators.items() if hints is not None and takes_hints[name]}
         galleries = _choose_galleries(rels, per_image[names[0]]["psnr_ab"].numpy(), names, split, size,
                                       n_gallery, n_hardest)
-        shown = sorted({f for g in galleries.values() for f in g["files"]})
-        rows = dict(zip(shown, _render(methods, [index.root / f for f in shown], size, device)))  # one batch
-        paths = {}
-        for key, g in galleries.items():
-            fig = captioned_gallery([rows[f] for f in g["files"]], ["original", "grayscale (input)", *names],
-                                    g["caption"], row_labels=[Path(f).name for f in g["files"]])
-            paths[key] = save_figure(fig, out_dir / g["path"])
-
-    checkpoints = {BASELINE: None, **{name: str(ckpt) for name, ckpt in zip(names, models)}}
+        paths = write_galleries(galleries, methods, index.root, size, device, precision, out_dir)
+    skipped = index.excluded_from(split) + bad
     results = {
-        "data": str(data), "split": split, "size": size, "protocol": protocol_text(size),
+        "data": str(data), "split": split, "size": size, "protocol": protocol_text(size), "precision": precision,
         "n_images": len(files), "n_skipped": len(skipped),
         "skipped": [{"path": p.relative_to(index.root).as_posix(), "reason": why} for p, why in skipped],
-        "models": {name: {"checkpoint": checkpoints[name], "takes_hints": takes_hints.get(name, False),
-                          **{k: _json_value(v) for k, v in score.items()}}
-                   for name, score in scores.items()},
+        "models": {name: {"checkpoint": ckpt, "takes_hints": takes_hints.get(name, False),
+                          **{k: _json_value(v) for k, v in scores[name].items()}}
+                   for name, ckpt in {BASELINE: None, **{n: str(c) for n, c in zip(names, models)}}.items()},
         "galleries": galleries,
         "files": rels,
         "per_image": {name: {k: [round(x, 4) for x in v.tolist()] for k, v in values.items()}
@@ -346,19 +350,38 @@ def evaluate(
         results["hint_curve"] = {
             "counts": hints, "path": "hint_curve.png", "seed": seed,
             "sampling": (f"k {side}x{side} px patches per photo, each the mean true ab of its square, at "
-                         f"centre-biased places (Zhang et al. 2017's sweep: 6x6 at 256 px), seeded per photo and k"),
+                         "centre-biased places (Zhang et al. 2017's sweep: 6x6 at 256 px), seeded per photo and k"),
             "models": {name: ({"takes_hints": True, **curves[name]} if takes_hints[name] else
                               {"takes_hints": False, "automatic": {k: scores[name][k] for k in ("psnr_rgb", "psnr_ab")}})
                        for name in names},
         }
         paths["hint_curve"] = save_figure(hint_curve(results["hint_curve"]), out_dir / "hint_curve.png")
-    markdown = results_markdown(results)
-    paths["results_json"] = out_dir / "results.json"
-    paths["results_json"].write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    paths["results_md"] = out_dir / "results.md"
-    paths["results_md"].write_text(markdown)
+    report = write_report(results, out_dir, paths)
     log.info("evaluated %d model(s) and the baseline on %d %s photos (%d skipped): %s",
              len(models), len(files), split, len(skipped), out_dir)
+    return report
+
+
+def write_galleries(galleries: dict[str, dict], methods: dict[str, Predictor], root: Path, size: int,
+                    device: torch.device, precision: str, out_dir: Path) -> dict[str, Path]:
+    """Draw each gallery `_choose_galleries` chose (the photos shown are rendered once, in one batch); their paths."""
+    shown = sorted({f for g in galleries.values() for f in g["files"]})
+    rows = dict(zip(shown, render(methods, [root / f for f in shown], size, device, precision)))
+    columns = ["original", *[GRAYSCALE_COLUMN if n == BASELINE else n for n in methods]]
+    paths = {}
+    for key, g in galleries.items():
+        fig = captioned_gallery([rows[f] for f in g["files"]], columns, g["caption"],
+                                row_labels=[Path(f).name for f in g["files"]])
+        paths[key] = save_figure(fig, out_dir / g["path"])
+    return paths
+
+
+def write_report(results: dict, out_dir: Path, paths: dict[str, Path]) -> EvaluationReport:
+    """results.json and results.md in `out_dir`; the report with every path written."""
+    markdown = results_markdown(results)
+    paths = {**paths, "results_json": out_dir / "results.json", "results_md": out_dir / "results.md"}
+    atomic_write_text(paths["results_json"], json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    atomic_write_text(paths["results_md"], markdown)
     return EvaluationReport(results, markdown, paths)
 
 

@@ -1,10 +1,13 @@
-"""Small general helpers: atomic writes, progress where a bar can draw, worker count, a fingerprint of files."""
+"""Small general helpers: atomic writes, can a folder be written, progress where a bar can draw, worker count,
+a fingerprint of files."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -38,6 +41,23 @@ def atomic_write_text(path: Path, text: str) -> None:
     """`path.write_text(text)` through `atomic_path`."""
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def can_write_in(folder: str | os.PathLike) -> bool:
+    """Whether new files can be created in the existing `folder`, found out by creating one and deleting it.
+
+    The file system itself answers: a read-only mount (a Kaggle dataset), permissions, ACLs, an NFS
+    server that maps root to nobody. Permission bits alone mislead: root passes them everywhere.
+    """
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".colorize-probe-", dir=folder)
+    except OSError as e:
+        if e.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            return False
+        raise  # a full disk or a missing folder is an error, not an answer
+    os.close(fd)
+    os.unlink(probe)
+    return True
 
 
 

@@ -35,6 +35,7 @@ from torch.amp import GradScaler
 
 from .config import GanConfig
 from .loaders import make_dataloaders
+from .hub import resolve_checkpoint
 from .losses import GANLoss, generator_loss
 from .metrics import ColorPSNR
 from .models import build_critic, build_generator, load_generator
@@ -155,7 +156,7 @@ def generator_identity(generator) -> str | None:
     if generator is None:
         return None
     digest = hashlib.sha256()
-    with open(generator, "rb") as f:
+    with open(resolve_checkpoint(generator), "rb") as f:
         while chunk := f.read(1 << 24):
             digest.update(chunk)
     return f"{Path(generator).name} sha256:{digest.hexdigest()[:16]}"

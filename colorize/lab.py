@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from fastai.vision.all import ItemTransform, TensorImage
 from kornia.color import lab_to_rgb, rgb_to_lab
+from PIL import Image
 
 L_SCALE = 50.0  # L in [0, 100] -> L/50 - 1 in [-1, 1]
 AB_SCALE = 110.0  # a, b in about [-110, 110] over sRGB -> ab/110 in about [-1, 1]
@@ -27,6 +28,20 @@ def lab_net_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """L (B,1,H,W) in [-1,1] and ab (B,2,H,W) scaled by 1/110 -> RGB (B,3,H,W) in [0,1] (clipped)."""
     lab = torch.cat([(L.float() + 1.0) * L_SCALE, ab.float() * AB_SCALE], dim=1)
     return lab_to_rgb(lab, clip=True)
+
+
+def gray_rgb(L: torch.Tensor) -> torch.Tensor:
+    """L (B,1,H,W) in [-1,1] -> the gray picture it is, RGB (B,3,H,W) in [0,1]: (L, ab = 0) back to RGB.
+
+    What the model sees, and the grayscale baseline a colorizer has to beat. (PIL's `convert("L")`
+    is a luma of gamma-encoded RGB, not CIE L: close, but not the model's input.)
+    """
+    return lab_net_to_rgb(L, L.new_zeros(L.shape[0], 2, *L.shape[2:]))
+
+
+def gray_photo(image: Image.Image) -> Image.Image:
+    """A photo (PIL, any size) as the gray picture of its own lightness (`gray_rgb`), an RGB PIL image."""
+    return Image.fromarray(rgb_to_pixels(gray_rgb(rgb_to_lightness(pixels_to_rgb(image.convert("RGB")))))[0])
 
 
 def pixels_to_rgb(pixels, device=None) -> torch.Tensor:

@@ -5,8 +5,10 @@ Workers only decode, crop and resize; the Lab conversion runs batched on the dev
 
 The cache: a one-time, memory-mapped uint8 copy of a dataset at the training size, so epochs read
 pixels, not JPEGs (see the README's performance table for what decoding costs a worker). Each split is
-decoded once, by the workers, into `<data>/.colorize-cache/<split>-<size>px-<key>.npy` (N x size x size x 3
-uint8, 192 KiB a photo at 256 px), and the training batches come from slices of that memory map. The
+decoded once, by the workers, into `<work>/.colorize-cache/<split>-<size>px-<key>.npy` (N x size x size x 3
+uint8, 192 KiB a photo at 256 px), and the training batches come from slices of that memory map. `<work>`
+is the dataset's work folder (`data.work_dir_for`): the photo folder, or a folder under the user's
+cache when the photos can't be written. The
 random crop and flip then run on the device as one fastai affine transform per batch (`device_augmentation`).
 
 What is cached: train photos centre-cropped to a square and resized to `size` (so the random crops
@@ -103,10 +105,11 @@ def cache_split(index: DatasetIndex, split: str, size: int, tfm, workers: int | 
                 progress: bool = True) -> SplitCache:
     """The cache of `split` at `size` px, built on first use (decoding in `workers` processes) and reused after.
 
-    One process builds at a time (a lock file beside the caches); others wait, then reuse its work.
-    Caches of other photos or sizes are left alone (another run may read them) and reported.
+    The cache lives in `index.work_dir`. One process builds at a time (a lock file beside the caches);
+    others wait, then reuse its work. Caches of other photos or sizes are left alone (another run may
+    read them) and reported.
     """
-    folder = index.root / CACHE_DIR
+    folder = index.work_dir / CACHE_DIR
     rels = [rel for rel, s in index.items if s == split]
     path = folder / f"{split}-{size}px-{_key(index, split, rels, size)}.npy"
     if (done := _finished(rels, path)) is not None:
@@ -210,14 +213,22 @@ def make_dataloaders(
     """fastai DataLoaders for train and valid whose batches are `(L, ab)` on `device`.
 
     `data` gives the crop size, batch size, crops per photo (`repeats`) and split seed; `machine`
-    the workers and whether to cache. Train: random resized crop (at least `min_scale` of the
-    photo's area) and horizontal flip; valid: fastai's deterministic resize and centre crop.
-    Without the cache the workers decode, crop and flip each photo every epoch; with it the photos
-    are decoded once into a memory-mapped uint8 cache beside the data (a progress bar while it
-    builds unless `progress` is False) and the crop and flip run on the device.
+    the workers, whether to cache, and the work folder of the index and cache (`machine.work_dir`,
+    see `data.work_dir_for`; default: beside the photos where they can be written, else the user's
+    cache). Train: random resized crop (at least `min_scale` of the photo's area) and horizontal
+    flip; valid: fastai's deterministic resize and centre crop. Without the cache the workers
+    decode, crop and flip each photo every epoch; with it the photos are decoded once into a
+    memory-mapped uint8 cache in the work folder (a progress bar while it builds unless `progress`
+    is False) and the crop and flip run on the device.
     """
-    size, bs, repeats, workers = data.size, data.bs, data.repeats, machine.workers
-    index = source if isinstance(source, DatasetIndex) else index_dataset(source, seed=data.seed)
+    size, bs, repeats, workers, work_dir = data.size, data.bs, data.repeats, machine.workers, machine.work_dir
+    if isinstance(source, DatasetIndex):
+        if work_dir is not None and Path(work_dir).resolve() != source.work_dir.resolve():
+            raise ValueError(f"the index of {source.root} lives in {source.work_dir}, not {work_dir}: "
+                             "pass work_dir to index_dataset, or pass the photo folder here")
+        index = source
+    else:
+        index = index_dataset(source, seed=data.seed, work_dir=work_dir)
     train, valid = index.files("train") * repeats, index.files("valid")
     if not train or not valid:
         raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")

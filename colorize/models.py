@@ -20,6 +20,7 @@ from torchvision import models as tvm
 from . import __version__
 from .config import CriticConfig
 from .files import atomic_path
+from .hub import resolve_checkpoint
 from .lab import AB_SCALE, L_SCALE
 
 # name -> (torchvision constructor, its ImageNet weights). A plain dict: the error lists the choices.
@@ -30,6 +31,12 @@ ARCHS = {
 
 CHECKPOINT_FORMAT = "colorize-generator/2"  # /2 adds in_channels
 READABLE_FORMATS = {"colorize-generator/1": 1, CHECKPOINT_FORMAT: 2}  # /1: every generator took L alone
+# Bounds on a checkpoint's build size: the encoder halves the input 5 times, and building the U-Net runs
+# a dummy input of that size through it, so an absurd size in a file would allocate absurd memory.
+MIN_SIZE, MAX_SIZE = 32, 4096
+IN_CHANNELS = (1, 4)  # L alone; L and a hint map
+# safetensors' names of the dtypes a generator's state holds
+DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
 
 
 @dataclass(frozen=True)
@@ -85,8 +92,14 @@ def save_generator(model: nn.Module, path: str | os.PathLike, **extra) -> Path:
 
 
 def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
-    """The metadata of a generator checkpoint; a clear error if the file is not one."""
-    path = Path(path)
+    """The metadata of a generator checkpoint (a file or an `hf://` path), each field checked; a clear error if
+    the file is not one.
+
+    Only the file's header is read (safetensors refuses headers over 100 MB). The architecture must
+    be one of `ARCHS`, the size a whole number in [MIN_SIZE, MAX_SIZE], `in_channels` (1 if absent)
+    one of `IN_CHANNELS`: a file from elsewhere can't make the loader build an arbitrary network.
+    """
+    path = Path(resolve_checkpoint(path))
     if not path.is_file():
         raise FileNotFoundError(f"no generator checkpoint at {path}")
     try:
@@ -102,8 +115,54 @@ def read_checkpoint_metadata(path: str | os.PathLike) -> dict:
             f"{path} is a safetensors file but not a colorize generator checkpoint "
             f"(format {meta.get('format')!r}, expected one of {', '.join(READABLE_FORMATS)})"
         )
-    return {**meta, "size": int(meta["size"]), "in_channels": int(meta.get("in_channels", 1)),
-            "extra": json.loads(meta.get("extra", "{}"))}
+
+    def refuse(what: str):
+        raise ValueError(f"{path} is not a usable generator checkpoint: {what}; it was not written by colorize "
+                         "or was altered since: use a checkpoint written by `colorize pretrain` or `colorize gan`")
+
+    if meta.get("arch") not in ARCHS:
+        refuse(f"unknown architecture {meta.get('arch')!r} (known: {', '.join(ARCHS)})")
+    size, channels = meta.get("size", ""), meta.get("in_channels", "1")
+    if not (size.isascii() and size.isdigit() and MIN_SIZE <= int(size) <= MAX_SIZE):
+        refuse(f"size {size[:40]!r} is not a whole number of pixels from {MIN_SIZE} to {MAX_SIZE}")
+    if channels not in {str(c) for c in IN_CHANNELS}:
+        refuse(f"in_channels {channels[:40]!r} is not one of {', '.join(map(str, IN_CHANNELS))}")
+    try:
+        extra = json.loads(meta.get("extra", "{}"))
+    except (ValueError, RecursionError):
+        extra = None
+    if not isinstance(extra, dict):
+        refuse("its 'extra' field is not a JSON object")
+    return {**meta, "size": int(size), "in_channels": int(channels), "extra": extra}
+
+
+def check_checkpoint_tensors(path: str | os.PathLike, meta: dict) -> None:
+    """Refuse a checkpoint whose tensors (names, shapes, dtypes) are not those of the network its metadata names.
+
+    The expected network is built on the meta device (shapes only, no memory) and compared with the
+    file's header; no tensor is read.
+    """
+    with torch.device("meta"):
+        expected = build_generator(meta["arch"], size=meta["size"], pretrained=False,
+                                   in_channels=meta["in_channels"]).state_dict()
+    problems = []
+    with safe_open(str(path), framework="pt") as f:
+        found = set(f.keys())
+        for name in sorted(found & expected.keys()):
+            tensor, want = f.get_slice(name), expected[name]
+            shape, dtype = tuple(tensor.get_shape()), tensor.get_dtype()
+            if shape != tuple(want.shape) or dtype != DTYPE_NAMES.get(want.dtype):
+                problems.append(f"{name} is {dtype} {list(shape)}, expected {DTYPE_NAMES.get(want.dtype)} "
+                                f"{list(want.shape)}")
+    missing, unexpected = sorted(expected.keys() - found), sorted(found - expected.keys())
+    if missing:
+        problems.append(f"{len(missing)} missing (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected (e.g. {', '.join(u[:60] for u in unexpected[:3])})")
+    if problems:
+        raise ValueError(f"{path} does not hold the {meta['arch']} generator its metadata describes: tensors "
+                         + "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+                         + ". Use a checkpoint written by `colorize pretrain` or `colorize gan`")
 
 
 def checkpoint_spec(path: str | os.PathLike) -> GeneratorSpec:
@@ -113,8 +172,13 @@ def checkpoint_spec(path: str | os.PathLike) -> GeneratorSpec:
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> DynamicUnet:
-    """Rebuild a generator from its checkpoint through `build_generator`, in eval mode; no pickle involved."""
+    """Rebuild a generator from its checkpoint (file or `hf://` path) via `build_generator`, in eval mode; no pickle.
+
+    The metadata and the tensors' names, shapes and dtypes are checked before anything is built.
+    """
+    path = resolve_checkpoint(path)
     meta = read_checkpoint_metadata(path)
+    check_checkpoint_tensors(path, meta)
     model = build_generator(meta["arch"], size=meta["size"], pretrained=False, in_channels=meta["in_channels"])
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.to(device or "cpu").eval()

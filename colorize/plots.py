@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net
+from .lab import gray_rgb, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net
 
 
 def _as_array(img) -> np.ndarray:
@@ -67,8 +67,7 @@ def batch_gallery(L: torch.Tensor, predictions: dict[str, torch.Tensor], ab_true
                   max_rows: int = 8, cell: float = 2.5, title: str | None = None):
     """Gallery of a batch: L (B,1,H,W) in [-1,1], each prediction and the truth as ab (B,2,H,W) scaled by 1/110."""
     k = min(max_rows, L.shape[0])
-    gray = (L[:k] + 1) / 2  # (k,1,H,W) in [0,1]
-    cols = {"grayscale": list(gray)}
+    cols = {"grayscale": list(gray_rgb(L[:k]))}  # (k,3,H,W) in [0,1]
     for name, ab in predictions.items():
         cols[name] = list(lab_net_to_rgb(L[:k], ab[:k]))
     if ab_true is not None:
@@ -81,7 +80,7 @@ def lab_split(img: Image.Image, cell: float = 3.0):
     """One photo shown as the model sees it: RGB, the L channel (input) and the a and b channels (target)."""
     rgb = pixels_to_rgb(img.convert("RGB"))  # (1,3,H,W) in [0,1]
     L, ab = rgb_to_lab_net(rgb)  # (1,1,H,W), (1,2,H,W)
-    panels = [("photo (RGB)", _as_array(rgb[0]), None), ("L: lightness (input)", _as_array((L[0] + 1) / 2), "gray"),
+    panels = [("photo (RGB)", _as_array(rgb[0]), None), ("L: lightness (input)", _as_array(gray_rgb(L)[0]), None),
               ("a: green - red (target)", ab[0, 0].numpy(), "RdYlGn_r"), ("b: blue - yellow (target)", ab[0, 1].numpy(), "YlGnBu_r")]
     fig, axes = plt.subplots(1, 4, figsize=(cell * 4, cell))
     for ax, (name, a, cmap) in zip(axes, panels):

@@ -35,6 +35,7 @@ def test_download_without_credentials_says_what_to_do(tmp_path, monkeypatch, cap
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "kaggle"))
     monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "no-kaggle-input"))  # not a Kaggle notebook
     import kagglehub
 
     monkeypatch.setattr(kagglehub, "dataset_download", lambda *a, **k: pytest.fail("tried the network"))
@@ -98,14 +99,16 @@ def test_demo_writes_gallery_and_metrics(tmp_path):
     out = tmp_path / "demo"
     assert (out / "gallery.png").exists() and (out / "l1" / "best.safetensors").exists()
     assert (out / "gan" / "last.safetensors").exists()
-    metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["methods"]) == {"grayscale baseline", "L1 generator", "GAN generator", "hint generator, 5 hints"}
-    assert metrics["hint_curve"]["counts"] == [0, 1, 2, 5, 10, 20, 50, 100] and len(metrics["hint_curve"]["psnr_rgb"]) == 8
-    assert (out / "report" / "hint_curve.png").exists() and (out / "hints" / "best.safetensors").exists()
-    assert metrics["n_images"] == 2 and sorted(metrics["photos"]) == ["chelsea.png", "flower.png"]
-    for m in metrics["methods"].values():
-        assert 0 < m["psnr_rgb"] < 100 and m["ab_l1"] >= 0
+    results = json.loads((out / "evaluation" / "results.json").read_text())  # colorize evaluate's own report
+    assert set(results["models"]) == {"grayscale baseline (ab = 0)", "L1 generator", "GAN generator", "hint generator"}
+    curve = results["hint_curve"]
+    assert curve["counts"] == [0, 1, 2, 5, 10, 20, 50, 100] and len(curve["models"]["hint generator"]["psnr_rgb"]) == 8
+    assert (out / "evaluation" / "hint_curve.png").exists() and Image.open(out / "chelsea_hints.png").size == \
+        Image.open(tmp_path / "samples" / "test" / "chelsea.png").size
+    assert results["n_images"] == 2 and sorted(results["files"]) == ["test/chelsea.png", "test/flower.png"]
+    for m in results["models"].values():
+        assert 0 < m["psnr_rgb"] < 100 and "delta_colorfulness" in m
     # full resolution: the colorized photos keep the originals' sizes
     original = Image.open(tmp_path / "samples" / "test" / "chelsea.png")
     assert Image.open(out / "chelsea_gan.png").size == original.size
-    assert "gallery" in report and "metrics.md" in report
+    assert "gallery" in report and "results.md" in report and "PSNR RGB" in report

@@ -1,7 +1,10 @@
-"""colorize.data: decoding every PIL mode, screening, indexing/splits, DataLoaders, sample photos, downloads.
+"""colorize.data: decoding every PIL mode, screening, indexing/splits, DataLoaders, read-only datasets, sample
+photos, downloads (Kaggle notebooks included).
 
 Everything runs offline on tiny images the tests make; for downloads only the network call
-(`kagglehub.dataset_download`, `colorize.download.fetch_url`) is replaced.
+(`kagglehub.dataset_download`, `colorize.download.fetch_url`) is replaced. A read-only dataset is
+tested twice: through the writability probe (`files.can_write_in`, patched), and for real on a
+read-only bind mount in a private mount namespace where the machine allows one (else skipped, saying why).
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ import csv
 import io
 import json
 import logging
+import os
+import shutil
+import subprocess
+import sys
 import tarfile
 from collections import Counter
 from pathlib import Path
@@ -22,11 +29,14 @@ import torch
 from PIL import Image
 from skimage import data as skdata
 
-from colorize import data, download
-from colorize.data import EXCLUDED_NAME, INDEX_NAME, assign_splits, BadImageError, index_dataset, is_grayscale, load_rgb, screen
+import colorize
+from colorize import data, download, files
+from colorize.data import (EXCLUDED_NAME, INDEX_NAME, META_NAME, assign_splits, BadImageError, dataset_cache_dir,
+                           index_dataset, is_grayscale, load_rgb, screen)
 from colorize.download import PLACES365_HANDLE, DownloadError, safe_extract, sample_photos
 from colorize.config import DataConfig, MachineConfig
-from colorize.loaders import make_dataloaders
+from colorize.files import can_write_in
+from colorize.loaders import CACHE_DIR, make_dataloaders
 from colorize.lab import rgb_to_lab_net
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -501,6 +511,157 @@ def test_dataloaders_need_train_and_valid(tmp_path):
         make_dataloaders(index, DataConfig(size=8, bs=2), MachineConfig(workers=0))
 
 
+# ------------------------------------------------------------------------------------ read-only datasets
+
+
+def snapshot(folder) -> dict:
+    """Every file and folder under `folder` with its size and modification time: any write changes it."""
+    return {p.relative_to(folder).as_posix(): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.fixture
+def read_only(tmp_path, monkeypatch):
+    """Mark folders read-only for colorize's writability probe (`can_write_in`); the user cache goes to tmp_path."""
+    marked = []
+
+    def probe(folder):
+        return not any(Path(folder).resolve().is_relative_to(m) for m in marked) and can_write_in(folder)
+
+    for module in (data, download):
+        monkeypatch.setattr(module, "can_write_in", probe)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "user-cache"))
+    return lambda folder: marked.append(Path(folder).resolve())
+
+
+def test_can_write_in_asks_the_file_system_and_leaves_nothing(tmp_path):
+    assert can_write_in(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(FileNotFoundError):  # a folder that isn't there is an error, not a "no"
+        can_write_in(tmp_path / "missing")
+
+
+def test_dataset_cache_dir_is_one_per_folder_under_the_user_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    a, b = tmp_path / "a" / "photos", tmp_path / "b" / "photos"
+    assert dataset_cache_dir(a).parent == tmp_path / "xdg" / "colorize" / "datasets"
+    assert dataset_cache_dir(a).name.startswith("photos-") and dataset_cache_dir(a) != dataset_cache_dir(b)
+    assert dataset_cache_dir(a) == dataset_cache_dir(tmp_path / "b" / ".." / "a" / "photos")  # the resolved path
+
+
+def test_a_folder_that_cant_be_written_is_used_in_place(tmp_path, read_only, monkeypatch, caplog):
+    root = tmp_path / "photos"
+    write_photos(root / "train", 6, size=(20, 20))
+    write_photos(root / "valid", 2, prefix="v", size=(20, 20))
+    write_broken(root / "train")
+    read_only(root)
+    before = snapshot(root)
+    with caplog.at_level(logging.INFO, logger="colorize.data"):
+        index = index_dataset(root, progress=False)
+
+    work = tmp_path / "user-cache" / "colorize" / "datasets" / dataset_cache_dir(root).name
+    assert index.root == root and index.work_dir == work
+    assert {p.name for p in work.iterdir()} == {INDEX_NAME, EXCLUDED_NAME, META_NAME}
+    assert index.counts == {"train": 6, "valid": 2, "test": 0, "excluded": 4}
+    assert str(work) in caplog.text and "can't be written" in caplog.text
+    monkeypatch.setattr(data, "screen", lambda path: pytest.fail("screened again although nothing changed"))
+    assert index_dataset(root, progress=False).items == index.items  # found again where it was put
+
+    dls = make_dataloaders(root, DataConfig(size=16, bs=2), MachineConfig(workers=0, cache=True), progress=False)
+    assert dls.one_batch()[0].shape == (2, 1, 16, 16)
+    assert any((work / CACHE_DIR).glob("train-16px-*.npy"))
+    assert snapshot(root) == before  # nothing written beside the photos
+
+
+def test_work_dir_chooses_where_the_index_and_cache_go(tmp_path):
+    root, work = tmp_path / "photos", tmp_path / "elsewhere" / "work"
+    write_photos(root / "train", 4, size=(20, 20))
+    write_photos(root / "valid", 2, prefix="v", size=(20, 20))
+    before = snapshot(root)
+    index = index_dataset(root, progress=False, work_dir=work)
+    assert index.work_dir == work and (work / INDEX_NAME).exists()
+    make_dataloaders(index, DataConfig(size=16, bs=2), MachineConfig(workers=0, cache=True, work_dir=str(work)), progress=False)
+    assert any((work / CACHE_DIR).glob("valid-16px-*.npy"))
+    assert snapshot(root) == before  # a writable photo folder too is left alone when a work folder is given
+    with pytest.raises(ValueError, match="pass work_dir to index_dataset"):
+        make_dataloaders(index, DataConfig(size=16, bs=2), MachineConfig(workers=0, work_dir=str(tmp_path / "another")))
+
+
+def test_a_work_dir_that_cant_be_written_says_what_to_do(tmp_path, read_only):
+    write_photos(tmp_path / "photos", 3, size=(8, 8))
+    read_only(tmp_path / "work")
+    with pytest.raises(PermissionError, match="cannot write in the work folder .*--work-dir"):
+        index_dataset(tmp_path / "photos", progress=False, work_dir=tmp_path / "work")
+
+
+def test_sample_photos_in_a_read_only_folder_are_used_and_never_rewritten(tmp_path, read_only):
+    dest = sample_photos(tmp_path / "samples")
+    (dest / "train" / "rocket.png").unlink()
+    read_only(dest)
+    before = snapshot(dest)
+    with pytest.raises(PermissionError, match="can't be written and lacks 1 of the sample photos"):
+        sample_photos(dest)
+    assert snapshot(dest) == before
+
+
+# A real read-only mount: `folder` bind-mounted read-only over itself in a private mount namespace, so only
+# the child process sees it read-only. As root `unshare --mount` allows it; elsewhere a user namespace may.
+MOUNT_NAMESPACES = (("unshare", "--mount", "--propagation", "private"),
+                    ("unshare", "--user", "--map-root-user", "--mount"))
+READ_ONLY_THEN_RUN = 'mount --bind "$0" "$0" && mount -o remount,ro,bind "$0" && exec "$1" -c "$2"'
+
+
+@pytest.fixture(scope="session")
+def mount_namespace(tmp_path_factory) -> tuple[str, ...]:
+    """A command prefix under which `READ_ONLY_THEN_RUN` really makes a read-only mount; skips if none works."""
+    probe = tmp_path_factory.mktemp("mount-probe")
+    attempt = f"import pathlib; pathlib.Path({str(probe / 'written')!r}).touch()"
+    for prefix in MOUNT_NAMESPACES:
+        if shutil.which(prefix[0]) is None:
+            continue
+        run = subprocess.run([*prefix, "sh", "-c", READ_ONLY_THEN_RUN, str(probe), sys.executable, attempt],
+                             capture_output=True, text=True, timeout=120)
+        if run.returncode != 0 and "Read-only file system" in run.stderr and not (probe / "written").exists():
+            return prefix
+    pytest.skip("this machine allows no private read-only bind mount (unshare --mount needs root or user "
+                "namespaces): the real read-only test did not run; the probe-based tests cover the mechanism")
+
+
+def run_on_read_only(prefix, folder, code: str, env: dict) -> dict:
+    """Run Python `code` in a child that sees `folder` mounted read-only; returns the JSON its last line prints."""
+    repo = Path(colorize.__file__).resolve().parents[1]
+    env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([*prefix, "sh", "-c", READ_ONLY_THEN_RUN, str(folder), sys.executable, code],
+                         capture_output=True, text=True, timeout=600, env=env, cwd=repo)
+    assert run.returncode == 0, run.stderr[-4000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_a_real_read_only_mount_is_indexed_and_cached_without_a_write(tmp_path, mount_namespace):
+    root = tmp_path / "photos"
+    write_photos(root / "train", 6, size=(20, 20))
+    write_photos(root / "valid", 2, prefix="v", size=(20, 20))
+    before = snapshot(root)
+    code = f"""
+import json
+from colorize.config import DataConfig, MachineConfig
+from colorize.data import index_dataset
+from colorize.files import can_write_in
+from colorize.loaders import make_dataloaders
+root = {str(root)!r}
+assert not can_write_in(root)
+index = index_dataset(root, progress=False)
+L, ab = make_dataloaders(index, DataConfig(size=16, bs=2), MachineConfig(workers=0, cache=True), progress=False).one_batch()
+print(json.dumps({{"work_dir": str(index.work_dir), "counts": index.counts, "L": list(L.shape)}}))
+"""
+    got = run_on_read_only(mount_namespace, root, code, {"XDG_CACHE_HOME": str(tmp_path / "user-cache")})
+    work = Path(got["work_dir"])
+    assert work.parent == tmp_path / "user-cache" / "colorize" / "datasets"
+    assert got["counts"] == {"train": 6, "valid": 2, "test": 0, "excluded": 0} and got["L"] == [2, 1, 16, 16]
+    assert (work / INDEX_NAME).exists() and any((work / CACHE_DIR).glob("train-16px-*.npy"))
+    assert snapshot(root) == before
+
+
 # ---------------------------------------------------------------------------------- sample_photos
 
 
@@ -528,7 +689,7 @@ def test_sample_photos_written_once(tmp_path):
 
 @pytest.fixture
 def kaggle_env(tmp_path, monkeypatch):
-    """Fake Kaggle credentials in the environment; no real kaggle.json or token can be read."""
+    """Fake Kaggle credentials in the environment; no real kaggle.json, token or mounted /kaggle/input can be read."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
@@ -538,6 +699,7 @@ def kaggle_env(tmp_path, monkeypatch):
     monkeypatch.setattr(kagglehub.config, "_kaggle_credentials", None)
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "0123456789abcdef")
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "no-kaggle-input"))  # no mounted datasets
     return monkeypatch
 
 
@@ -654,6 +816,116 @@ def test_places365_download_missing_a_split_is_reported(tmp_path, kaggle_env):
     kaggle_env.setattr(kagglehub, "dataset_download", only_train)
     with pytest.raises(DownloadError, match="incomplete.*test"):
         download.download_places365(tmp_path / "places365")
+
+
+def places365_copy(folder) -> Path:
+    """The Places365 subset's layout in miniature (val_256/{train,valid,test}_samples), as Kaggle mounts it."""
+    for split_folder, n in SPLIT_SIZES.items():
+        write_photos(folder / "val_256" / split_folder, n, prefix=split_folder[:2], size=(16, 16))
+    return folder
+
+
+def in_a_kaggle_notebook(monkeypatch, input_dir) -> None:
+    """The environment a Kaggle notebook gives kagglehub (no Kaggle credentials), its mounts under `input_dir`."""
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
+    monkeypatch.setenv("KAGGLE_DATA_PROXY_URL", "http://127.0.0.1:9")  # never reached: dataset_download is replaced
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(input_dir))
+
+
+@pytest.mark.parametrize("layout", ["places365", "datasets/pankajkumar2002/places365"])
+def test_places365_attached_to_a_kaggle_notebook_is_used_in_place(tmp_path, kaggle_env, read_only, layout):
+    copy = places365_copy(tmp_path / "input" / layout)
+    read_only(tmp_path / "input")
+    before = snapshot(tmp_path / "input")
+    kaggle_env.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "input"))
+    drop_credentials(kaggle_env)  # Kaggle notebooks have none unless the user adds them
+    kaggle_env.setattr(kagglehub, "dataset_download", lambda *a, **k: pytest.fail("downloaded an attached dataset"))
+    dest = tmp_path / "working" / "data" / "places365"
+
+    index = download.download_places365(dest)
+    assert dest.is_symlink() and dest.resolve() == copy.resolve()  # `--data data/places365` works as anywhere
+    assert index.root == dest and index.counts == {"train": 6, "valid": 3, "test": 2, "excluded": 0}
+    assert index.work_dir == dataset_cache_dir(copy) and (index.work_dir / INDEX_NAME).exists()
+    again = download.download_places365(dest)
+    assert again.items == index.items and again.work_dir == index.work_dir
+    assert index_dataset(dest, progress=False).items == index.items  # what the notebooks do next
+    assert snapshot(tmp_path / "input") == before  # not a byte copied or written
+
+
+def test_places365_in_a_kaggle_notebook_is_where_kagglehub_mounts_it(tmp_path, kaggle_env, read_only):
+    in_a_kaggle_notebook(kaggle_env, tmp_path / "input")
+    drop_credentials(kaggle_env)
+    copy = places365_copy(tmp_path / "input" / "places365-mounted-by-kagglehub")
+    read_only(copy)
+    calls = []
+
+    def attach(handle, path=None, *, force_download=False, output_dir=None):
+        calls.append((handle, path, force_download, output_dir))
+        return str(copy)
+
+    kaggle_env.setattr(kagglehub, "dataset_download", attach)
+    index = download.download_places365(tmp_path / "places365")
+    assert calls == [(PLACES365_HANDLE, None, False, None)]  # attach it, no output_dir: Kaggle mounts, never copies
+    assert (tmp_path / "places365").resolve() == copy.resolve() and index.counts["train"] == 6
+    assert not any(p.name == INDEX_NAME for p in copy.rglob("*"))
+
+
+def test_places365_in_a_kaggle_notebook_that_cant_attach_it_says_how(tmp_path, kaggle_env):
+    in_a_kaggle_notebook(kaggle_env, tmp_path / "input")
+
+    def no_attach(*args, **kwargs):
+        raise ConnectionError("proxy unreachable")
+
+    kaggle_env.setattr(kagglehub, "dataset_download", no_attach)
+    with pytest.raises(DownloadError, match="Add Input"):
+        download.download_places365(tmp_path / "places365")
+    assert not (tmp_path / "places365").exists()
+
+    copy = places365_copy(tmp_path / "input" / "places365")  # attached by hand: found on disk
+    assert download.download_places365(tmp_path / "places365").root.resolve() == copy.resolve()
+
+
+def test_places365_attached_copy_never_replaces_a_folder_of_files(tmp_path, kaggle_env, read_only):
+    copy = places365_copy(tmp_path / "input" / "places365")
+    read_only(copy)
+    kaggle_env.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "input"))
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    colour_photo().save(dest / "holiday.jpg")
+    with pytest.raises(DownloadError, match=f"--data {copy}"):
+        download.download_places365(dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["holiday.jpg"]
+
+
+def test_a_read_only_dest_is_used_as_it_is_or_refused_if_empty(tmp_path, kaggle_env, read_only):
+    kaggle_env.setattr(kagglehub, "dataset_download", lambda *a, **k: pytest.fail("downloaded into a read-only dest"))
+    full, empty = places365_copy(tmp_path / "shared" / "places365"), tmp_path / "shared" / "empty"
+    empty.mkdir()
+    read_only(tmp_path / "shared")
+    before = snapshot(tmp_path / "shared")
+    assert download.download_places365(full).counts == {"train": 6, "valid": 3, "test": 2, "excluded": 0}
+    with pytest.raises(DownloadError, match="empty and can't be downloaded into.*another --dest"):
+        download.download_places365(empty)
+    assert snapshot(tmp_path / "shared") == before  # no index, no marker, nothing
+
+
+def test_a_real_read_only_kaggle_input_is_used_in_place(tmp_path, mount_namespace):
+    input_dir = tmp_path / "input"
+    places365_copy(input_dir / "places365")
+    before = snapshot(input_dir)
+    code = f"""
+import json
+from colorize.download import download_places365
+index = download_places365({str(tmp_path / "working" / "places365")!r})
+print(json.dumps({{"root": str(index.root.resolve()), "work_dir": str(index.work_dir), "counts": index.counts}}))
+"""
+    env = {"XDG_CACHE_HOME": str(tmp_path / "user-cache"), "KAGGLE_CACHE_MOUNT_FOLDER": str(input_dir),
+           "KAGGLE_CONFIG_DIR": str(tmp_path / "no-credentials"), "KAGGLE_USERNAME": "", "KAGGLE_KEY": ""}
+    got = run_on_read_only(mount_namespace, input_dir, code, env)
+    assert got["root"] == str((input_dir / "places365").resolve())
+    assert got["counts"] == {"train": 6, "valid": 3, "test": 2, "excluded": 0}
+    assert Path(got["work_dir"]).parent == tmp_path / "user-cache" / "colorize" / "datasets"
+    assert snapshot(input_dir) == before
 
 
 CIFAR_CLASSES = ("cat", "ship")

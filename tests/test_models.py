@@ -1,7 +1,9 @@
 """Generator: shapes, ranges, gradients, the pretrained-weights path, and the checkpoint file."""
 
 import os
+import re
 import stat
+import struct
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 from torchvision import models as tvm
 
+from colorize import models
 from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
 
 
@@ -113,3 +116,97 @@ def test_the_generator_carries_its_spec_into_the_checkpoint(tmp_path):
     g = build_generator("resnet18", size=32, pretrained=False)
     meta = read_checkpoint_metadata(save_generator(g, tmp_path / "g.safetensors"))
     assert (meta["format"], meta["arch"], meta["size"], meta["in_channels"]) == ("colorize-generator/2", "resnet18", 32, 1)
+
+
+# ------------------------------------------------------------------------------- untrusted checkpoints
+
+GOOD_META = {"format": "colorize-generator/2", "arch": "resnet18", "size": "64", "in_channels": "1",
+             "normalisation": '{"L": "L/50 - 1", "ab": "ab/110"}', "colorize_version": "0.1.0", "extra": "{}"}
+
+
+@pytest.fixture
+def builds(monkeypatch):
+    """Every `build_generator` call made while loading, with the default device it was made on."""
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append(str(torch.get_default_device()))
+        return build_generator(*args, **kwargs)
+
+    monkeypatch.setattr(models, "build_generator", spy)
+    monkeypatch.setattr(models, "load_file", lambda *a, **k: pytest.fail("read the tensors of a refused file"))
+    return calls
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("arch", "resnet1000", "unknown architecture 'resnet1000'"),
+    ("size", "1000000000", "size '1000000000' is not a whole number of pixels from 32 to 4096"),
+    ("size", "16", "size '16'"),
+    ("size", "256.5", "size '256.5'"),
+    ("size", "-256", "size '-256'"),
+    ("size", "", "size ''"),
+    ("in_channels", "3", "in_channels '3' is not one of 1, 4"),
+    ("extra", "[1, 2]", "'extra' field is not a JSON object"),
+    ("extra", "{not json", "'extra' field is not a JSON object"),
+])
+def test_metadata_that_claims_the_impossible_is_refused_before_any_build(tmp_path, builds, field, value, message):
+    path = tmp_path / "g.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={**GOOD_META, field: value})
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_generator(path)
+    with pytest.raises(ValueError, match="not a usable generator checkpoint"):
+        read_checkpoint_metadata(path)
+    assert builds == []
+
+
+def test_a_header_claiming_a_huge_size_is_refused_without_reading_it(tmp_path):
+    path = tmp_path / "g.safetensors"
+    path.write_bytes(struct.pack("<Q", 2**40) + b"{}")  # safetensors' header length field: 1 TiB
+    with pytest.raises(ValueError, match="not a safetensors file.*header too large"):
+        load_generator(path)
+
+
+def tampered(state: dict, kind: str) -> dict:
+    state = dict(state)
+    first = next(iter(state))  # the encoder's first conv: layers.0.0.weight (64,1,7,7)
+    if kind == "shape":
+        state[first] = torch.zeros(64, 1, 3, 3)
+    elif kind == "dtype":
+        state[first] = state[first].half()
+    elif kind == "missing":
+        del state[first]
+    elif kind == "unexpected":
+        state["backdoor.weight"] = torch.zeros(4)
+    return state
+
+
+@pytest.mark.parametrize("kind, message", [
+    ("shape", "layers.0.0.weight is F32 [64, 1, 3, 3], expected F32 [64, 1, 7, 7]"),
+    ("dtype", "layers.0.0.weight is F16 [64, 1, 7, 7], expected F32"),
+    ("missing", "1 missing (e.g. layers.0.0.weight)"),
+    ("unexpected", "1 unexpected (e.g. backdoor.weight)"),
+])
+def test_tensors_that_do_not_match_the_architecture_are_refused(generator, tmp_path, builds, kind, message):
+    path = tmp_path / "g.safetensors"
+    save_file(tampered(generator.state_dict(), kind), str(path), metadata=GOOD_META)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        load_generator(path)
+    assert builds == ["meta"]  # the expected network was built for its shapes only, never for real
+
+
+def test_a_resnet18_file_that_claims_to_be_resnet34_is_refused(generator, tmp_path, builds):
+    path = tmp_path / "g.safetensors"
+    save_file(generator.state_dict(), str(path), metadata={**GOOD_META, "arch": "resnet34"})
+    with pytest.raises(ValueError, match="does not hold the resnet34 generator its metadata describes.*missing"):
+        load_generator(path)
+    assert builds == ["meta"]
+
+
+def test_a_hint_generator_with_four_input_channels_loads(tmp_path):
+    torch.manual_seed(0)
+    hinted = build_generator("resnet18", size=32, pretrained=False, in_channels=4).eval()
+    loaded = load_generator(save_generator(hinted, tmp_path / "g.safetensors"))
+    x = torch.rand(1, 4, 32, 32) * 2 - 1  # (B,4,H,W): L and a hint map
+    with torch.no_grad():
+        assert torch.equal(loaded(x), hinted(x))
+    assert loaded.spec.in_channels == 4

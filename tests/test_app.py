@@ -1,0 +1,229 @@
+"""The web app, served on a free local port: driven through its API with gradio_client, and in headless Chromium.
+
+Every socket connection the tests' process makes is checked: only loopback addresses are allowed, so the
+app (and Gradio under it) is shown to reach nothing outside this machine.
+"""
+
+import ipaddress
+import re
+import logging
+import shutil
+import socket
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import color, data
+
+gr = pytest.importorskip("gradio", reason="the app needs gradio: pip install -e '.[dev]'")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from colorize import app as colorize_app  # noqa: E402
+from colorize import cli  # noqa: E402
+from colorize.models import build_generator, save_generator  # noqa: E402
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, Google's build
+
+
+def tiny_checkpoint(path, seed=0):
+    """An untrained 32 px ResNet-18 generator saved as a checkpoint: enough to drive the app's plumbing."""
+    torch.manual_seed(seed)
+    return save_generator(build_generator("resnet18", size=32, pretrained=False), path)
+
+
+def photo(path, size=None, mode="RGB"):
+    """scikit-image's cat photo (451x300) saved at `path`, optionally resized and converted (e.g. to gray L)."""
+    im = Image.fromarray(data.chelsea()).convert(mode)
+    (im.resize(size) if size else im).save(path)
+    return path
+
+
+def lightness(image):
+    """CIE L (H,W) of an RGB PIL image, by scikit-image."""
+    return color.rgb2lab(np.asarray(image.convert("RGB")) / 255.0)[..., 0]
+
+
+class LoopbackOnly:
+    """Refuses, and records, any socket connection to an address outside 127.0.0.0/8 and ::1."""
+
+    def __init__(self):
+        self.refused = []
+        self.real_connect, self.real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def check(self, sock, address):
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if host != "localhost" and not ipaddress.ip_address(host.split("%")[0]).is_loopback:
+                self.refused.append(address)
+                raise OSError(f"test refused a connection to {address}: the app must stay on this machine")
+
+    def install(self, mp):
+        def connect(sock, address):
+            self.check(sock, address)
+            return self.real_connect(sock, address)
+
+        def connect_ex(sock, address):
+            self.check(sock, address)
+            return self.real_connect_ex(sock, address)
+
+        mp.setattr(socket.socket, "connect", connect)
+        mp.setattr(socket.socket, "connect_ex", connect_ex)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def network():
+    guard = LoopbackOnly()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GRADIO_ANALYTICS_ENABLED", "False")  # gradio_client reads this even when told analytics_enabled=False
+        mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+        guard.install(mp)
+        yield guard
+    assert not guard.refused, f"something tried to reach the internet: {guard.refused}"
+
+
+@pytest.fixture(scope="module")
+def server(network, tmp_path_factory):
+    """The app on a free port with two tiny generators; (url, client, folder of test files)."""
+    tmp = tmp_path_factory.mktemp("app")
+    checkpoints = [tiny_checkpoint(tmp / "run-a" / "best.safetensors", 0),
+                   tiny_checkpoint(tmp / "run-b" / "last.safetensors", 1)]
+    app = colorize_app.build_app(checkpoints, device="cpu")
+    url, share_url = colorize_app.launch(app, port=free_port())
+    assert url.startswith("http://127.0.0.1:") and share_url is None
+    yield url, Client(url, verbose=False, analytics_enabled=False), tmp
+    app.close()
+
+
+def test_colorize_endpoint_keeps_size_and_lightness(server):
+    url, client, tmp = server
+    src = photo(tmp / "cat.jpg", size=(333, 250))
+    out = Image.open(client.predict(handle_file(src), api_name="/colorize"))  # model and render size: defaults
+    assert out.format == "PNG" and out.size == (333, 250)
+    dL = np.abs(lightness(out) - lightness(Image.open(src)))
+    assert dL.mean() < 1.0, f"mean |dL| {dL.mean():.3f}"
+
+
+def test_model_and_render_size_are_chosen_and_checked(server):
+    url, client, tmp = server
+    src = photo(tmp / "cat.png")
+    a = np.asarray(Image.open(client.predict(handle_file(src), "run-a/best", 64, api_name="/colorize")))
+    b = np.asarray(Image.open(client.predict(handle_file(src), "run-b/last", 64, api_name="/colorize")))
+    assert a.shape == b.shape == (300, 451, 3) and not np.array_equal(a, b)  # two generators, two results
+    with pytest.raises(AppError, match=r"nope is not in the list of choices: \['run-a/best', 'run-b/last'\]"):
+        client.predict(handle_file(src), "nope", 64, api_name="/colorize")
+    with pytest.raises(AppError, match="render size 40: choose a multiple of 32"):
+        client.predict(handle_file(src), "run-a/best", 40, api_name="/colorize")
+
+
+def test_unreadable_files_get_a_clear_message_and_the_server_keeps_serving(server):
+    url, client, tmp = server
+    (tmp / "notes.txt").write_text("not a photo")
+    (tmp / "notes.jpg").write_text("not a photo either")
+    good = photo(tmp / "good.jpg")
+    truncated = tmp / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(AppError, match=r"Invalid file type.*'\.jpg'"):  # refused by the upload's file types
+        client.predict(handle_file(tmp / "notes.txt"), api_name="/colorize")
+    with pytest.raises(AppError, match=r"^notes\.jpg is not a photo this app can read \(cannot identify image "
+                                       r"file 'notes\.jpg'\); upload a BMP, JPEG"):
+        client.predict(handle_file(tmp / "notes.jpg"), api_name="/colorize")
+    with pytest.raises(AppError, match=r"truncated\.jpg is not a photo this app can read \(image file is truncated"):
+        client.predict(handle_file(truncated), api_name="/colorize")
+    assert Image.open(client.predict(handle_file(good), api_name="/colorize")).size == (451, 300)
+
+
+def test_several_photos_give_a_gallery_and_one_zip(server):
+    url, client, tmp = server
+    a, b = photo(tmp / "a.jpg", size=(64, 48)), photo(tmp / "b.png", size=(40, 72))
+    (tmp / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    gallery, archive = client.predict([handle_file(a), handle_file(tmp / "broken.png"), handle_file(b)],
+                                      api_name="/colorize_many")
+    assert [item["caption"] for item in gallery] == ["a.png", "b.png"]
+    assert [Image.open(item["image"]).size for item in gallery] == [(64, 48), (40, 72)]
+    with zipfile.ZipFile(archive) as z:
+        assert sorted(z.namelist()) == ["a.png", "b.png"]
+    with pytest.raises(AppError, match="none of the files could be read as a photo: broken.png"):
+        client.predict([handle_file(tmp / "broken.png")], api_name="/colorize_many")
+
+
+def test_checkpoints_named_alike_are_refused(tmp_path):
+    ckpts = [tiny_checkpoint(tmp_path / d / "run" / "best.safetensors") for d in ("x", "y")]
+    with pytest.raises(ValueError, match=r"two checkpoints share a name \(run/best, run/best\)"):
+        colorize_app.build_app(ckpts, device="cpu")
+
+
+def test_theme_loads_no_font_file():
+    css = colorize_app.offline_theme()._get_theme_css()
+    assert "@font-face" not in css and "ui-sans-serif" in css
+    assert all(target.startswith("data:") for target in re.findall(r"url\(['\"]?([^'\")]*)", css))  # inline icons
+
+
+def test_cli_serves_on_localhost_and_warns_before_sharing(tmp_path, monkeypatch, capsys, caplog):
+    """The Gradio calls that would bind a port or open a tunnel are replaced; what the CLI passes them is checked."""
+    calls = []
+
+    def fake_launch(self, **kwargs):
+        calls.append(kwargs)
+        return None, "http://127.0.0.1:7860/", "https://example.gradio.live" if kwargs["share"] else None
+
+    monkeypatch.setattr(gr.Blocks, "launch", fake_launch)
+    monkeypatch.setattr(gr.Blocks, "block_thread", lambda self: None)
+    ckpt = str(tiny_checkpoint(tmp_path / "run" / "best.safetensors"))
+    assert cli.main(["app", "--model", ckpt]) == 0
+    assert "colorize app on http://127.0.0.1:7860/ (Ctrl+C stops it)" in capsys.readouterr().out
+    assert calls[0]["server_name"] == "127.0.0.1" and calls[0]["server_port"] == 7860 and calls[0]["share"] is False
+    assert "ui-sans-serif" in calls[0]["theme"]._get_theme_css()
+    assert "anyone with the link" not in caplog.text
+
+    with caplog.at_level(logging.WARNING, logger="colorize"):
+        assert cli.main(["app", "--model", ckpt, "--port", "8000", "--share"]) == 0
+    assert calls[1]["share"] is True and calls[1]["server_port"] == 8000
+    assert "anyone with the link can use the app" in caplog.text
+    assert "and https://example.gradio.live" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------- in a real browser
+
+
+def _browser():
+    found = next((p for p in map(shutil.which, BROWSERS) if p), None)
+    if found is None:
+        pytest.skip("no Chromium to drive: install it with `sudo apt-get install chromium` (Debian/Ubuntu; "
+                    ".ci/run does this) or `python -m playwright install chromium`")
+    return found
+
+
+@pytest.mark.slow
+def test_page_in_headless_chromium_shows_the_slider_and_fetches_nothing_outside(server, tmp_path):
+    """Upload a photo the way a person does; the before/after slider appears at the photo's full resolution."""
+    sync_playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright").sync_playwright
+    executable = _browser()
+    url, _, tmp = server
+    src = photo(tmp / "old-cat.jpg", mode="L")  # a black-and-white photo, as people bring
+    requests = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("request", lambda r: requests.append(r.url))
+        page.goto(url)  # not "networkidle": the page keeps a heartbeat stream open to the server
+        page.set_input_files("#photo input[type=file]", str(src))  # the upload starts the colorization
+        images = page.locator("#slider img")
+        images.nth(1).wait_for(state="visible", timeout=30_000)
+        page.wait_for_function("() => [...document.querySelectorAll('#slider img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)", timeout=30_000)
+        widths = images.evaluate_all("imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight])")
+        page.screenshot(path=tmp_path / "app.png")
+        browser.close()
+    assert widths == [[451, 300], [451, 300]]  # before and after, full resolution
+    outside = [u for u in requests if not u.startswith((url.rstrip("/"), "data:", "blob:"))]
+    assert not outside, f"the page fetched from outside the app: {outside}"
+    assert Image.open(tmp_path / "app.png").size == (1280, 900)
