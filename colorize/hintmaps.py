@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from fastai.layers import ConvLayer
 from fastai.torch_core import get_model
 from fastai.vision.all import ItemTransform, TensorImage
 from PIL import Image, ImageColor
@@ -60,10 +61,12 @@ def widen_for_hints(model: nn.Module) -> nn.Module:
     fastai's DynamicUnet sees its input twice: the encoder's first conv (`model[0][0]`, 1 -> 4 input
     channels) and, through its `last_cross`, the final ResBlock and 1x1 conv, which get the input
     concatenated after the decoder's features (97 -> 100 channels for a ResNet-18). Every weight
-    tensor that grew keeps the old weights in its leading block; the weights that READ a new channel
-    are exactly zero, so no hint reaches the output; the weights that only WRITE a new channel keep
-    the fresh 4-channel model's initialisation, so they train (at zero they would stay dead behind a
-    ReLU). The copy is on the model's device, in the model's mode, with `spec.in_channels` = 4.
+    tensor that grew keeps the old weights in its leading block and is zero elsewhere, so no hint
+    reaches the output and the hint channels pass the final ResBlock's residual unchanged (as
+    ReLU(hint)) to the 1x1 conv; with one exception: the new output channels of a conv followed by a
+    ReLU keep the fresh 4-channel model's initialisation (ReLU(0) has no gradient, so at zero they
+    would never train; nothing reads them yet). The copy is on the model's device, in the model's
+    mode, with `spec.in_channels` = 4.
     """
     model = get_model(model)
     spec = model.spec
@@ -71,6 +74,8 @@ def widen_for_hints(model: nn.Module) -> nn.Module:
         raise ValueError(f"widen_for_hints takes an automatic generator (1 input channel, L); this one takes "
                          f"{spec.in_channels}")
     wide = build_generator(spec.arch, size=spec.size, pretrained=False, in_channels=1 + HINT_CHANNELS)
+    activated = {f"{name}.0." for name, m in wide.named_modules()  # fastai ConvLayers: (conv, [norm], [act])
+                 if isinstance(m, ConvLayer) and any(isinstance(c, nn.ReLU) for c in m)}
     old = model.state_dict()
     state = wide.state_dict()
     for name, w in state.items():
@@ -80,9 +85,13 @@ def widen_for_hints(model: nn.Module) -> nn.Module:
             continue
         if o.dim() != w.dim() or any(a > b for a, b in zip(o.shape, w.shape)):
             raise RuntimeError(f"cannot widen {name}: {tuple(o.shape)} -> {tuple(w.shape)}")
+        fresh = w.clone()
+        w.zero_()
         w[tuple(slice(0, n) for n in o.shape)] = o
-        if w.dim() == 4 and w.shape[1] > o.shape[1]:  # a conv weight (out, in, kh, kw) that reads new channels
-            w[:, o.shape[1]:] = 0
+        if w.shape[0] > o.shape[0] and name.rsplit(".", 1)[0] + "." in activated:
+            w[o.shape[0]:] = fresh[o.shape[0]:]  # new channels behind a ReLU: alive, and read by zero weights
+            if w.dim() == 4:
+                w[o.shape[0]:, o.shape[1]:] = 0  # ... that read no new input channel
     wide.load_state_dict(state)
     device = next(model.parameters()).device
     return wide.to(device).train(model.training)
@@ -341,7 +350,7 @@ def hints_from_photo(photo: Image.Image, count: int, seed: int = 0, size: float 
     W, H = photo.size
     side = max(1, min(W, H, round(size if size is not None else DEFAULT_HINT_FRACTION * max(W, H))))
     d = draw_hints(torch.Generator().manual_seed(seed), 1, H, W, sides=(side, side), count=count)
-    pixels = torch.from_numpy(np.asarray(photo)).float()  # (H,W,3)
+    pixels = torch.from_numpy(np.array(photo)).float()  # (H,W,3), a writable copy
     hints = []
     for top, left in zip(d.top[0].tolist(), d.left[0].tolist()):
         r, g, b = pixels[top:top + side, left:left + side].mean(dim=(0, 1)).round().int().tolist()
