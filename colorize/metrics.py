@@ -116,8 +116,9 @@ def _build_or_skip(name: str, factory):
         reason = f"{name} needs a package that is not installed: {e}"
     except OSError as e:  # urllib's URLError, timeouts, refused connections, unwritable cache
         reason = (
-            f"{name} backbone weights could not be downloaded ({type(e).__name__}: {e}); run once with "
-            f"network access or put the weight file in {torch.hub.get_dir()}/checkpoints"
+            f"{name} backbone weights could not be downloaded ({type(e).__name__}: {e}); run once with network "
+            "access or put the weight file in torch's hub cache ($TORCH_HOME/hub/checkpoints, by default "
+            "~/.cache/torch/hub/checkpoints)"
         )
     logger.warning("%s skipped: %s", name, reason)
     return Skipped(reason)
