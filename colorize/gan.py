@@ -35,7 +35,7 @@ from torch.amp import GradScaler
 
 from .config import GanConfig
 from .loaders import make_dataloaders
-from .hub import resolve_checkpoint
+from .hub import parse_hub_path, resolve_checkpoint
 from .losses import GANLoss, generator_loss
 from .metrics import ColorPSNR
 from .models import build_critic, build_generator, load_generator
@@ -205,3 +205,24 @@ def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learn
 def finetune(data, run_dir, config: GanConfig, generator=None, device=None) -> Learner:
     """Stage 2 end to end: the GAN Learner on the photos under `data`, trained (or resumed) into `run_dir`."""
     return fit_gan(gan_learner(data, config, generator, device=device), run_dir, config, generator)
+
+
+def ensure_finetuned(path, config: GanConfig, data, generator=None, train_if_missing: bool = False, device=None):
+    """The GAN generator at `path` (a run folder's last/best.safetensors, or an `hf://` path), trained first if missing.
+
+    A missing checkpoint is fine-tuned into its run folder with `config` on the photos under `data`, from
+    `generator`, when `train_if_missing` (a stand-in, e.g. for a smoke run where no notebook-3 run exists);
+    otherwise it is a FileNotFoundError that says how to make it. Returns `path` as given.
+    """
+    if parse_hub_path(path) is not None or Path(path).is_file():
+        return path
+    run_dir = Path(path).parent
+    if not train_if_missing:
+        raise FileNotFoundError(f"no GAN generator at {path}: run notebook 03_gan_finetune.ipynb (or "
+                                f"`colorize gan --data PHOTOS --generator L1_CHECKPOINT --out {run_dir}`) first, or "
+                                "name a checkpoint that exists")
+    finetune(data, run_dir, config, generator=generator, device=device)
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: the run in {run_dir} saved its generator as last.safetensors and best.safetensors; "
+                         "name one of those")
+    return path

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
 from torch import nn
 
 from .config import PretrainConfig
+from .hub import parse_hub_path
 from .loaders import make_dataloaders
 from .metrics import ColorPSNR
 from .models import build_generator
-from .run import adam, fit_run, tune_for_device
+from .run import BEST_NAME, LAST_NAME, adam, fit_run, tune_for_device
 
 
 def pretrain_learner(data, config: PretrainConfig, device=None) -> Learner:
@@ -34,3 +36,24 @@ def fit_pretrain(learn: Learner, run_dir, config: PretrainConfig) -> Learner:
 def pretrain(data, run_dir, config: PretrainConfig, device=None) -> Learner:
     """Stage 1 end to end: build the Learner on the photos under `data` and train (or resume) into `run_dir`."""
     return fit_pretrain(pretrain_learner(data, config, device=device), run_dir, config)
+
+
+def ensure_generator(path, config: PretrainConfig, data, train_if_missing: bool = False, device=None):
+    """The L1 generator at `path` (a run folder's best/last.safetensors, or an `hf://` path), trained first if missing.
+
+    A missing checkpoint is trained into its run folder with `config` on the photos under `data` when
+    `train_if_missing` (a stand-in, e.g. for a smoke run where no notebook-2 run exists); otherwise it is a
+    FileNotFoundError that says how to make it. Returns `path` as given.
+    """
+    if parse_hub_path(path) is not None or Path(path).is_file():
+        return path
+    run_dir = Path(path).parent
+    if not train_if_missing:
+        raise FileNotFoundError(f"no L1 generator at {path}: run notebook 02_pretrain_generator.ipynb (or "
+                                f"`colorize pretrain --data PHOTOS --out {run_dir}`) first, or name a checkpoint "
+                                "that exists")
+    if Path(path).name not in (BEST_NAME, LAST_NAME):
+        raise ValueError(f"{path}: a generator trained into {run_dir} is saved as {BEST_NAME} and {LAST_NAME}; "
+                         "name one of those")
+    pretrain(data, run_dir, config, device=device)
+    return path

@@ -11,7 +11,7 @@ from fastai.callback.core import Callback, CancelFitException
 from PIL import Image
 
 from colorize.config import GAN_PRESETS, GanConfig, field_value, flat_fields, get_preset, override
-from colorize.gan import ConditionalGAN, fit_gan, gan_learner, step_decay
+from colorize.gan import ConditionalGAN, ensure_finetuned, fit_gan, gan_learner, step_decay
 from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
 from colorize.run import load_state, plain
 
@@ -254,3 +254,18 @@ def test_the_spectral_pix2pix_preset_is_pix2pix_with_the_spectral_critic():
 def test_unknown_preset_lists_the_choices():
     with pytest.raises(KeyError, match="pix2pix, pix2pix-spectral, cifar-batchnorm, cifar-spectral"):
         get_preset(GAN_PRESETS, "pix2pixhd")
+
+
+def test_ensure_finetuned_trains_a_missing_checkpoint_only_when_allowed(photos, tmp_path, tiny_checkpoint, read_history):
+    """Missing: a FileNotFoundError that names notebook 3, nothing written; allowed: fine-tuned from the generator."""
+    l1 = tiny_checkpoint(tmp_path / "l1.safetensors")
+    path = tmp_path / "gan" / "last.safetensors"
+    recipe = override(TINY, epochs=1)
+    with pytest.raises(FileNotFoundError, match="03_gan_finetune"):
+        ensure_finetuned(path, recipe, photos, generator=l1)
+    assert not path.parent.exists()
+
+    assert ensure_finetuned(path, recipe, photos, generator=l1, train_if_missing=True) == path
+    assert read_checkpoint_metadata(path)["extra"]["stage"] == "gan"
+    assert [r["epoch"] for r in read_history(path.parent)] == ["0"]
+    assert ensure_finetuned(path, recipe, tmp_path / "no-photos", generator=l1) == path  # there now: left alone

@@ -15,7 +15,7 @@ from fastai.optimizer import Adam
 
 from colorize.config import PRETRAIN_PRESETS, override
 from colorize.models import load_generator, read_checkpoint_metadata, save_generator
-from colorize.pretrain import fit_pretrain, pretrain, pretrain_learner
+from colorize.pretrain import ensure_generator, fit_pretrain, pretrain, pretrain_learner
 from colorize.run import CudnnAutotune, adam, check_config, load_state, write_config
 
 
@@ -194,3 +194,30 @@ def test_resume_on_cuda(photos, tmp_path):
     learn = pretrain(photos, tmp_path, config, device="cuda")
     assert load_state(tmp_path)["epoch"] == 2
     assert all(t.is_cuda for s in learn.opt.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
+
+
+def test_ensure_generator_trains_a_missing_checkpoint_only_when_allowed(photos, tmp_path, read_history):
+    """Missing: a FileNotFoundError that names notebook 2, nothing written; allowed: trained there with the recipe."""
+    path = tmp_path / "l1" / "best.safetensors"
+    with pytest.raises(FileNotFoundError, match="02_pretrain_generator"):
+        ensure_generator(path, PRETRAIN_PRESETS["smoke"], photos)
+    assert not path.parent.exists()
+    with pytest.raises(ValueError, match="best.safetensors"):  # a name training would never write
+        ensure_generator(tmp_path / "l1" / "mine.safetensors", PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True)
+    assert not path.parent.exists()
+
+    assert ensure_generator(path, PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True) == path
+    meta = read_checkpoint_metadata(path)
+    assert meta["size"] == PRETRAIN_PRESETS["smoke"].data.size and meta["extra"]["stage"] == "pretrain"
+    assert [r["epoch"] for r in read_history(path.parent)] == ["0"]  # the smoke recipe's one epoch
+
+
+def test_ensure_generator_leaves_an_existing_checkpoint_alone(tmp_path):
+    """An existing file or a Hub path is returned as it is: nothing trained, nothing downloaded, the data not read."""
+    path = tmp_path / "run" / "last.safetensors"
+    path.parent.mkdir()
+    path.write_bytes(b"a checkpoint")
+    missing_photos = tmp_path / "no-photos"
+    for given in (path, "hf://someone/colorizer"):
+        assert ensure_generator(given, PRETRAIN_PRESETS["smoke"], missing_photos, train_if_missing=True) == given
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.safetensors"]
