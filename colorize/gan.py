@@ -34,12 +34,12 @@ from torch import nn
 from torch.amp import GradScaler
 
 from .config import GanConfig
+from .files import ensure_file
+from .hub import resolve_checkpoint
 from .loaders import make_dataloaders
-from .hub import parse_hub_path, resolve_checkpoint
 from .losses import GANLoss, generator_loss
-from .metrics import ColorPSNR
 from .models import build_critic, build_generator, load_generator
-from .run import adam, fit_run, tune_for_device
+from .run import GENERATOR_NAMES, fit_run, stage_learner
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def gan_learner(data, config: GanConfig, generator=None, device=None) -> Learner
     `generator`: an L1-pretrained checkpoint (.safetensors) to start from; None builds a fresh one
     (`config.generator`), as the CIFAR study trains from scratch. G and D each get Adam with the
     config's betas and eps 1e-8, no weight decay, constant learning rates `lr_g`/`lr_d` (`fit_gan`
-    adds the decay). Device settings from `run.tune_for_device`, for both networks.
+    adds the decay). Device settings from `run.stage_learner`, for both networks.
     """
     set_seed(config.data.seed)
     dls = make_dataloaders(data, config.data, config.machine, device=device)
@@ -181,10 +181,8 @@ def gan_learner(data, config: GanConfig, generator=None, device=None) -> Learner
                                   fused=True)
     gan = ConditionalGAN(critic, GANLoss(config.gan_mode, config.smoothing), config.l1_mode, config.l1_weight,
                          critic_opt)
-    learn = Learner(dls, model, loss_func=nn.L1Loss(), lr=config.lr_g, wd=0.0,
-                    opt_func=adam(mom=config.beta1, sqr_mom=config.beta2, eps=1e-8),
-                    metrics=[ColorPSNR(), *gan.metrics()], cbs=[gan])
-    return tune_for_device(learn, config.data.size, config.machine.precision, critic)
+    return stage_learner(dls, model, size=config.data.size, lr=config.lr_g, mom=config.beta1, sqr_mom=config.beta2,
+                         precision=config.machine.precision, metrics=gan.metrics(), cbs=[gan], more=(critic,))
 
 
 def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learner:
@@ -214,15 +212,9 @@ def ensure_finetuned(path, config: GanConfig, data, generator=None, train_if_mis
     `generator`, when `train_if_missing` (a stand-in, e.g. for a smoke run where no notebook-3 run exists);
     otherwise it is a FileNotFoundError that says how to make it. Returns `path` as given.
     """
-    if parse_hub_path(path) is not None or Path(path).is_file():
-        return path
     run_dir = Path(path).parent
-    if not train_if_missing:
-        raise FileNotFoundError(f"no GAN generator at {path}: run notebook 03_gan_finetune.ipynb (or "
-                                f"`colorize gan --data PHOTOS --generator L1_CHECKPOINT --out {run_dir}`) first, or "
-                                "name a checkpoint that exists")
-    finetune(data, run_dir, config, generator=generator, device=device)
-    if not Path(path).is_file():
-        raise ValueError(f"{path}: the run in {run_dir} saved its generator as last.safetensors and best.safetensors; "
-                         "name one of those")
-    return path
+    return ensure_file(path, lambda: finetune(data, run_dir, config, generator=generator, device=device),
+                       writes=GENERATOR_NAMES, make_if_missing=train_if_missing,
+                       missing=f"no GAN generator at {path}: run notebook 03_gan_finetune.ipynb (or `colorize gan "
+                               f"--data PHOTOS --generator L1_CHECKPOINT --out {run_dir}`) first, or name a "
+                               "checkpoint that exists")

@@ -7,14 +7,12 @@ from pathlib import Path
 
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
-from torch import nn
 
 from .config import PretrainConfig
-from .hub import parse_hub_path
+from .files import ensure_file
 from .loaders import make_dataloaders
-from .metrics import ColorPSNR
 from .models import build_generator
-from .run import BEST_NAME, LAST_NAME, adam, fit_run, tune_for_device
+from .run import GENERATOR_NAMES, fit_run, stage_learner
 
 
 def pretrain_learner(data, config: PretrainConfig, device=None) -> Learner:
@@ -22,9 +20,8 @@ def pretrain_learner(data, config: PretrainConfig, device=None) -> Learner:
     set_seed(config.data.seed)
     dls = make_dataloaders(data, config.data, config.machine, device=device)
     model = build_generator(config.generator.arch, size=config.data.size, pretrained=config.generator.pretrained)
-    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=adam(sqr_mom=0.999, eps=1e-8), lr=config.lr,
-                    wd=config.wd, metrics=[ColorPSNR()])
-    return tune_for_device(learn, config.data.size, config.machine.precision)
+    return stage_learner(dls, model, size=config.data.size, lr=config.lr, wd=config.wd,
+                         precision=config.machine.precision)
 
 
 def fit_pretrain(learn: Learner, run_dir, config: PretrainConfig) -> Learner:
@@ -45,15 +42,8 @@ def ensure_generator(path, config: PretrainConfig, data, train_if_missing: bool 
     `train_if_missing` (a stand-in, e.g. for a smoke run where no notebook-2 run exists); otherwise it is a
     FileNotFoundError that says how to make it. Returns `path` as given.
     """
-    if parse_hub_path(path) is not None or Path(path).is_file():
-        return path
     run_dir = Path(path).parent
-    if not train_if_missing:
-        raise FileNotFoundError(f"no L1 generator at {path}: run notebook 02_pretrain_generator.ipynb (or "
-                                f"`colorize pretrain --data PHOTOS --out {run_dir}`) first, or name a checkpoint "
-                                "that exists")
-    if Path(path).name not in (BEST_NAME, LAST_NAME):
-        raise ValueError(f"{path}: a generator trained into {run_dir} is saved as {BEST_NAME} and {LAST_NAME}; "
-                         "name one of those")
-    pretrain(data, run_dir, config, device=device)
-    return path
+    return ensure_file(path, lambda: pretrain(data, run_dir, config, device=device), writes=GENERATOR_NAMES,
+                       make_if_missing=train_if_missing,
+                       missing=f"no L1 generator at {path}: run notebook 02_pretrain_generator.ipynb (or `colorize "
+                               f"pretrain --data PHOTOS --out {run_dir}`) first, or name a checkpoint that exists")

@@ -44,12 +44,14 @@ from torch.amp import GradScaler, autocast
 from .config import recipe_dict
 from .device import DTYPES, choose_precision
 from .files import atomic_path, atomic_write_text, bars_can_draw
+from .metrics import ColorPSNR
 from .models import read_checkpoint_metadata, save_generator
 from .plots import batch_gallery, save_figure
 
 log = logging.getLogger(__name__)
 
 STATE_NAME, LAST_NAME, BEST_NAME = "state.pt", "last.safetensors", "best.safetensors"
+GENERATOR_NAMES = (BEST_NAME, LAST_NAME)  # the generator checkpoints a run writes
 HISTORY_NAME, CONFIG_NAME, LOCK_NAME = "history.csv", "config.json", ".lock"
 GALLERY_NAME = "gallery_epoch{:03d}.png"  # N = epochs completed
 
@@ -118,6 +120,15 @@ def tune_for_device(learn: Learner, size: int, precision: str = "auto", *more: n
     if device.type == "cuda":
         learn.add_cb(CudnnAutotune())
     return learn
+
+
+def stage_learner(dls, model: nn.Module, *, size: int, lr: float, precision: str = "auto", mom: float = 0.9,
+                  sqr_mom: float = 0.999, wd: float = 0.0, metrics=(), cbs=(), more: tuple[nn.Module, ...] = ()) -> Learner:
+    """The Learner of a training stage: the generator `model` with L1 as its loss and validation loss, fused Adam,
+    the validation PSNR and the stage's `metrics` and `cbs`; device settings for it and the networks in `more`."""
+    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=adam(mom=mom, sqr_mom=sqr_mom, eps=1e-8), lr=lr, wd=wd,
+                    metrics=[ColorPSNR(), *metrics], cbs=list(cbs))
+    return tune_for_device(learn, size, precision, *more)
 
 
 # ------------------------------------------------------------------------------------ run callbacks
