@@ -60,7 +60,8 @@ def process_device(device=None) -> torch.device:
         raise ValueError(f"device {asked}: in a distributed launch each process trains on the GPU of its local rank "
                          f"(LOCAL_RANK={os.environ.get('LOCAL_RANK')}); ask for 'cuda' or leave the device out")
     on_cpu = (asked is not None and asked.type == "cpu") or not torch.cuda.is_available()
-    return PartialState(cpu=on_cpu).device  # accelerate sets up gloo between CPUs only when told cpu=True
+    state = PartialState(cpu=on_cpu)  # accelerate sets up gloo between CPUs only when told cpu=True
+    return torch.device("cpu") if on_cpu else state.device
 
 
 def main_process_first():

@@ -191,7 +191,7 @@ class DistributedTrainer(FastaiDistributedTrainer):
         # precision is colorize's own (tune_for_device): accelerate's autocast, e.g. from `accelerate launch
         # --mixed_precision`, would wrap the model's forward a second time
         super().__init__(sync_bn=not on_cpu, cpu=on_cpu, mixed_precision="no")
-        if self.accelerator.device != device:
+        if device.type == "cuda" and self.accelerator.device != device:
             raise ValueError(f"the Learner's data is on {device} but this process trains on {self.accelerator.device}: "
                              "make its DataLoaders with colorize.loaders.make_dataloaders (colorize.device.process_device)")
         self.nets: list[nn.Module] = []

@@ -19,8 +19,11 @@ import time
 
 import psutil
 import pytest
+import torch
 
+from colorize.device import process_device
 from colorize.download import sample_photos
+from colorize.loaders import _check_batch_size
 from colorize.run import load_state, weights_digest
 
 EPOCHS = 2
@@ -126,3 +129,29 @@ def test_launch_trains_one_run_in_two_forked_processes(photos, tmp_path):
     by_rank = [line for line in done.stderr.splitlines() if "sha256 by rank:" in line]
     assert by_rank[0].rsplit(": ", 1)[1].split(", ") == [weights_digest(load_state(run)["model"])] * 2
     assert [r["epoch"] for r in csv.DictReader((run / "history.csv").open())] == ["0"]
+
+
+def test_a_gpu_number_is_refused_in_a_distributed_launch(monkeypatch):
+    """Every process would take the same GPU: the error says to ask for 'cuda' (each process gets its local rank's)."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(ValueError, match="GPU of its local rank"):
+        process_device("cuda:1")
+
+
+def test_the_batch_size_is_checked_against_each_process_share(monkeypatch):
+    _check_batch_size(5, 4)  # one process: 5 crops make a batch of 4
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    _check_batch_size(5, 3)  # two processes: 3 and 2 crops (the shorter share is padded, as fastai's DistributedDL does)
+    with pytest.raises(ValueError, match=r"only 3 training crops per epoch per process \(5 shared by 2\)"):
+        _check_batch_size(5, 4)
+
+
+def test_weights_digest_tells_weights_apart_whatever_their_memory_layout():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    state = {k: v.clone() for k, v in conv.state_dict().items()}
+    nhwc = {k: v.to(memory_format=torch.channels_last) if v.ndim == 4 else v for k, v in state.items()}
+    assert weights_digest(state) == weights_digest(nhwc)  # state.pt may hold either layout
+    state["weight"][0, 0, 0, 0] += 1e-6
+    assert weights_digest(state) != weights_digest(nhwc)
