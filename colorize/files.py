@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
+from fastai.torch_core import num_distrib
 from fastcore.basics import num_cpus
 from fastprogress.fastprogress import IN_NOTEBOOK
 
@@ -19,8 +20,12 @@ from .hub import parse_hub_path
 
 
 def bars_can_draw() -> bool:
-    """Progress bars redraw in place: in a terminal or a notebook. In a file or a pipe they are only noise."""
-    return IN_NOTEBOOK or sys.stdout.isatty()
+    """Progress bars redraw in place: in a terminal or a notebook. In a file or a pipe they are only noise.
+
+    Nor in a process of a distributed launch from a notebook (`run.launch`): it is forked from the
+    kernel, which shows none of the displays a fork sends.
+    """
+    return (IN_NOTEBOOK and num_distrib() <= 1) or sys.stdout.isatty()
 
 
 def default_workers() -> int:

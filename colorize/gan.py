@@ -34,6 +34,7 @@ from torch import nn
 from torch.amp import GradScaler
 
 from .config import GanConfig
+from .device import sum_over_processes
 from .files import ensure_file
 from .hub import resolve_checkpoint
 from .loaders import make_dataloaders
@@ -93,9 +94,17 @@ class ConditionalGAN(Callback):
         fp16 = mp is not None and mp.amp_mode == AMPMode.FP16
         self.critic_scaler = GradScaler(self.dls.device.type, enabled=fp16)  # D's own loss scale; bf16 and fp32 need none
         self.critic.train()  # on the device already: gan_learner put it there before its optimiser was made
+        # D's own step runs it in DistributedDataParallel in a distributed fit (gradients averaged over the
+        # processes); G's adversarial term runs the critic itself, which gets no gradient there
+        trainer = getattr(self.learn, "distributed_trainer", None)  # run.DistributedTrainer, in a distributed fit
+        self.parallel_critic = self.critic if trainer is None else trainer.wrap(self.critic)  # same parameters
 
     def before_train(self):
         self.sums, self.count = dict.fromkeys(self.STATS, 0.0), 0
+
+    def after_train(self):
+        *sums, count = sum_over_processes([*self.sums.values(), self.count])  # the epoch's means over every process
+        self.sums, self.count = dict(zip(self.STATS, sums)), int(count)
 
     def after_loss(self):
         L, ab, fake = self.xb[0], self.yb[0], self.pred  # (B,1,H,W) in [-1,1], (B,2,H,W) true, (B,2,H,W) G(L)
@@ -113,7 +122,7 @@ class ConditionalGAN(Callback):
     def critic_step(self, L: torch.Tensor, ab: torch.Tensor, fake: torch.Tensor) -> None:
         """One Adam step of the critic: real pairs (L, ab) toward `smoothing`, fake pairs (L, fake) toward 0."""
         with self.autocast:
-            real_logits, fake_logits = self.critic(L, ab), self.critic(L, fake)  # (B,1,h,w) each
+            real_logits, fake_logits = self.parallel_critic(L, ab), self.parallel_critic(L, fake)  # (B,1,h,w) each
             loss = self.gan_loss.critic(real_logits, fake_logits)
         acc = self.gan_loss.accuracy(real_logits.detach(), fake_logits.detach())
         self._record(d_real=loss.real, d_fake=loss.fake, d_acc_real=acc.real, d_acc_fake=acc.fake)

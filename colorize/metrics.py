@@ -218,7 +218,7 @@ class ColorPSNR(Metric):
 
     def accumulate(self, learn):
         L, pred, targ = learn.xb[0][:, :1], learn.pred, learn.yb[0]  # (B,1,H,W) lightness, (B,2,H,W) x2
-        psnr = psnr_rgb(lab_net_to_rgb(L, pred), lab_net_to_rgb(L, targ))  # (B,)
+        psnr = learn.to_detach(psnr_rgb(lab_net_to_rgb(L, pred), lab_net_to_rgb(L, targ)))  # (B,), every process's
         self.total += psnr.sum().item()
         self.count += psnr.numel()
 
