@@ -2,11 +2,10 @@
 
     .venv/bin/python benchmarks/inference_speed.py [--model CKPT] [--render-size 256] [--repeats 3]
 
-Targets (issue 2, on the 2-core CPU machine, render size 256): <= 1.0 s for 1 MP, <= 4 s for 12 MP,
+Targets (on a 2-core CPU, render size 256): <= 1.0 s for 1 MP, <= 4 s for 12 MP,
 <= 2 GB peak resident memory for the whole process colorizing a 12 MP photo file. The peak is measured
 in a fresh subprocess (load model, decode the JPEG, colorize, write the PNG) so nothing else pollutes it.
-The photos are a real photo upscaled: the first JPEG in ../shared/photos when that folder exists,
-else scikit-image's chelsea. Wall seconds are the median over --repeats; CPU seconds are shown too,
+The photos are a real photo upscaled: `--photo`, by default scikit-image's chelsea. Wall seconds are the median over --repeats; CPU seconds are shown too,
 because on a shared machine the wall clock also counts time spent waiting for a core.
 """
 
@@ -30,7 +29,6 @@ from colorize.data import load_rgb
 from colorize.inference import colorize_files, colorize_image
 from colorize.models import build_generator, load_generator, save_generator
 
-SHARED_PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "photos"
 SIZES = {"1 MP": (1155, 866), "12 MP": (4000, 3000)}  # 4:3, like a camera's photos
 TARGET_SECONDS = {"1 MP": 1.0, "12 MP": 4.0}
 TARGET_RSS_GB = 2.0
@@ -43,8 +41,6 @@ def peak_rss_gb() -> float:
 
 def source_photo(path: str | None) -> tuple[Image.Image, str]:
     """The real photo to upscale, and how to name it in the report."""
-    if path is None and SHARED_PHOTOS.is_dir():
-        path = next(iter(sorted(SHARED_PHOTOS.glob("*.jpg"))), None)
     if path is not None:
         return load_rgb(path), str(path)
     from skimage import data
@@ -83,7 +79,7 @@ def main() -> None:
     p.add_argument("--model", help="generator checkpoint (.safetensors); default: a random-init ResNet-18 generator")
     p.add_argument("--render-size", type=int, default=256)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--photo", help="photo to upscale; default: first JPEG in ../shared/photos, else chelsea")
+    p.add_argument("--photo", help="photo to upscale (default: scikit-image's chelsea)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)")
     p.add_argument("--child", nargs=2, metavar=("CKPT", "PHOTO"), help=argparse.SUPPRESS)

@@ -68,9 +68,8 @@ from colorize.models import build_generator
 from colorize.pretrain import pretrain_learner
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_PHOTOS = ROOT.parent / "shared" / "photos"
 PLACES365 = ROOT / "data" / "places365"
-# Train photos of the Kaggle Places365 subset as issue 5 states them ("~22k training images"); used
+# Train photos of the Kaggle Places365 subset (its dataset page: about 22k training images); used
 # only when data/places365 has not been downloaded and indexed here, and the output says so.
 PLACES365_TRAIN_ASSUMED = 22_000
 TUTORIAL_EPOCHS = {"pretrain": 20, "gan": 20}  # the tutorial: 20 L1 epochs, then 20 GAN epochs
@@ -301,16 +300,9 @@ def memory_format(model: nn.Module) -> str:
 
 
 def stage_photos(data: str | None, tmp: Path) -> tuple[Path, str]:
-    """The folder to train on and how to name it; the shared photos are linked into `tmp` so no index lands there."""
+    """The folder to train on (`--data`, else the sample photos written into `tmp`) and how to name it."""
     if data is not None:
         return Path(data), data
-    if SHARED_PHOTOS.is_dir():
-        dest = tmp / "photos"
-        dest.mkdir()
-        for p in SHARED_PHOTOS.iterdir():
-            if p.suffix.lower() in (".jpg", ".jpeg", ".png"):
-                (dest / p.name).symlink_to(p)
-        return dest, str(SHARED_PHOTOS)
     return sample_photos(tmp / "samples"), "scikit-image/scikit-learn sample photos"
 
 
@@ -337,7 +329,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                    help="auto: colorize.device.choose_precision's choice (bf16 on GPUs that have it natively, fp16 on "
                         "older GPUs, fp32 on the CPU); bf16/fp16 on the CPU run under CPU autocast")
-    p.add_argument("--data", help="folder of photos (default: ../shared/photos if present, else the sample photos)")
+    p.add_argument("--data", help="folder of photos (default: the sample photos shipped with scikit-image/-learn); "
+                   "its index and cache go to a temporary work folder, never into it")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
                    help="force the memory format of our configurations (default: the package's choice)")
     p.add_argument("--compile", action="store_true",
@@ -400,7 +393,7 @@ def main(argv=None) -> None:
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder, data_name = stage_photos(args.data, Path(tmp))
-        index = index_dataset(folder, progress=False)
+        index = index_dataset(folder, progress=False, work_dir=Path(tmp) / "work")
         n_batches = args.warmup + args.steps + 1
         repeats = math.ceil(n_batches * args.bs / len(index.files("train")))  # crops per photo: one epoch is enough
         base["data"] = f"{data_name}: {len(index.files('train'))} train photos x {repeats} crops"

@@ -56,19 +56,25 @@ def config_from_args(args, presets: dict, recipe: type):
 
 
 def _pretrain(args):
+    from fastai.torch_core import rank_distrib
+
     from .pretrain import pretrain
 
     pretrain(args.data, args.out, config_from_args(args, PRETRAIN_PRESETS, PretrainConfig), device=args.device)
-    print(f"generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv)")
+    if not rank_distrib():  # several processes trained: rank 0 says it
+        print(f"generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv)")
 
 
 def _gan(args):
+    from fastai.torch_core import rank_distrib
+
     from .gan import finetune
 
     finetune(args.data, args.out, config_from_args(args, GAN_PRESETS, GanConfig), generator=args.generator,
              device=args.device)
-    print(f"GAN run in {args.out}: last.safetensors (the GAN generator), best.safetensors (lowest valid L1), "
-          "history.csv, gallery_epochNNN.png")
+    if not rank_distrib():  # several processes trained: rank 0 says it
+        print(f"GAN run in {args.out}: last.safetensors (the GAN generator), best.safetensors (lowest valid L1), "
+              "history.csv, gallery_epochNNN.png")
 
 
 def _hints(args):
@@ -267,9 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Entry point of the `colorize` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     # fastai's import scripts a function with torch.jit, which this torch deprecates: not the user's to fix
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    from fastai.torch_core import rank_distrib
+
+    level = logging.DEBUG if args.verbose else logging.INFO
+    if rank_distrib():  # one of several processes (torchrun, accelerate launch): rank 0 tells the story
+        level = max(level, logging.WARNING)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     try:
         _check_device(getattr(args, "device", None))
         return args.run(args) or 0

@@ -10,14 +10,22 @@ import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable
 
+from fastai.torch_core import num_distrib
 from fastcore.basics import num_cpus
 from fastprogress.fastprogress import IN_NOTEBOOK
 
+from .hub import parse_hub_path
+
 
 def bars_can_draw() -> bool:
-    """Progress bars redraw in place: in a terminal or a notebook. In a file or a pipe they are only noise."""
-    return IN_NOTEBOOK or sys.stdout.isatty()
+    """Progress bars redraw in place: in a terminal or a notebook. In a file or a pipe they are only noise.
+
+    Nor in a process of a distributed launch from a notebook (`run.launch`): it is forked from the
+    kernel, which shows none of the displays a fork sends.
+    """
+    return (IN_NOTEBOOK and num_distrib() <= 1) or sys.stdout.isatty()
 
 
 def default_workers() -> int:
@@ -69,3 +77,17 @@ def fingerprint(root: Path, rels: list[str], salt: str) -> str:
         h.update(f"{r}:{st.st_size}:{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
+
+def ensure_file(path: str | os.PathLike, make: Callable[[], object], *, writes: tuple[str, ...], missing: str,
+                make_if_missing: bool):
+    """`path` as given if the file exists (or is an `hf://` path, fetched when read); else `make()` writes it when
+    `make_if_missing` (into the folder of `path`, under the names `writes`), or a FileNotFoundError with the
+    `missing` message says how to make it."""
+    if parse_hub_path(path) is not None or Path(path).is_file():
+        return path
+    if not make_if_missing:
+        raise FileNotFoundError(missing)
+    if Path(path).name not in writes:
+        raise ValueError(f"{path}: what is made in {Path(path).parent} is saved as {' and '.join(writes)}; name one")
+    make()
+    return path

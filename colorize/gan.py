@@ -34,12 +34,13 @@ from torch import nn
 from torch.amp import GradScaler
 
 from .config import GanConfig
-from .loaders import make_dataloaders
+from .device import sum_over_processes
+from .files import ensure_file
 from .hub import resolve_checkpoint
+from .loaders import make_dataloaders
 from .losses import GANLoss, generator_loss
-from .metrics import ColorPSNR
 from .models import build_critic, build_generator, load_generator
-from .run import adam, fit_run, tune_for_device
+from .run import GENERATOR_NAMES, fit_run, stage_learner
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +94,17 @@ class ConditionalGAN(Callback):
         fp16 = mp is not None and mp.amp_mode == AMPMode.FP16
         self.critic_scaler = GradScaler(self.dls.device.type, enabled=fp16)  # D's own loss scale; bf16 and fp32 need none
         self.critic.train()  # on the device already: gan_learner put it there before its optimiser was made
+        # D's own step runs it in DistributedDataParallel in a distributed fit (gradients averaged over the
+        # processes); G's adversarial term runs the critic itself, which gets no gradient there
+        trainer = getattr(self.learn, "distributed_trainer", None)  # run.DistributedTrainer, in a distributed fit
+        self.parallel_critic = self.critic if trainer is None else trainer.wrap(self.critic)  # same parameters
 
     def before_train(self):
         self.sums, self.count = dict.fromkeys(self.STATS, 0.0), 0
+
+    def after_train(self):
+        *sums, count = sum_over_processes([*self.sums.values(), self.count])  # the epoch's means over every process
+        self.sums, self.count = dict(zip(self.STATS, sums)), int(count)
 
     def after_loss(self):
         L, ab, fake = self.xb[0], self.yb[0], self.pred  # (B,1,H,W) in [-1,1], (B,2,H,W) true, (B,2,H,W) G(L)
@@ -113,7 +122,7 @@ class ConditionalGAN(Callback):
     def critic_step(self, L: torch.Tensor, ab: torch.Tensor, fake: torch.Tensor) -> None:
         """One Adam step of the critic: real pairs (L, ab) toward `smoothing`, fake pairs (L, fake) toward 0."""
         with self.autocast:
-            real_logits, fake_logits = self.critic(L, ab), self.critic(L, fake)  # (B,1,h,w) each
+            real_logits, fake_logits = self.parallel_critic(L, ab), self.parallel_critic(L, fake)  # (B,1,h,w) each
             loss = self.gan_loss.critic(real_logits, fake_logits)
         acc = self.gan_loss.accuracy(real_logits.detach(), fake_logits.detach())
         self._record(d_real=loss.real, d_fake=loss.fake, d_acc_real=acc.real, d_acc_fake=acc.fake)
@@ -168,7 +177,7 @@ def gan_learner(data, config: GanConfig, generator=None, device=None) -> Learner
     `generator`: an L1-pretrained checkpoint (.safetensors) to start from; None builds a fresh one
     (`config.generator`), as the CIFAR study trains from scratch. G and D each get Adam with the
     config's betas and eps 1e-8, no weight decay, constant learning rates `lr_g`/`lr_d` (`fit_gan`
-    adds the decay). Device settings from `run.tune_for_device`, for both networks.
+    adds the decay). Device settings from `run.stage_learner`, for both networks.
     """
     set_seed(config.data.seed)
     dls = make_dataloaders(data, config.data, config.machine, device=device)
@@ -181,10 +190,8 @@ def gan_learner(data, config: GanConfig, generator=None, device=None) -> Learner
                                   fused=True)
     gan = ConditionalGAN(critic, GANLoss(config.gan_mode, config.smoothing), config.l1_mode, config.l1_weight,
                          critic_opt)
-    learn = Learner(dls, model, loss_func=nn.L1Loss(), lr=config.lr_g, wd=0.0,
-                    opt_func=adam(mom=config.beta1, sqr_mom=config.beta2, eps=1e-8),
-                    metrics=[ColorPSNR(), *gan.metrics()], cbs=[gan])
-    return tune_for_device(learn, config.data.size, config.machine.precision, critic)
+    return stage_learner(dls, model, size=config.data.size, lr=config.lr_g, mom=config.beta1, sqr_mom=config.beta2,
+                         precision=config.machine.precision, metrics=gan.metrics(), cbs=[gan], more=(critic,))
 
 
 def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learner:
@@ -205,3 +212,18 @@ def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learn
 def finetune(data, run_dir, config: GanConfig, generator=None, device=None) -> Learner:
     """Stage 2 end to end: the GAN Learner on the photos under `data`, trained (or resumed) into `run_dir`."""
     return fit_gan(gan_learner(data, config, generator, device=device), run_dir, config, generator)
+
+
+def ensure_finetuned(path, config: GanConfig, data, generator=None, train_if_missing: bool = False, device=None):
+    """The GAN generator at `path` (a run folder's last/best.safetensors, or an `hf://` path), trained first if missing.
+
+    A missing checkpoint is fine-tuned into its run folder with `config` on the photos under `data`, from
+    `generator`, when `train_if_missing` (a stand-in, e.g. for a smoke run where no notebook-3 run exists);
+    otherwise it is a FileNotFoundError that says how to make it. Returns `path` as given.
+    """
+    run_dir = Path(path).parent
+    return ensure_file(path, lambda: finetune(data, run_dir, config, generator=generator, device=device),
+                       writes=GENERATOR_NAMES, make_if_missing=train_if_missing,
+                       missing=f"no GAN generator at {path}: run notebook 03_gan_finetune.ipynb (or `colorize gan "
+                               f"--data PHOTOS --generator L1_CHECKPOINT --out {run_dir}`) first, or name a "
+                               "checkpoint that exists")

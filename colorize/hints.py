@@ -12,29 +12,27 @@ from functools import partial
 
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
-from torch import nn
 
 from .config import HintsConfig
 from .gan import generator_identity
 from .hintmaps import hint_transforms, takes_hints, widen_for_hints
 from .loaders import make_dataloaders
-from .metrics import ColorPSNR
 from .models import load_generator
-from .run import adam, fit_run, tune_for_device
+from .run import fit_run, stage_learner
 
 
 def hints_learner(data, config: HintsConfig, generator, device=None) -> Learner:
-    """A fastai Learner for hint training: the `generator` checkpoint widened to take hints (a hint
-    checkpoint is trained further as it is), batches with simulated hints, L1, Adam, valid PSNR."""
+    """A fastai Learner for hint training: the `generator` checkpoint (a file or `hf://` path) widened to take
+    hints (a hint checkpoint is trained further as it is), batches with simulated hints, `run.stage_learner`'s
+    L1, fused Adam and valid PSNR (measured with the fixed validation hints)."""
     set_seed(config.data.seed)
     dls = make_dataloaders(data, config.data, config.machine, device=device)
     dls.add_tfms(hint_transforms(config.data.seed, config.hint_p, (config.hint_min_side, config.hint_max_side)),
                  "after_batch")
     model = load_generator(generator, device=dls.device)
     model = model if takes_hints(model) else widen_for_hints(model)
-    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=adam(sqr_mom=0.999, eps=1e-8), lr=config.lr,
-                    wd=config.wd, metrics=[ColorPSNR()])
-    return tune_for_device(learn, config.data.size, config.machine.precision)
+    return stage_learner(dls, model, size=config.data.size, lr=config.lr, wd=config.wd,
+                         precision=config.machine.precision)
 
 
 def fit_hints(learn: Learner, run_dir, config: HintsConfig, generator) -> Learner:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from fastai.data.core import DataLoaders, Datasets
 from fastai.data.transforms import IntToFloatTensor, ToTensor
-from fastai.torch_core import TensorImage, default_device
+from fastai.torch_core import TensorImage, num_distrib
 from fastai.vision.augment import FlipItem, RandomResizedCrop, Resize, aug_transforms
 from filelock import FileLock
 from fastprogress.fastprogress import progress_bar
@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import DataConfig, MachineConfig
 from .data import BadImageError, DatasetIndex, index_dataset, open_photo
+from .device import main_process_first, process_device
 from .files import atomic_write_text, bars_can_draw, default_workers, fingerprint
 from .lab import LabSplit
 
@@ -197,8 +198,11 @@ def device_augmentation(min_scale: float) -> list:
 
 
 def _check_batch_size(n_train: int, bs: int) -> None:
-    if n_train < bs:  # fastai drops the last partial batch: an epoch would train on nothing
-        raise ValueError(f"only {n_train} training crops per epoch for batch size {bs}: "
+    processes = max(1, num_distrib())  # in a distributed launch each process trains on its share of the crops
+    share = -(-n_train // processes)
+    if share < bs:  # fastai drops the last partial batch: an epoch would train on nothing
+        shared = f" per process ({n_train} shared by {processes})" if processes > 1 else ""
+        raise ValueError(f"only {share} training crops per epoch{shared} for batch size {bs}: "
                          "lower the batch size or raise `repeats` (crops per photo)")
 
 
@@ -210,40 +214,38 @@ def make_dataloaders(
     min_scale: float = 0.35,
     progress: bool = True,
 ) -> DataLoaders:
-    """fastai DataLoaders for train and valid whose batches are `(L, ab)` on `device`.
+    """fastai DataLoaders for train and valid whose batches are `(L, ab)` on `device` (`device.process_device`).
 
-    `data` gives the crop size, batch size, crops per photo (`repeats`) and split seed; `machine`
-    the workers, whether to cache, and the work folder of the index and cache (`machine.work_dir`,
-    see `data.work_dir_for`; default: beside the photos where they can be written, else the user's
-    cache). Train: random resized crop (at least `min_scale` of the photo's area) and horizontal
-    flip; valid: fastai's deterministic resize and centre crop. Without the cache the workers
-    decode, crop and flip each photo every epoch; with it the photos are decoded once into a
-    memory-mapped uint8 cache in the work folder (a progress bar while it builds unless `progress`
-    is False) and the crop and flip run on the device.
+    `data` gives the crop size, batch size (per process in a distributed launch), crops per photo
+    (`repeats`) and split seed; `machine` the workers, whether to cache, and the work folder of the
+    index and cache (`machine.work_dir`, see `data.work_dir_for`; default: beside the photos where
+    they can be written, else the user's cache). Train: random resized crop (at least `min_scale` of
+    the photo's area) and horizontal flip; valid: fastai's deterministic resize and centre crop.
+    Without the cache the workers decode, crop and flip each photo every epoch; with it the photos
+    are decoded once into a memory-mapped uint8 cache in the work folder (a progress bar while it
+    builds unless `progress` is False) and the crop and flip run on the device.
     """
     size, bs, repeats, workers, work_dir = data.size, data.bs, data.repeats, machine.workers, machine.work_dir
-    if isinstance(source, DatasetIndex):
-        if work_dir is not None and Path(work_dir).resolve() != source.work_dir.resolve():
-            raise ValueError(f"the index of {source.root} lives in {source.work_dir}, not {work_dir}: "
-                             "pass work_dir to index_dataset, or pass the photo folder here")
-        index = source
-    else:
-        index = index_dataset(source, seed=data.seed, work_dir=work_dir)
-    train, valid = index.files("train") * repeats, index.files("valid")
-    if not train or not valid:
-        raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")
-    _check_batch_size(len(train), bs)
-    workers = default_workers() if workers is None else workers
-    crop = RandomResizedCrop(size, min_scale=min_scale)  # on valid items: resize and centre crop
-    if machine.cache:
-        dsets = cached_datasets(index, size, repeats, crop, workers, progress)
-        _check_batch_size(len(dsets.train), bs)  # less any photo the cache could not read
-        after_item, augment = [], device_augmentation(min_scale)
-    else:
-        dsets = Datasets(train + valid, tfms=[[open_photo]],
-                         splits=[list(range(len(train))), list(range(len(train), len(train) + len(valid)))])
-        after_item, augment = [crop, FlipItem(0.5), ToTensor()], []
-    device = default_device() if device is None else torch.device(device)
+    if isinstance(source, DatasetIndex) and work_dir is not None and Path(work_dir).resolve() != source.work_dir.resolve():
+        raise ValueError(f"the index of {source.root} lives in {source.work_dir}, not {work_dir}: "
+                         "pass work_dir to index_dataset, or pass the photo folder here")
+    device = process_device(device)  # in a distributed launch: this process's GPU, and the process group joined
+    with main_process_first():  # several processes: rank 0 indexes and caches, the others then read its files
+        index = source if isinstance(source, DatasetIndex) else index_dataset(source, seed=data.seed, work_dir=work_dir)
+        train, valid = index.files("train") * repeats, index.files("valid")
+        if not train or not valid:
+            raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")
+        _check_batch_size(len(train), bs)
+        workers = default_workers() if workers is None else workers
+        crop = RandomResizedCrop(size, min_scale=min_scale)  # on valid items: resize and centre crop
+        if machine.cache:
+            dsets = cached_datasets(index, size, repeats, crop, workers, progress)
+            _check_batch_size(len(dsets.train), bs)  # less any photo the cache could not read
+            after_item, augment = [], device_augmentation(min_scale)
+        else:
+            dsets = Datasets(train + valid, tfms=[[open_photo]],
+                             splits=[list(range(len(train))), list(range(len(train), len(train) + len(valid)))])
+            after_item, augment = [crop, FlipItem(0.5), ToTensor()], []
     return dsets.dataloaders(bs=bs, num_workers=workers, device=device, pin_memory=device.type == "cuda",
                              after_item=after_item, after_batch=[IntToFloatTensor(), *augment, LabSplit()])
 

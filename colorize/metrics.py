@@ -116,8 +116,9 @@ def _build_or_skip(name: str, factory):
         reason = f"{name} needs a package that is not installed: {e}"
     except OSError as e:  # urllib's URLError, timeouts, refused connections, unwritable cache
         reason = (
-            f"{name} backbone weights could not be downloaded ({type(e).__name__}: {e}); run once with "
-            f"network access or put the weight file in {torch.hub.get_dir()}/checkpoints"
+            f"{name} backbone weights could not be downloaded ({type(e).__name__}: {e}); run once with network "
+            "access or put the weight file in torch's hub cache ($TORCH_HOME/hub/checkpoints, by default "
+            "~/.cache/torch/hub/checkpoints)"
         )
     logger.warning("%s skipped: %s", name, reason)
     return Skipped(reason)
@@ -217,7 +218,7 @@ class ColorPSNR(Metric):
 
     def accumulate(self, learn):
         L, pred, targ = learn.xb[0][:, :1], learn.pred, learn.yb[0]  # (B,1,H,W) lightness, (B,2,H,W) x2
-        psnr = psnr_rgb(lab_net_to_rgb(L, pred), lab_net_to_rgb(L, targ))  # (B,)
+        psnr = learn.to_detach(psnr_rgb(lab_net_to_rgb(L, pred), lab_net_to_rgb(L, targ)))  # (B,), every process's
         self.total += psnr.sum().item()
         self.count += psnr.numel()
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 from functools import partial
+from pathlib import Path
 
 from fastai.learner import Learner
 from fastai.torch_core import set_seed
-from torch import nn
 
 from .config import PretrainConfig
+from .files import ensure_file
 from .loaders import make_dataloaders
-from .metrics import ColorPSNR
 from .models import build_generator
-from .run import adam, fit_run, tune_for_device
+from .run import GENERATOR_NAMES, fit_run, stage_learner
 
 
 def pretrain_learner(data, config: PretrainConfig, device=None) -> Learner:
@@ -20,9 +20,8 @@ def pretrain_learner(data, config: PretrainConfig, device=None) -> Learner:
     set_seed(config.data.seed)
     dls = make_dataloaders(data, config.data, config.machine, device=device)
     model = build_generator(config.generator.arch, size=config.data.size, pretrained=config.generator.pretrained)
-    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=adam(sqr_mom=0.999, eps=1e-8), lr=config.lr,
-                    wd=config.wd, metrics=[ColorPSNR()])
-    return tune_for_device(learn, config.data.size, config.machine.precision)
+    return stage_learner(dls, model, size=config.data.size, lr=config.lr, wd=config.wd,
+                         precision=config.machine.precision)
 
 
 def fit_pretrain(learn: Learner, run_dir, config: PretrainConfig) -> Learner:
@@ -34,3 +33,17 @@ def fit_pretrain(learn: Learner, run_dir, config: PretrainConfig) -> Learner:
 def pretrain(data, run_dir, config: PretrainConfig, device=None) -> Learner:
     """Stage 1 end to end: build the Learner on the photos under `data` and train (or resume) into `run_dir`."""
     return fit_pretrain(pretrain_learner(data, config, device=device), run_dir, config)
+
+
+def ensure_generator(path, config: PretrainConfig, data, train_if_missing: bool = False, device=None):
+    """The L1 generator at `path` (a run folder's best/last.safetensors, or an `hf://` path), trained first if missing.
+
+    A missing checkpoint is trained into its run folder with `config` on the photos under `data` when
+    `train_if_missing` (a stand-in, e.g. for a smoke run where no notebook-2 run exists); otherwise it is a
+    FileNotFoundError that says how to make it. Returns `path` as given.
+    """
+    run_dir = Path(path).parent
+    return ensure_file(path, lambda: pretrain(data, run_dir, config, device=device), writes=GENERATOR_NAMES,
+                       make_if_missing=train_if_missing,
+                       missing=f"no L1 generator at {path}: run notebook 02_pretrain_generator.ipynb (or `colorize "
+                               f"pretrain --data PHOTOS --out {run_dir}`) first, or name a checkpoint that exists")

@@ -13,12 +13,18 @@ A stage builds a fastai Learner whose model is the generator and calls `fit_run`
 
 Kill it at any point (even kill -9) and call `fit_run` again: it resumes after the last epoch whose
 state.pt was written (state.pt is the commit point).
+
+Started in several processes (`torchrun --nproc_per_node N -m colorize ...`, `accelerate launch`, or
+`launch` from a notebook), a run trains data-parallel through fastai's DistributedTrainer (accelerate
+underneath): every process resumes from the same state.pt, trains on its share of every epoch (`bs`
+photos a step each) and keeps the same weights; rank 0 alone holds the lock and writes the folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -29,27 +35,34 @@ from typing import Callable, Protocol
 
 import numpy as np
 import torch
+import torch.distributed as dist
+from accelerate import notebook_launcher
 from fastai.callback.core import Callback
 from fastai.callback.fp16 import AMPMode
 from fastai.callback.fp16 import MixedPrecision as FastaiMixedPrecision
-from fastai.callback.progress import CSVLogger
+from fastai.callback.progress import CSVLogger, ProgressCallback
+from fastai.distributed import DistributedDL as FastaiDistributedDL
+from fastai.distributed import DistributedTrainer as FastaiDistributedTrainer
 from fastai.learner import Learner
 from fastai.optimizer import OptimWrapper
-from fastai.torch_core import rank_distrib
+from fastai.torch_core import distrib_barrier, num_distrib, rank_distrib, set_seed
 from fastcore.foundation import L
 from filelock import FileLock, Timeout
 from torch import nn
 from torch.amp import GradScaler, autocast
+from torch.nn.parallel import DistributedDataParallel
 
 from .config import recipe_dict
-from .device import DTYPES, choose_precision
+from .device import DTYPES, choose_precision, collective_device
 from .files import atomic_path, atomic_write_text, bars_can_draw
+from .metrics import ColorPSNR
 from .models import read_checkpoint_metadata, save_generator
 from .plots import batch_gallery, save_figure
 
 log = logging.getLogger(__name__)
 
 STATE_NAME, LAST_NAME, BEST_NAME = "state.pt", "last.safetensors", "best.safetensors"
+GENERATOR_NAMES = (BEST_NAME, LAST_NAME)  # the generator checkpoints a run writes
 HISTORY_NAME, CONFIG_NAME, LOCK_NAME = "history.csv", "config.json", ".lock"
 GALLERY_NAME = "gallery_epoch{:03d}.png"  # N = epochs completed
 
@@ -118,6 +131,129 @@ def tune_for_device(learn: Learner, size: int, precision: str = "auto", *more: n
     if device.type == "cuda":
         learn.add_cb(CudnnAutotune())
     return learn
+
+
+def stage_learner(dls, model: nn.Module, *, size: int, lr: float, precision: str = "auto", mom: float = 0.9,
+                  sqr_mom: float = 0.999, wd: float = 0.0, metrics=(), cbs=(), more: tuple[nn.Module, ...] = ()) -> Learner:
+    """The Learner of a training stage: the generator `model` with L1 as its loss and validation loss, fused Adam,
+    the validation PSNR and the stage's `metrics` and `cbs`; device settings for it and the networks in `more`."""
+    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=adam(mom=mom, sqr_mom=sqr_mom, eps=1e-8), lr=lr, wd=wd,
+                    metrics=[ColorPSNR(), *metrics], cbs=list(cbs))
+    return tune_for_device(learn, size, precision, *more)
+
+
+# ---------------------------------------------------------------------------------- several processes
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The network inside DistributedDataParallel (what a checkpoint holds), or `model` itself."""
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def weights_digest(*state_dicts: dict[str, torch.Tensor]) -> str:
+    """A short sha256 of the names and bytes of the tensors in `state_dicts`: equal digests, equal weights."""
+    h = hashlib.sha256()
+    for state in state_dicts:
+        for name, tensor in state.items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+class DistributedDL(FastaiDistributedDL):
+    """fastai's DistributedDL (each process trains on its share of every epoch's photos), whose order also travels over gloo.
+
+    fastai 2.8 broadcasts rank 0's shuffled order as a CUDA tensor (`.cuda()`, as NCCL needs), which
+    fails between processes on CPUs (gloo); here the tensor goes where the process group's backend wants it.
+    """
+
+    def _broadcast(self, t, rank):
+        t = torch.tensor(t, dtype=torch.long, device=collective_device())
+        dist.broadcast(t, rank)
+        return t.cpu().tolist()
+
+
+class DistributedTrainer(FastaiDistributedTrainer):
+    """fastai's DistributedTrainer (the model in accelerate's DistributedDataParallel, the loaders sharded), on GPUs or CPUs.
+
+    On CPUs accelerate joins gloo only when told `cpu=True`, and `nn.SyncBatchNorm` refuses CPU tensors:
+    there each process normalises with its own share's batch statistics (GPUs share them, as fastai does).
+    `wrap` treats a network trained beside the model (a critic) the same way. After every training
+    phase each process takes rank 0's buffers (batch-norm statistics, spectral-norm vectors, which DDP
+    sends only at the start of a forward), so validation, checkpoints and a resume see one state.
+    """
+
+    def __init__(self, device: torch.device):
+        on_cpu = device.type == "cpu"
+        # precision is colorize's own (tune_for_device): accelerate's autocast, e.g. from `accelerate launch
+        # --mixed_precision`, would wrap the model's forward a second time
+        super().__init__(sync_bn=not on_cpu, cpu=on_cpu, mixed_precision="no")
+        if device.type == "cuda" and self.accelerator.device != device:
+            raise ValueError(f"the Learner's data is on {device} but this process trains on {self.accelerator.device}: "
+                             "make its DataLoaders with colorize.loaders.make_dataloaders (colorize.device.process_device)")
+        self.nets: list[nn.Module] = []
+
+    def before_fit(self):
+        super().before_fit()
+        self.nets = [self.learn.model]
+        # each process draws its own crops and flips (one seed everywhere would crop their k-th photos alike)
+        set_seed(torch.initial_seed() + rank_distrib())
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """`module` in DistributedDataParallel as the model is (SyncBatchNorm on GPUs), with the same parameters."""
+        net = self.accelerator.prepare_model(nn.SyncBatchNorm.convert_sync_batchnorm(module) if self.sync_bn else module)
+        self.nets.append(net)
+        return net
+
+    def _wrap_dl(self, dl):
+        return dl if isinstance(dl, FastaiDistributedDL) else DistributedDL(dl, device=self.learn.model.device)
+
+    def after_train(self):
+        for net in self.nets:
+            for buffer in net.buffers():
+                dist.broadcast(buffer, src=0)
+
+
+@contextlib.contextmanager
+def distributed(learn: Learner):
+    """Train `learn` data-parallel while this process is one of several (torchrun, accelerate launch, `launch`).
+
+    What fastai's `Learner.distrib_ctx` does, with `DistributedTrainer`: one progress bar and one
+    log (rank 0's), each process a share of every epoch. Nothing in a single process.
+    """
+    if num_distrib() <= 1:
+        yield
+        return
+    learn.add_cb(DistributedTrainer(learn.dls.device))
+    if rank_distrib():
+        learn.remove_cb(ProgressCallback)
+    try:
+        yield
+    finally:
+        learn.detach_distributed()
+
+
+def launch(function: Callable, *args, processes: int = 2, port: int = 29500):
+    """`function(*args)` (e.g. `pretrain(data, run_dir, config)`) in `processes` processes training together, one per GPU.
+
+    For a notebook: accelerate's `notebook_launcher` forks the processes from the kernel, so no cell may
+    have used the GPU before (restart the kernel and run only the cells this call needs). Each process
+    trains on its GPU with its share of every batch; rank 0 alone writes the run folder and logs. The
+    result stays there (`best.safetensors`, `history.csv`...) and None is returned. `processes=1`:
+    `function(*args)` here, returning its result.
+    """
+    if processes == 1:
+        return function(*args)
+    notebook_launcher(_one_of_several, (function, *args), num_processes=processes, use_port=str(port))
+    return None
+
+
+def _one_of_several(function: Callable, *args) -> None:
+    """One process of `launch`: rank 0 logs a line per epoch (a fork draws no bar in the notebook), the others
+    only warnings. The result (a Learner) stays in the process."""
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")  # unless the notebook set logging up
+    logging.getLogger("colorize").setLevel(logging.WARNING if rank_distrib() else logging.INFO)
+    function(*args)
 
 
 # ------------------------------------------------------------------------------------ run callbacks
@@ -189,7 +325,8 @@ class EpochLog(Callback):
     order = CSVLogger.order - 1  # the CSV logger wraps this one and writes its row first
 
     def before_fit(self):
-        self.learn.logger = self._log
+        if rank_distrib() == 0:  # the other processes of a distributed fit log nothing (fastai's DistributedTrainer)
+            self.learn.logger = self._log
 
     def _log(self, row):
         names = self.recorder.metric_names
@@ -248,12 +385,12 @@ class RunCheckpoint(RunCallback):
                                f"checkpoint is {self.last}")
         improved = self.best is None or valid_loss < self.best
         self.best = valid_loss if improved else self.best
-        last = save_generator(self.model, self.last, stage=self.stage, epoch=self.epoch + 1,
-                              valid_loss=valid_loss)
+        model = unwrap(self.model)
+        last = save_generator(model, self.last, stage=self.stage, epoch=self.epoch + 1, valid_loss=valid_loss)
         if improved:  # the same bytes: copy rather than serialise the weights again
             with atomic_path(self.run_dir / BEST_NAME) as tmp:
                 shutil.copyfile(last, tmp)
-        state = {"epoch": self.epoch + 1, "model": self.model.state_dict(), "opt": plain(self.opt.state_dict()),
+        state = {"epoch": self.epoch + 1, "model": model.state_dict(), "opt": plain(self.opt.state_dict()),
                  "parts": {name: plain(part.state_dict()) for name, part in self.parts.items()}}
         with atomic_path(self.run_dir / STATE_NAME) as tmp:
             torch.save(state, tmp)
@@ -269,15 +406,20 @@ class EpochGallery(RunCallback):
         self.max_rows = max_rows
 
     def before_fit(self):
-        batch = self.dls.valid.one_batch()  # fixed: the valid loader is not shuffled and centre-crops
+        if rank_distrib() != 0:
+            return
+        valid = self.dls.valid
+        if isinstance(valid, FastaiDistributedDL):  # the whole loader's first batch, no collective on rank 0 alone
+            valid = valid.dl
+        batch = valid.one_batch()  # fixed: the valid loader is not shuffled and centre-crops
         n_inp = self.dls.n_inp
         self.xb = tuple(x[: self.max_rows].as_subclass(torch.Tensor) for x in batch[:n_inp])
         self.ab = batch[n_inp][: self.max_rows].as_subclass(torch.Tensor)  # (k,2,H,W)
 
     def after_new_epoch(self):
-        self.model.eval()
+        model = unwrap(self.model).eval()  # rank 0 alone: the network itself, not its DistributedDataParallel
         with torch.no_grad():
-            pred = self.model(*self.xb).float()  # (k,2,H,W)
+            pred = model(*self.xb).float()  # (k,2,H,W)
         L = self.xb[0][:, :1]  # (k,1,H,W): the lightness channel of the input
         fig = batch_gallery(L.cpu(), {"generated": pred.cpu()}, self.ab.cpu(), max_rows=self.max_rows,
                             title=f"after epoch {self.epoch + 1}")
@@ -358,6 +500,32 @@ def restore(learn: Learner, run_dir: Path, parts: dict[str, StateOwner]) -> int:
     return state["epoch"]
 
 
+def _agreed(start: int, run_dir: Path) -> int:
+    """`start`, the epochs done, once every process of a distributed fit has found the same number."""
+    if num_distrib() <= 1:
+        return start
+    starts = [None] * num_distrib()
+    dist.all_gather_object(starts, start)
+    if len(set(starts)) > 1:
+        raise RuntimeError(f"the training processes found different states in {run_dir} (epochs done by rank: {starts}); "
+                           "every process must read the same run folder, on a disk they share")
+    return start
+
+
+def _compare_weights(nets: dict[str, nn.Module]) -> None:
+    """After a distributed fit: log a digest of every process's weights, with a warning if they differ."""
+    if num_distrib() <= 1:
+        return
+    digests = [None] * num_distrib()
+    dist.all_gather_object(digests, weights_digest(*(unwrap(net).state_dict() for net in nets.values())))
+    names = " + ".join(nets)
+    if len(set(digests)) == 1:
+        log.info("%s weights, sha256 by rank: %s", names, ", ".join(digests))
+    else:  # DDP keeps them equal; GPUs of different kinds can round the same step differently
+        log.warning("the training processes ended with different %s weights, sha256 by rank: %s; rank 0's were saved "
+                    "and a resume starts every process from them", names, ", ".join(digests))
+
+
 def fit_run(learn: Learner, run_dir, config, fit: Callable, *, stage: str, epochs: int,
             parts: dict[str, StateOwner] | None = None, cbs: list[Callback] | None = None, **facts) -> Learner:
     """Train `learn` into the run folder `run_dir`, resuming after its last saved epoch.
@@ -366,15 +534,19 @@ def fit_run(learn: Learner, run_dir, config, fit: Callable, *, stage: str, epoch
     learning rate bound); `cbs` are the stage's own callbacks; `parts` more state owners to keep
     (e.g. {"critic": critic, "critic_opt": critic_opt}); `facts` are checked on resume like the recipe.
     Adds the checkpoint, CSV history, epoch gallery, and a bar where it can draw (else a log line
-    per epoch). One process at a time per run folder. A CUDA out-of-memory error stops with a
-    message that names the batch and crop size; the last completed epoch's checkpoint is kept.
+    per epoch). One process at a time per run folder, or one distributed job (see the module's
+    docstring; a network trained beside the model, such as a critic, goes through `DistributedTrainer.wrap`). A CUDA
+    out-of-memory error stops with a message that names the batch and crop size; the last completed
+    epoch's checkpoint is kept.
     """
     run_dir, parts = Path(run_dir), parts or {}
-    with run_lock(run_dir):
-        check_config(run_dir, config, **facts)
-        start = restore(learn, run_dir, parts)
+    with run_lock(run_dir), distributed(learn):
+        if rank_distrib() == 0:
+            check_config(run_dir, config, **facts)
+        distrib_barrier()  # other processes read the run folder once rank 0 holds it and has checked the recipe
+        start = _agreed(restore(learn, run_dir, parts), run_dir)  # before DistributedTrainer wraps the model
         machine = {**dataclasses.asdict(config.machine), "precision_used": getattr(learn, "precision", "fp32"),
-                   "device": str(learn.dls.device), "world_size": int(os.environ.get("WORLD_SIZE", 1))}
+                   "device": str(learn.dls.device), "world_size": max(1, num_distrib())}
         if rank_distrib() == 0:
             write_config(run_dir, config, machine, **facts)
         if start >= epochs:
@@ -392,6 +564,7 @@ def fit_run(learn: Learner, run_dir, config, fit: Callable, *, stage: str, epoch
             else:
                 with learn.no_bar():
                     fit(epochs, cbs=[*cbs, EpochLog()], start_epoch=start)
+            _compare_weights({"model": learn.model, **{k: v for k, v in parts.items() if isinstance(v, nn.Module)}})
         except torch.OutOfMemoryError:
             bs, size = config.data.bs, config.data.size
             raise RuntimeError(

@@ -28,11 +28,6 @@ from colorize.models import build_generator, save_generator  # noqa: E402
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, Google's build
 
 
-def tiny_checkpoint(path, seed=0):
-    """An untrained 32 px ResNet-18 generator saved as a checkpoint: enough to drive the app's plumbing."""
-    torch.manual_seed(seed)
-    return save_generator(build_generator("resnet18", size=32, pretrained=False), path)
-
 
 def photo(path, size=None, mode="RGB"):
     """scikit-image's cat photo (451x300) saved at `path`, optionally resized and converted (e.g. to gray L)."""
@@ -91,7 +86,7 @@ def network():
 
 
 @pytest.fixture(scope="module")
-def server(network, tmp_path_factory):
+def server(network, tmp_path_factory, tiny_checkpoint):
     """The app on a free port with two tiny generators; (url, client, folder of test files)."""
     tmp = tmp_path_factory.mktemp("app")
     checkpoints = [tiny_checkpoint(tmp / "run-a" / "best.safetensors", 0),
@@ -155,7 +150,7 @@ def test_several_photos_give_a_gallery_and_one_zip(server):
         client.predict([handle_file(tmp / "broken.png")], api_name="/colorize_many")
 
 
-def test_checkpoints_named_alike_are_refused(tmp_path):
+def test_checkpoints_named_alike_are_refused(tmp_path, tiny_checkpoint):
     ckpts = [tiny_checkpoint(tmp_path / d / "run" / "best.safetensors") for d in ("x", "y")]
     with pytest.raises(ValueError, match=r"two checkpoints share a name \(run/best, run/best\)"):
         colorize_app.build_app(ckpts, device="cpu")
@@ -167,7 +162,7 @@ def test_theme_loads_no_font_file():
     assert all(target.startswith("data:") for target in re.findall(r"url\(['\"]?([^'\")]*)", css))  # inline icons
 
 
-def test_cli_serves_on_localhost_and_warns_before_sharing(tmp_path, monkeypatch, capsys, caplog):
+def test_cli_serves_on_localhost_and_warns_before_sharing(tmp_path, monkeypatch, capsys, caplog, tiny_checkpoint):
     """The Gradio calls that would bind a port or open a tunnel are replaced; what the CLI passes them is checked."""
     calls = []
 

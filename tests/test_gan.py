@@ -1,7 +1,6 @@
 """Conditional-GAN fine-tuning: who steps what, the NaN guard, resume with optimiser state, run outputs, presets."""
 
 import copy
-import csv
 import math
 import shutil
 
@@ -12,8 +11,7 @@ from fastai.callback.core import Callback, CancelFitException
 from PIL import Image
 
 from colorize.config import GAN_PRESETS, GanConfig, field_value, flat_fields, get_preset, override
-from colorize.download import sample_photos
-from colorize.gan import ConditionalGAN, fit_gan, gan_learner, step_decay
+from colorize.gan import ConditionalGAN, ensure_finetuned, fit_gan, gan_learner, step_decay
 from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
 from colorize.run import load_state, plain
 
@@ -22,10 +20,6 @@ TINY = override(GAN_PRESETS["smoke"], repeats=1)
 RUN = override(TINY, decay_steps=2.0, lr_d=1e-4)  # 2 epochs of 1 step: lr * 0.1^(1/2) for the second one
 LOGGED = ("train_loss", "valid_loss", "psnr", "g_adv", "g_l1", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
 
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    return sample_photos(tmp_path_factory.mktemp("samples"))
 
 
 def _params(module):
@@ -36,10 +30,6 @@ def _changed(before, module_or_tensors):
     now = module_or_tensors.parameters() if isinstance(module_or_tensors, torch.nn.Module) else module_or_tensors
     return [not torch.equal(b, p) for b, p in zip(before, now)]
 
-
-def _history(run):
-    with open(run / "history.csv") as f:
-        return list(csv.DictReader(f))
 
 
 class Killed(Exception):
@@ -125,12 +115,12 @@ def test_both_networks_train_channels_last_with_the_critic_optimiser_still_on_it
     assert all(a is b for a, b in zip(held, gan.critic.parameters()))  # converted in place: D's Adam steps D
 
 
-def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, photos, tmp_path):
+def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, photos, tmp_path, read_history):
     run = tmp_path / "run"
     shutil.copytree(interrupted_run[0], run)
     saved = load_state(run)
     assert saved["epoch"] == 1 and {"critic", "critic_opt"} <= set(saved["parts"])
-    first_row = _history(run)[0]
+    first_row = read_history(run)[0]
 
     learn = gan_learner(photos, RUN, generator=interrupted_run[1])
     gan, seen = learn.conditional_gan, {}
@@ -158,7 +148,7 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
     _assert_equal(seen["critic"], saved["parts"]["critic"])
     assert seen["lr_g"] == pytest.approx(RUN.lr_g * 0.1**0.5) and seen["lr_d"] == pytest.approx(RUN.lr_d * 0.1**0.5)
 
-    rows = _history(run)
+    rows = read_history(run)
     assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0] == first_row  # each epoch once, epoch 0 not redone
     assert all(math.isfinite(float(r[c])) for r in rows for c in LOGGED)
     assert load_state(run)["epoch"] == 2
@@ -195,7 +185,7 @@ def _assert_equal(a, b):
         assert a == b
 
 
-def test_nan_in_the_critic_stops_the_run_and_keeps_the_last_good_checkpoint(interrupted_run, photos, tmp_path):
+def test_nan_in_the_critic_stops_the_run_and_keeps_the_last_good_checkpoint(interrupted_run, photos, tmp_path, read_history):
     run = tmp_path / "run"
     shutil.copytree(interrupted_run[0], run)
     before = {name: (run / name).read_bytes() for name in ("last.safetensors", "best.safetensors", "state.pt")}
@@ -206,7 +196,7 @@ def test_nan_in_the_critic_stops_the_run_and_keeps_the_last_good_checkpoint(inte
         fit_gan(learn, run, RUN, generator=interrupted_run[1])
     assert f"last good checkpoint is {run / 'last.safetensors'}" in str(e.value)
     assert {name: (run / name).read_bytes() for name in before} == before  # the last good epoch, byte for byte
-    assert len(_history(run)) == 1 and not (run / "gallery_epoch002.png").exists()
+    assert len(read_history(run)) == 1 and not (run / "gallery_epoch002.png").exists()
 
 
 class NaNL1(Callback):
@@ -264,3 +254,18 @@ def test_the_spectral_pix2pix_preset_is_pix2pix_with_the_spectral_critic():
 def test_unknown_preset_lists_the_choices():
     with pytest.raises(KeyError, match="pix2pix, pix2pix-spectral, cifar-batchnorm, cifar-spectral"):
         get_preset(GAN_PRESETS, "pix2pixhd")
+
+
+def test_ensure_finetuned_trains_a_missing_checkpoint_only_when_allowed(photos, tmp_path, tiny_checkpoint, read_history):
+    """Missing: a FileNotFoundError that names notebook 3, nothing written; allowed: fine-tuned from the generator."""
+    l1 = tiny_checkpoint(tmp_path / "l1.safetensors")
+    path = tmp_path / "gan" / "last.safetensors"
+    recipe = override(TINY, epochs=1)
+    with pytest.raises(FileNotFoundError, match="03_gan_finetune"):
+        ensure_finetuned(path, recipe, photos, generator=l1)
+    assert not path.parent.exists()
+
+    assert ensure_finetuned(path, recipe, photos, generator=l1, train_if_missing=True) == path
+    assert read_checkpoint_metadata(path)["extra"]["stage"] == "gan"
+    assert [r["epoch"] for r in read_history(path.parent)] == ["0"]
+    assert ensure_finetuned(path, recipe, tmp_path / "no-photos", generator=l1) == path  # there now: left alone

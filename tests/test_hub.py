@@ -26,12 +26,6 @@ from colorize.share import push_checkpoint  # noqa: E402
 from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator  # noqa: E402
 
 
-def tiny_checkpoint(path, seed=0, **extra):
-    """An untrained 32 px ResNet-18 generator saved as a checkpoint."""
-    torch.manual_seed(seed)
-    model = build_generator("resnet18", size=32, pretrained=False)
-    return save_generator(model, path, **extra)
-
 
 class FakeHub:
     """A Hub repository held in a dict {(repo, filename): local file}; `download` stands in for hf_hub_download."""
@@ -72,7 +66,7 @@ def test_hub_paths_are_parsed_and_others_left_alone():
         parse_hub_path("hf://ann/colorizer/pytorch_model.bin")
 
 
-def test_hf_path_loads_through_the_checkpoint_validation(tmp_path, hub):
+def test_hf_path_loads_through_the_checkpoint_validation(tmp_path, hub, tiny_checkpoint):
     local = tiny_checkpoint(tmp_path / "run" / "best.safetensors", epoch=4)
     hub.files["ann/colorizer", HUB_FILENAME] = local
     hub.files["ann/colorizer", "best.safetensors"] = local
@@ -88,7 +82,7 @@ def test_hf_path_loads_through_the_checkpoint_validation(tmp_path, hub):
         load_generator("hf://ann/other")
 
 
-def test_cli_apply_takes_an_hf_path(tmp_path, hub, capsys):
+def test_cli_apply_takes_an_hf_path(tmp_path, hub, capsys, tiny_checkpoint):
     hub.files["ann/colorizer", HUB_FILENAME] = tiny_checkpoint(tmp_path / "run" / "best.safetensors")
     Image.new("L", (40, 30), 128).save(tmp_path / "gray.png")
     assert cli.main(["apply", str(tmp_path / "gray.png"), "--model", "hf://ann/colorizer", "--out",
@@ -110,7 +104,7 @@ def test_hub_failures_say_what_to_do(hub, monkeypatch):
 
 
 @pytest.fixture
-def run(tmp_path):
+def run(tmp_path, tiny_checkpoint):
     """A run folder as training leaves it, and an evaluation report beside it."""
     run = tmp_path / "runs" / "demo-l1"
     ckpt = tiny_checkpoint(run / "best.safetensors", stage="pretrain", epoch=12, valid_loss=0.0712)
@@ -177,7 +171,7 @@ def test_push_uploads_the_checkpoint_with_a_card_from_its_run(run, api, hub, cap
         assert torch.equal(_outputs(load_generator("hf://ann/colorizer")), _outputs(load_generator(ckpt)))
 
 
-def test_push_of_a_lone_checkpoint_has_a_card_without_run_sections(tmp_path, api):
+def test_push_of_a_lone_checkpoint_has_a_card_without_run_sections(tmp_path, api, tiny_checkpoint):
     ckpt = tiny_checkpoint(tmp_path / "model.safetensors")
     push_checkpoint(ckpt, "ann/bare")
     (_, files, _), = api.commits
@@ -187,7 +181,7 @@ def test_push_of_a_lone_checkpoint_has_a_card_without_run_sections(tmp_path, api
     assert api.repos == [("ann/bare", "model", False, True)]
 
 
-def test_push_refuses_before_any_upload(tmp_path, api, monkeypatch):
+def test_push_refuses_before_any_upload(tmp_path, api, monkeypatch, tiny_checkpoint):
     np.save(tmp_path / "weights.npy", np.zeros(3))
     with pytest.raises(ValueError, match="is not a colorize generator checkpoint"):
         push_checkpoint(tmp_path / "weights.npy", "ann/x")

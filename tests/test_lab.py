@@ -9,7 +9,7 @@ from skimage import color, data
 
 from colorize.lab import AB_SCALE, L_SCALE, LabSplit, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 
-TOL = 0.05  # max abs error in L, a, b units (issue 2, section 3)
+TOL = 0.05  # max abs error in L, a, b units: kornia and skimage use the same formulas
 
 
 def _to_batch(rgb: np.ndarray) -> torch.Tensor:

@@ -63,3 +63,24 @@ def test_the_data_flow_points_downstream_to_upstream():
     top = {"cli", "app", "demo", "pretrain", "gan", "run", "evaluate", "share"}
     for low in ("lab", "files", "data", "loaders", "download", "models", "config", "device", "metrics", "losses"):
         assert not _imports(PACKAGE / f"{low}.py") & top, low
+
+
+def test_the_stage_recipes_share_parts_not_fields():
+    """What both stages need is a nested part built once (data, machine, generator); no primitive field is repeated."""
+    import dataclasses
+
+    from colorize.config import GanConfig, PretrainConfig
+
+    def primitive(recipe):
+        return {f.name for f in dataclasses.fields(recipe) if not dataclasses.is_dataclass(f.default)}
+
+    assert not primitive(PretrainConfig) & primitive(GanConfig)
+    shared = {f.name for f in dataclasses.fields(PretrainConfig)} & {f.name for f in dataclasses.fields(GanConfig)}
+    assert shared == {"data", "machine", "generator"}
+
+
+def test_gan_takes_little_from_the_run_module():
+    """The GAN stage is GAN code on top of the run machinery, not a second copy of it."""
+    tree = ast.parse((PACKAGE / "gan.py").read_text())
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "run" for a in n.names]
+    assert len(names) <= 3, names

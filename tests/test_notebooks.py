@@ -1,5 +1,6 @@
 """Every notebook: committed clean and thin (fast), and executed end to end in smoke mode with papermill (slow)."""
 
+import ast
 import re
 import sys
 import tomllib
@@ -7,10 +8,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from colorize.data import INDEX_NAME
-from colorize.gan import GALLERY_NAME
-from colorize.run import BEST_NAME, HISTORY_NAME, LAST_NAME
+from colorize.run import BEST_NAME, GALLERY_NAME, HISTORY_NAME, LAST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -24,6 +25,8 @@ PRODUCES = {
     "04_evaluate_and_colorize": (["**/results.md", "**/gallery.png", "**/hardest.png", "**/*_colorized.png"], 5),
     "05_colour_hints": ([f"**/{BEST_NAME}", "**/hint_curve.png", "**/hints.json", f"**/{GALLERY_NAME.format(1)}"], 6),
 }
+# HTML a notebook's smoke run must show (a regular expression): notebook 4's web app, inline and on this machine only.
+SHOWS = {"04_evaluate_and_colorize": r'<iframe src="http://127\.0\.0\.1:\d+/'}
 CELL_TIMEOUT_S = 300  # generous for a busy 2-core machine; a smoke notebook takes well under a minute
 
 notebooks = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -55,15 +58,121 @@ def test_notebook_is_committed_without_outputs(path):
     assert not dirty, f"{path.name}: code cells {dirty} have outputs; clear all outputs before committing"
 
 
-@notebooks
-def test_notebook_has_one_parameters_cell_and_branches_on_smoke_only_next_to_it(path):
-    cells = code_cells(nbformat.read(path, as_version=4))
+def parameters_cell(path, cells) -> int:
     tagged = [i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters', expected exactly one"
-    i = tagged[0]
+    return tagged[0]
+
+
+def python_of(cell) -> ast.Module:
+    """A code cell's syntax tree, its IPython magics turned into the Python they run."""
+    return ast.parse(TransformerManager().transform_cell(cell.source))
+
+
+def _names(node) -> set[str]:
+    """The variables an expression reads or a target binds; a comprehension's own loop variables left out."""
+    own = {name for c in ast.walk(node) if isinstance(c, ast.comprehension) for name in _all_names(c.target)}
+    return _all_names(node) - own
+
+
+def _all_names(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}
+
+
+def _bindings(tree) -> list[tuple[ast.AST, ast.AST]]:
+    """(target, value) of every assignment in a tree, loop variables with what they loop over."""
+    pairs = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            pairs += [(t, node.value) for t in node.targets]
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.NamedExpr)) and node.value is not None:
+            pairs.append((node.target, node.value))
+        elif isinstance(node, (ast.For, ast.AsyncFor, ast.comprehension)):
+            pairs.append((node.target, node.iter))
+        elif isinstance(node, ast.withitem) and node.optional_vars is not None:
+            pairs.append((node.optional_vars, node.context_expr))
+    return pairs
+
+
+def _tests(tree) -> list[ast.AST]:
+    """What a tree branches on: conditions of if, ternary, while, comprehension filters and match subjects, and
+    what a for statement loops over (a loop over a list that is empty unless... is an if)."""
+    tests = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.If, ast.IfExp, ast.While)):
+            tests.append(node.test)
+        elif isinstance(node, (ast.For, ast.AsyncFor)):
+            tests.append(node.iter)
+        elif isinstance(node, ast.comprehension):
+            tests += node.ifs
+        elif isinstance(node, ast.Match):
+            tests.append(node.subject)
+    return tests
+
+
+def smoke_branches(path, nb) -> list[str]:
+    """Conditions below the cell after the parameters that depend on SMOKE, directly or through any assignment.
+
+    A value derived from SMOKE (in that cell or later) may be passed on, e.g. as a package function's flag;
+    a later cell may not decide anything on it.
+    """
+    cells = code_cells(nb)
+    first = parameters_cell(path, cells) + 1
+    trees = [python_of(c) for c in cells[first:]]
+    derived, grew = {"SMOKE"}, True
+    while grew:  # every name assigned from an expression that mentions a derived name, to a fixed point
+        new = {name for tree in trees for target, value in _bindings(tree) if _names(value) & derived
+               for name in _names(target)} - derived
+        derived, grew = derived | new, bool(new)
+    return [f"{path.name}: code cell {j} branches on {sorted(_names(test) & derived)} (from SMOKE) at line "
+            f"{test.lineno}: {ast.unparse(test)}"
+            for j, tree in enumerate(trees[1:], start=first + 1) for test in _tests(tree) if _names(test) & derived]
+
+
+@notebooks
+def test_notebook_has_one_parameters_cell_and_branches_on_smoke_only_next_to_it(path):
+    nb = nbformat.read(path, as_version=4)
+    cells = code_cells(nb)
+    i = parameters_cell(path, cells)
     assert re.search(r"^SMOKE = False\b", cells[i].source, re.M), "the parameters cell sets SMOKE = False"
     later = [j for j, c in enumerate(cells[i + 2:], start=i + 2) if re.search(r"\bSMOKE\b", c.source)]
     assert not later, f"{path.name}: code cells {later} use SMOKE; only the cell right after the parameters may"
+    assert not smoke_branches(path, nb), ("what a smoke run does differently belongs in a package function "
+                                          "given a flag from the cell after the parameters:\n"
+                                          + "\n".join(smoke_branches(path, nb)))
+
+
+def made_up_notebook(later: str):
+    """A notebook whose cell after the parameters derives values from SMOKE, then one more cell."""
+    new = nbformat.v4
+    return new.new_notebook(cells=[
+        new.new_code_cell("SMOKE = False\nSTEPS = 100", metadata={"tags": ["parameters"]}),
+        new.new_code_cell("tiny = SMOKE\nstand_in = 'smoke' if SMOKE else None\nsteps, name = (6, 'a') if tiny else (STEPS, 'b')\n"
+                          "extra_runs = ['stand-in'] if SMOKE else []"),
+        new.new_code_cell("%matplotlib inline\n" + later)])
+
+
+BRANCHES_ON_SMOKE = {
+    "if": "if stand_in is not None:\n    train(stand_in)",
+    "ternary": "n = 3 if steps > 10 else 1",
+    "while": "while not tiny:\n    break",
+    "filter": "kept = [x for x in range(3) if name]",
+    "derived later": "double = steps * 2\nfor k in range(2):\n    if double > k:\n        pass",
+    "loop": "for run in extra_runs:\n    train(run)",
+    "loop variable": "runs = [stand_in]\nfor r in range(2):\n    s = runs[r]\n    if s:\n        pass",
+    "SMOKE itself": "if SMOKE:\n    pass",
+}
+
+
+@pytest.mark.parametrize("later", BRANCHES_ON_SMOKE.values(), ids=BRANCHES_ON_SMOKE)
+def test_smoke_check_catches_a_later_branch_on_smoke_or_a_value_derived_from_it(later):
+    found = smoke_branches(Path("made_up.ipynb"), made_up_notebook(later))
+    assert len(found) == 1 and "code cell 2" in found[0], found
+
+
+def test_smoke_check_lets_derived_values_be_passed_on_and_other_parameters_decide():
+    later = "train(stand_in, steps=steps, tiny=tiny)\nif STEPS > 10:\n    pass\nm = 1 if STEPS else 2"
+    assert smoke_branches(Path("made_up.ipynb"), made_up_notebook(later)) == []
 
 
 @notebooks
@@ -119,3 +228,6 @@ def test_notebook_runs_end_to_end_in_smoke_mode(path, tmp_path):
     assert figures >= min_figures, f"{path.name} drew {figures} figure(s), expected at least {min_figures}"
     for pattern in globs:
         assert list(tmp_path.glob(pattern)), f"{path.name} in smoke mode wrote no {pattern} under {tmp_path}"
+    if path.stem in SHOWS:
+        html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+        assert re.search(SHOWS[path.stem], html), f"{path.name} showed no {SHOWS[path.stem]!r}"

@@ -1,7 +1,6 @@
 """L1 pretraining: the loop learns, writes its run folder, and resumes after a kill -9."""
 
 import copy
-import csv
 import os
 import signal
 import subprocess
@@ -15,20 +14,11 @@ from fastai.learner import Recorder
 from fastai.optimizer import Adam
 
 from colorize.config import PRETRAIN_PRESETS, override
-from colorize.download import sample_photos
 from colorize.models import load_generator, read_checkpoint_metadata, save_generator
-from colorize.pretrain import fit_pretrain, pretrain, pretrain_learner
+from colorize.pretrain import ensure_generator, fit_pretrain, pretrain, pretrain_learner
 from colorize.run import CudnnAutotune, adam, check_config, load_state, write_config
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    return sample_photos(tmp_path_factory.mktemp("samples"))
-
-
-def _history(run):
-    with open(run / "history.csv") as f:
-        return list(csv.DictReader(f))
 
 
 def test_overfits_one_batch(photos):
@@ -46,7 +36,7 @@ def test_overfits_one_batch(photos):
     assert losses[-1] < losses[0] / 3, losses[::10]
 
 
-def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, caplog, capsys):
+def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, caplog, capsys, read_history):
     run = tmp_path / "run"
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)  # output to a file: a log line per epoch, no bar
     caplog.set_level("INFO", logger="colorize")
@@ -54,7 +44,7 @@ def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, cap
     assert [m.split("  ")[0] for m in caplog.messages if m.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
     assert "\r" not in capsys.readouterr().out
     assert {"state.pt", "last.safetensors", "best.safetensors", "history.csv", "config.json"} <= {p.name for p in run.iterdir()}
-    rows = _history(run)
+    rows = read_history(run)
     assert [r["epoch"] for r in rows] == ["0", "1"]
     assert all(float(r["psnr"]) > 0 and float(r["valid_loss"]) > 0 for r in rows)
     state = load_state(run)  # loads with weights_only=True: tensors and numbers, no code
@@ -131,7 +121,7 @@ def test_resume_refuses_a_different_recipe_but_not_other_machine_settings(tmp_pa
 
 
 @pytest.mark.slow
-def test_kill_9_mid_epoch_then_rerun_resumes(photos, tmp_path):
+def test_kill_9_mid_epoch_then_rerun_resumes(photos, tmp_path, read_history):
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "colorize.cli", "pretrain", "--data", str(photos), "--out", str(run),
            "--preset", "smoke", "--epochs", "4", "--bs", "2", "--repeats", "4", "--device", "cpu"]
@@ -145,13 +135,13 @@ def test_kill_9_mid_epoch_then_rerun_resumes(photos, tmp_path):
     proc.wait()
     done = load_state(run)["epoch"]
     assert done < 4, "the kill came too late to test anything"
-    before = _history(run)
+    before = read_history(run)
     assert len(before) >= done  # every saved epoch was logged (a logged one may not be saved yet)
 
     rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     assert f"resuming after epoch {done}:" in rerun.stderr
-    rows = _history(run)
+    rows = read_history(run)
     assert [r["epoch"] for r in rows] == ["0", "1", "2", "3"]  # each epoch once: none lost, none repeated
     assert rows[:done] == before[:done]  # the saved epochs were not trained again
     assert load_state(run)["epoch"] == 4
@@ -168,15 +158,15 @@ class StopBetweenLogAndSave(Callback):
             raise CancelFitException
 
 
-def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_path):
+def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_path, read_history):
     config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
     learn = pretrain_learner(photos, config)
     learn.add_cb(StopBetweenLogAndSave())
     fit_pretrain(learn, tmp_path, config)
-    logged = _history(tmp_path)
+    logged = read_history(tmp_path)
     assert len(logged) == 2 and load_state(tmp_path)["epoch"] == 1  # the checkpoint comes after the log
     pretrain(photos, tmp_path, config)
-    rows = _history(tmp_path)
+    rows = read_history(tmp_path)
     assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0] == logged[0] and rows[1] != logged[1]
     assert load_state(tmp_path)["epoch"] == 2
 
@@ -204,3 +194,30 @@ def test_resume_on_cuda(photos, tmp_path):
     learn = pretrain(photos, tmp_path, config, device="cuda")
     assert load_state(tmp_path)["epoch"] == 2
     assert all(t.is_cuda for s in learn.opt.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
+
+
+def test_ensure_generator_trains_a_missing_checkpoint_only_when_allowed(photos, tmp_path, read_history):
+    """Missing: a FileNotFoundError that names notebook 2, nothing written; allowed: trained there with the recipe."""
+    path = tmp_path / "l1" / "best.safetensors"
+    with pytest.raises(FileNotFoundError, match="02_pretrain_generator"):
+        ensure_generator(path, PRETRAIN_PRESETS["smoke"], photos)
+    assert not path.parent.exists()
+    with pytest.raises(ValueError, match="best.safetensors"):  # a name training would never write
+        ensure_generator(tmp_path / "l1" / "mine.safetensors", PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True)
+    assert not path.parent.exists()
+
+    assert ensure_generator(path, PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True) == path
+    meta = read_checkpoint_metadata(path)
+    assert meta["size"] == PRETRAIN_PRESETS["smoke"].data.size and meta["extra"]["stage"] == "pretrain"
+    assert [r["epoch"] for r in read_history(path.parent)] == ["0"]  # the smoke recipe's one epoch
+
+
+def test_ensure_generator_leaves_an_existing_checkpoint_alone(tmp_path):
+    """An existing file or a Hub path is returned as it is: nothing trained, nothing downloaded, the data not read."""
+    path = tmp_path / "run" / "last.safetensors"
+    path.parent.mkdir()
+    path.write_bytes(b"a checkpoint")
+    missing_photos = tmp_path / "no-photos"
+    for given in (path, "hf://someone/colorizer"):
+        assert ensure_generator(given, PRETRAIN_PRESETS["smoke"], missing_photos, train_if_missing=True) == given
+    assert sorted(p.name for p in path.parent.iterdir()) == ["last.safetensors"]
