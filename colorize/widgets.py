@@ -19,7 +19,7 @@ class HintPicker:
     a hint generator's colorization update; `hints` is the list `colorize apply --hints` reads.
 
     `add`, `undo` and `clear` are buttons; a slider move only moves the cross on the shown picture, a
-    button recolorizes. In code: set `x.value`, `y.value`, `colour.value`, then `add.click()`.
+    button recolorizes. In code: set `x.value`, `y.value`, `colour.value`, then `add.click()`, or `place(hint)`.
     `result` is the latest colorization at the photo's full size.
     """
 
@@ -45,6 +45,14 @@ class HintPicker:
         self.widget = w.VBox([w.HBox([self.x, self.y]), w.HBox([self.colour, self.size]),
                               w.HBox([self.add, self.undo, self.clear, self.status]), self.view])
         self._change([])
+
+    def place(self, hint: dict) -> None:
+        """Add a hint (an entry of a hints file) as a user would: set the sliders and the colour, press "add hint"."""
+        W, H = self.photo.size
+        default = max(1, round(DEFAULT_HINT_FRACTION * max(W, H)))
+        self.x.value, self.y.value, self.colour.value = round(hint["x"]), round(hint["y"]), hint["color"]
+        self.size.value = round(hint.get("size", default))
+        self.add.click()
 
     def _current(self) -> dict:
         """The hint the controls describe now, as an entry of a hints file."""

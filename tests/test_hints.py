@@ -489,6 +489,8 @@ def test_hint_picker_places_hints_and_recolorizes(tmp_path):
     assert np.array_equal(np.asarray(colorize_image(model, photo, SIZE, hints=picker.hints)), np.asarray(picker.result))
     picker.undo.click()
     assert picker.hints == [] and np.array_equal(np.asarray(picker.result), plain)
+    picker.place({"x": 10.4, "y": 5, "color": "navy"})  # as a hints-file entry: the default size
+    assert picker.hints == [{"x": 10, "y": 5, "color": "navy", "size": 2}]
     with pytest.raises(ValueError, match="takes no colour hints"):
         HintPicker(build_generator("resnet18", size=SIZE, pretrained=False).eval(), photo)
 
