@@ -9,7 +9,8 @@ import typing
 import warnings
 
 from .device import PRECISIONS
-from .config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, field_value, flat_fields, get_preset, override
+from .config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, HintsConfig, PretrainConfig, field_value,
+                     flat_fields, get_preset, override)
 
 log = logging.getLogger("colorize")
 
@@ -76,14 +77,26 @@ def _gan(args):
               "history.csv, gallery_epochNNN.png")
 
 
+def _hints(args):
+    from .hints import train_hints
+
+    train_hints(args.data, args.out, config_from_args(args, HINTS_PRESETS, HintsConfig), generator=args.generator,
+                device=args.device)
+    print(f"hint generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv); "
+          f"use one with `colorize apply PHOTO --model {args.out}/best.safetensors --hints hints.json`")
+
+
 def _apply(args):
     from fastai.torch_core import default_device
 
+    from .hintmaps import read_hints_file
     from .inference import colorize_files
     from .models import load_generator
 
+    hints = read_hints_file(args.hints) if args.hints else None
     model = load_generator(args.model, device=args.device or default_device())
-    result = colorize_files(model, args.inputs, args.out, render_size=args.render_size, precision=args.precision)
+    result = colorize_files(model, args.inputs, args.out, render_size=args.render_size, precision=args.precision,
+                            hints=hints)
     print(f"wrote {len(result.written)} photo(s) to {args.out}" +
           (f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
            if result.failed else ""))
@@ -94,9 +107,20 @@ def _evaluate(args):
     from .evaluate import evaluate
 
     report = evaluate(args.data, args.models, args.out, split=args.split, size=args.size, device=args.device,
-                      names=args.names, bs=args.bs, precision=args.precision, work_dir=args.work_dir)
+                      names=args.names, bs=args.bs, precision=args.precision, work_dir=args.work_dir, hints=args.hints)
     print(report.markdown)
     print("\n".join(f"{k}: {v}" for k, v in report.paths.items()))
+
+
+def _counts(text: str) -> list[int]:
+    """`--hints 0,1,2,5` -> [0, 1, 2, 5]; argparse reports the error."""
+    try:
+        counts = [int(c) for c in text.split(",")]
+    except ValueError:
+        counts = [-1]
+    if min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers of hints >= 0 separated by commas, e.g. 0,1,2,5,10")
+    return counts
 
 
 def _export(args):
@@ -170,11 +194,22 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(g, GanConfig, GAN_PRESETS)
     g.set_defaults(run=_gan)
 
+    hs = sub.add_parser("hints", help="stage 3: teach a trained generator to follow colour hints (resumes if --out has a run)")
+    hs.add_argument("--data", required=True, help="folder of photos")
+    hs.add_argument("--out", required=True, help="run folder, e.g. runs/places365-hints")
+    hs.add_argument("--generator", required=True, help="trained automatic generator checkpoint (.safetensors) to widen")
+    hs.add_argument("--preset", default="places365", help=f"recipe: {', '.join(HINTS_PRESETS)} (default places365)")
+    hs.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
+    add_config_args(hs, HintsConfig, HINTS_PRESETS)
+    hs.set_defaults(run=_hints)
+
     a = sub.add_parser("apply", help="colorize photos or folders at full resolution")
     a.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     a.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
     a.add_argument("--out", required=True, help="folder for the colorized photos")
     a.add_argument("--render-size", type=int, default=256, help="size the model sees (default 256)")
+    a.add_argument("--hints", help='JSON list of colour hints in the photo\'s pixels, e.g. [{"x": 410, "y": 220, '
+                   '"color": "#b03020", "size": 12}] (one photo; a model trained by `colorize hints`)')
     a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     a.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto (default): bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU")
@@ -190,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
     e.add_argument("--bs", type=int, default=32, help="photos per batch (default 32)")
     e.add_argument("--work-dir", help=WORK_DIR_HELP)
+    e.add_argument("--hints", type=_counts, help="numbers of colour hints per photo for the PSNR-vs-hints curve of "
+                   "models that take hints, e.g. 0,1,2,5,10,20,50,100")
     e.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     e.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, the protocol), or auto/bf16/fp16 for a faster, slightly different score")

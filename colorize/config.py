@@ -103,6 +103,25 @@ class GanConfig(Recipe):
     l1_weight: float = 100.0  # tutorial and pix2pix: lambda_L1 = 100
 
 
+@dataclass(frozen=True)
+class HintsConfig(Recipe):
+    """Stage 3: a trained automatic generator widened to read a hint map and fine-tuned on L1 with simulated hints.
+
+    After Zhang et al. 2017, "Real-Time User-Guided Image Colorization with Learned Deep Priors", as
+    their code trains it (richzhang/colorization-pytorch: scripts/train_siggraph.sh, options/, util.py):
+    the automatic network is fine-tuned with hints drawn per image (colorize.hintmaps) and a
+    regression loss on ab (their `loss_G_L1_reg`; L1 here, as in our stage 1).
+    """
+
+    data: DataConfig = DataConfig(epochs=15)  # Zhang et al.: 10 epochs at lr 1e-5, then 5 at 1e-6 (siggraph_reg, _reg2)
+    machine: MachineConfig = field(default=MachineConfig(), metadata=NOT_RECIPE)
+    lr: float = 1e-5  # Zhang et al.: --lr 0.00001 for the hint stage; fastai's one-cycle anneals it (their 1e-6 tail)
+    wd: float = 0.0  # Zhang et al.: plain Adam, no weight decay
+    hint_p: float = 1 / 8  # Zhang et al.: --sample_p .125, geometric number of hints, mean 7, none for 1 image in 8
+    hint_min_side: int = 1  # Zhang et al.: --sample_Ps 1 2 ... 9, patch side uniform in 1..9 px
+    hint_max_side: int = 9
+
+
 # The tiny and the short recipes, each size written once: tests and notebooks in SMOKE mode (seconds on a
 # CPU, no network) and `colorize demo` (minutes on a 2-core CPU, on the photos shipped with scikit-image/-learn).
 SMOKE_DATA = DataConfig(size=32, bs=4, epochs=1, repeats=2)
@@ -162,6 +181,17 @@ GAN_PRESETS: dict[str, GanConfig] = {
                       lr_g=5e-5),
     # After the `smoke` L1 generator (32 px).
     "smoke": GanConfig(data=SMOKE_DATA.replace(epochs=2), machine=SMOKE_MACHINE, critic=CriticConfig(layers=2)),
+}
+
+
+HINTS_PRESETS: dict[str, HintsConfig] = {
+    # Zhang et al. 2017's hint stage on Places365, from the `places365` L1 checkpoint (--generator).
+    "places365": HintsConfig(machine=MachineConfig(cache=True)),
+    # `colorize demo`: from the `demo` L1 generator (64 px) on the sample photos; a larger lr, as the demo's
+    # stage 1, so the hint weights (zero at the start) learn within a CPU minute or two.
+    "demo": HintsConfig(data=DEMO_DATA.replace(epochs=6), machine=DEMO_MACHINE, lr=1e-3),
+    # After the `smoke` L1 generator (32 px).
+    "smoke": HintsConfig(data=SMOKE_DATA, machine=SMOKE_MACHINE, lr=1e-3),
 }
 
 

@@ -5,10 +5,18 @@ size x size with PIL's antialiased bilinear filter, which is resizing the shorte
 centre-cropping. The model sees L of that crop and predicts ab at the same size, in fp32 (TF32 off,
 deterministic cuDNN); its RGB is rebuilt from the crop's own L and compared with the crop. The
 baseline keeps L and sets ab = 0. Writes results.json, results.md, gallery.png and hardest.png.
+
+A generator that takes colour hints is scored without hints in the main table (automatic mode). With
+`hints` counts, each hint model is also scored with that many hints per photo, drawn from the photo's
+true colours (Zhang et al. 2017's sweep: square patches of the mean true ab at centre-biased places,
+`hintmaps.eval_side` px), seeded per photo and count: PSNR RGB and ab against the number of hints, in
+results.json/.md and hint_curve.png. Automatic models ignore hints: their curve is reported as n/a
+and drawn as a flat dashed line at their automatic score.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -27,10 +35,11 @@ from . import __version__
 from .data import BadImageError, index_dataset, load_rgb
 from .device import autocast_for, choose_precision
 from .files import atomic_write_text, bars_can_draw, default_workers
-from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
-from .metrics import ColorMetrics, Skipped
+from .hintmaps import HINT_CHANNELS, draw_hints_per_photo, eval_side, paint_hints
+from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
+from .metrics import ColorMetrics, Skipped, psnr_ab, psnr_rgb
 from .models import load_generator, read_checkpoint_metadata
-from .plots import captioned_gallery, save_figure
+from .plots import captioned_gallery, hint_curve, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +92,19 @@ def _zero_ab(L: torch.Tensor) -> torch.Tensor:
     return L.new_zeros(L.shape[0], 2, *L.shape[2:])
 
 
+def _automatic(model: torch.nn.Module) -> Predictor:
+    """A generator as an L -> ab predictor: a hint model gets an all-zero hint map (it colorizes automatically)."""
+    if model.spec.in_channels == 1 + HINT_CHANNELS:
+        return lambda L: model(generator_input(L))
+    return model
+
+
+def hint_seeds(rels: Sequence[str], count: int, seed: int) -> list[int]:
+    """The seed of each photo's `count` hints: from its path in the dataset, so the same photo always gets them."""
+    return [int.from_bytes(hashlib.blake2b(f"{seed}:{count}:{rel}".encode(), digest_size=8).digest(), "little") >> 1
+            for rel in rels]
+
+
 def _readable_crops(files: list[Path], size: int, pool: ThreadPoolExecutor, bad: list[tuple[Path, str]]) -> list:
     """The protocol crops of the files that can be read, in order; those that can't are added to `bad` with why."""
     def read(path: Path):
@@ -125,6 +147,32 @@ def score(methods: dict[str, Predictor], files: list[Path], metrics: ColorMetric
             raise FileNotFoundError(f"none of the photos to evaluate could be read ({len(bad)} skipped)")
         scores[name], per_image[name] = metrics.compute(), metrics.per_image()
     return scores, per_image, files, bad
+
+
+def hint_curve_scores(model: torch.nn.Module, files: list[Path], rels: list[str], counts: Sequence[int], *,
+                      size: int, bs: int, device: torch.device, precision: str, pool: ThreadPoolExecutor, seed: int,
+                      progress: bool) -> dict[str, list[float]]:
+    """Mean PSNR RGB and ab of a hint model given each number of hints drawn from the photos' true colours."""
+    side = eval_side(size)
+    values = {c: {"psnr_rgb": [], "psnr_ab": []} for c in counts}
+    chunks = [range(i, min(i + bs, len(files))) for i in range(0, len(files), bs)]
+    log.info("scoring a hint model with %s hints on %d photos", ", ".join(map(str, counts)), len(files))
+    for chunk in progress_bar(chunks) if progress and bars_can_draw() else chunks:
+        bad: list[tuple[Path, str]] = []
+        crops = _readable_crops([files[i] for i in chunk], size, pool, bad)
+        if bad:
+            raise RuntimeError(f"{bad[0][0]} became unreadable during the evaluation; run it again")
+        rgb = pixels_to_rgb(np.stack(crops), device)  # (B,3,S,S) in [0,1]
+        L, ab = rgb_to_lab_net(rgb)  # (B,1,S,S), (B,2,S,S)
+        for count in counts:
+            draws = draw_hints_per_photo(hint_seeds([rels[i] for i in chunk], count, seed), size, size,
+                                         sides=(side, side), count=count)
+            with autocast_for(device, choose_precision(device, precision)):
+                pred_ab = model(generator_input(L, paint_hints(ab, draws))).float()  # (B,2,S,S)
+            pred = lab_net_to_rgb(L, pred_ab)
+            values[count]["psnr_rgb"].append(psnr_rgb(pred, rgb))
+            values[count]["psnr_ab"].append(psnr_ab(pred, rgb))
+    return {key: [torch.cat(values[c][key]).mean().item() for c in counts] for key in ("psnr_rgb", "psnr_ab")}
 
 
 def render(methods: dict[str, Predictor], files: list[Path], size: int, device: torch.device,
@@ -170,7 +218,27 @@ def results_markdown(results: dict) -> str:
     lines += [f"- {metric} skipped: {'; '.join(sorted(reasons))}" for metric, reasons in skipped.items()]
     for g in results["galleries"].values():
         lines.append(f"- `{g['path']}`: {g['caption']}")
+    if any(row.get("takes_hints") for row in results["models"].values()):
+        lines.append("- Models that take colour hints are scored here without hints (automatic colorization).")
+    if "hint_curve" in results:
+        lines += ["", hint_curve_markdown(results["hint_curve"])]
     return "\n".join(lines) + "\n"
+
+
+def hint_curve_markdown(curve: dict) -> str:
+    """The PSNR-vs-hints tables of results.md: one row per model, one column per number of hints."""
+    counts = curve["counts"]
+    lines = []
+    for key, title in (("psnr_rgb", "PSNR RGB (dB)"), ("psnr_ab", "PSNR ab (dB)")):
+        lines += [f"{title} against the number of colour hints per photo:", "",
+                  "| model | " + " | ".join(str(c) for c in counts) + " |", "| --- |" + " ---: |" * len(counts)]
+        for name, row in curve["models"].items():
+            cells = [f"{v:.2f}" for v in row[key]] if row["takes_hints"] else ["n/a"] * len(counts)
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines.append(f"- Hints: {curve['sampling']}. Automatic models take no hints: n/a (drawn flat at their "
+                 f"automatic score in `{curve['path']}`).")
+    return "\n".join(lines)
 
 
 def _choose_galleries(rels: list[str], psnr_ab: np.ndarray, names: list[str], split: str, size: int,
@@ -208,6 +276,7 @@ def evaluate(
     progress: bool = True,
     precision: str = "fp32",
     work_dir: str | os.PathLike | None = None,
+    hints: Sequence[int] | None = None,
 ) -> EvaluationReport:
     """Evaluate generator checkpoints and the grayscale baseline on `split` of `data`; write the report to `out_dir`.
 
@@ -215,7 +284,9 @@ def evaluate(
     backbone that can't be fetched is reported as skipped). `seed` must be the one the data was split
     with. The comparison gallery shows `n_gallery` photos spread over the split; the hardest-cases
     gallery the `n_hardest` with the lowest PSNR ab under the first model. Same inputs, same numbers.
-    `work_dir` places the dataset's index (`data.work_dir_for`).
+    `work_dir` places the dataset's index (`data.work_dir_for`). `hints`: numbers of colour hints per
+    photo (e.g. 0, 1, 2, 5, 10) for the PSNR-vs-hints curve of the models that take hints, drawn with
+    `seed`.
     """
     if not models:
         raise ValueError("no models to evaluate: pass one or more generator checkpoints (.safetensors)")
@@ -225,10 +296,18 @@ def evaluate(
     if len(names) != len(models) or len(set(names) | {BASELINE}) != len(names) + 1:
         raise ValueError(f"need one distinct name per model, got {names} for {len(models)} checkpoint(s); "
                          "give each a name (--names) to tell them apart")
-    for ckpt in models:  # every checkpoint readable before anything is written
-        built = read_checkpoint_metadata(ckpt)["size"]
-        if built != size:
-            log.warning("%s was built for %d px photos; evaluating it at %d px (--size)", ckpt, built, size)
+    takes_hints = {}
+    for name, ckpt in zip(names, models):  # every checkpoint readable before anything is written
+        meta = read_checkpoint_metadata(ckpt)
+        takes_hints[name] = meta["in_channels"] == 1 + HINT_CHANNELS
+        if meta["size"] != size:
+            log.warning("%s was built for %d px photos; evaluating it at %d px (--size)", ckpt, meta["size"], size)
+    if hints is not None:
+        hints = sorted(set(int(c) for c in hints))
+        if not hints or hints[0] < 0:
+            raise ValueError(f"hint counts must be whole numbers >= 0, e.g. 0,1,2,5,10; got {hints}")
+        if not any(takes_hints.values()):
+            log.warning("none of the models takes colour hints: their hint curve is n/a")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else default_device()
@@ -236,7 +315,8 @@ def evaluate(
     files = index.files(split)
     skipped = index.excluded_from(split)
     methods: dict[str, Predictor] = {BASELINE: _zero_ab}
-    methods.update({name: load_generator(ckpt, device=device) for name, ckpt in zip(names, models)})
+    generators = {name: load_generator(ckpt, device=device) for name, ckpt in zip(names, models)}
+    methods.update({name: _automatic(g) for name, g in generators.items()})
     metrics = ColorMetrics(lpips_net=lpips_net, fid_feature=fid_feature)
 
     with (ThreadPoolExecutor(workers or default_workers()) as pool, torch.inference_mode(),
@@ -245,6 +325,9 @@ def evaluate(
         scores, per_image, files, bad = score(methods, index.files(split), metrics, size=size, bs=bs, device=device,
                                               precision=precision, pool=pool, progress=progress)
         rels = [f.relative_to(index.root).as_posix() for f in files]
+        curves = {name: hint_curve_scores(g, files, rels, hints, size=size, bs=bs, device=device, precision=precision,
+                                          pool=pool, seed=seed, progress=progress)
+                  for name, g in generators.items() if hints is not None and takes_hints[name]}
         galleries = _choose_galleries(rels, per_image[names[0]]["psnr_ab"].numpy(), names, split, size,
                                       n_gallery, n_hardest)
         paths = write_galleries(galleries, methods, index.root, size, device, precision, out_dir)
@@ -253,7 +336,8 @@ def evaluate(
         "data": str(data), "split": split, "size": size, "protocol": protocol_text(size), "precision": precision,
         "n_images": len(files), "n_skipped": len(skipped),
         "skipped": [{"path": p.relative_to(index.root).as_posix(), "reason": why} for p, why in skipped],
-        "models": {name: {"checkpoint": ckpt, **{k: _json_value(v) for k, v in scores[name].items()}}
+        "models": {name: {"checkpoint": ckpt, "takes_hints": takes_hints.get(name, False),
+                          **{k: _json_value(v) for k, v in scores[name].items()}}
                    for name, ckpt in {BASELINE: None, **{n: str(c) for n, c in zip(names, models)}}.items()},
         "galleries": galleries,
         "files": rels,
@@ -261,6 +345,17 @@ def evaluate(
                       for name, values in per_image.items()},
         "software": {"colorize": __version__, "torch": torch.__version__.split("+")[0]},
     }
+    if hints is not None:
+        side = eval_side(size)
+        results["hint_curve"] = {
+            "counts": hints, "path": "hint_curve.png", "seed": seed,
+            "sampling": (f"k {side}x{side} px patches per photo, each the mean true ab of its square, at "
+                         "centre-biased places (Zhang et al. 2017's sweep: 6x6 at 256 px), seeded per photo and k"),
+            "models": {name: ({"takes_hints": True, **curves[name]} if takes_hints[name] else
+                              {"takes_hints": False, "automatic": {k: scores[name][k] for k in ("psnr_rgb", "psnr_ab")}})
+                       for name in names},
+        }
+        paths["hint_curve"] = save_figure(hint_curve(results["hint_curve"]), out_dir / "hint_curve.png")
     report = write_report(results, out_dir, paths)
     log.info("evaluated %d model(s) and the baseline on %d %s photos (%d skipped): %s",
              len(models), len(files), split, len(skipped), out_dir)

@@ -1,7 +1,8 @@
 """RGB <-> CIE Lab on batched tensors, and the network scaling of L and ab.
 
 This module is the ONLY place the scaling constants live: the generator sees L/50 - 1 in [-1, 1]
-and predicts ab/110 (roughly [-1, 1] for the sRGB gamut). The conversion itself is kornia's
+and predicts ab/110 (roughly [-1, 1] for the sRGB gamut). The hint map a hint-taking generator also
+sees is encoded here too (`encode_hints`, `generator_input`). The conversion itself is kornia's
 (sRGB with its gamma, D65 white, the same formulas as `skimage.color.rgb2lab`).
 """
 
@@ -57,6 +58,31 @@ def rgb_to_pixels(rgb: torch.Tensor) -> np.ndarray:
 def rgb_to_lightness(rgb: torch.Tensor) -> torch.Tensor:
     """(B,3,H,W) RGB in [0,1] -> network L (B,1,H,W) in [-1,1]: what a grayscale photo keeps."""
     return rgb_to_lab_net(rgb)[0]
+
+
+HINT_CHANNELS = 3  # hint a, hint b (ab/110 where a hint is, 0 elsewhere), mask (1 where a hint is, 0 elsewhere)
+
+
+def encode_hints(ab: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The hint map: ab (B,2,H,W) scaled by 1/110 and mask (B,1,H,W) (1 where hinted) -> (B,3,H,W) =
+    (hint a, hint b, mask), the hint's ab where the mask is 1 and 0 elsewhere.
+
+    The encoding of Zhang et al. 2017 (richzhang/colorization-pytorch feeds cat(L, hint ab, mask) to its
+    generator), with the mask at 0/1 rather than their -0.5/+0.5 (`--mask_cent 0.5`).
+    """
+    mask = mask.to(ab.dtype)
+    return torch.cat([ab * mask, mask], dim=1)
+
+
+def generator_input(L: torch.Tensor, hints: torch.Tensor | None = None) -> torch.Tensor:
+    """What a hint-taking generator sees: cat(L, hint map) (B,4,H,W). L (B,1,H,W) in [-1,1]; hints the
+    (B,3,H,W) map of `encode_hints`, or None for no hints (an all-zero map: automatic colorization)."""
+    if hints is None:
+        hints = L.new_zeros(L.shape[0], HINT_CHANNELS, *L.shape[2:])
+    if hints.shape[1] != HINT_CHANNELS or hints.shape[0] != L.shape[0] or hints.shape[2:] != L.shape[2:]:
+        raise ValueError(f"hint map {tuple(hints.shape)} does not fit L {tuple(L.shape)}: expected "
+                         f"({L.shape[0]},{HINT_CHANNELS},{L.shape[2]},{L.shape[3]}) from encode_hints")
+    return torch.cat([L, hints.to(L.dtype)], dim=1)
 
 
 class LabSplit(ItemTransform):

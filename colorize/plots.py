@@ -132,3 +132,67 @@ def before_after(before: Image.Image, after: Image.Image, position: float, divid
     frame.paste(before.convert("RGB").crop((0, 0, x, frame.height)), (0, 0))
     frame.paste((255, 255, 255), (max(0, x - divider // 2), 0, min(frame.width, x + (divider + 1) // 2), frame.height))
     return frame
+
+
+def hint_curve(curve: dict, title: str | None = None):
+    """PSNR RGB and ab against the number of colour hints (the "hint_curve" of an evaluation's results.json).
+
+    Hint models are lines with markers; automatic models, which ignore hints, flat dashed lines at their
+    automatic score. The x axis is linear up to 1 hint and logarithmic above, so 0 hints has its place.
+    """
+    counts = curve["counts"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, (key, label) in zip(axes, (("psnr_rgb", "PSNR RGB (dB)"), ("psnr_ab", "PSNR ab (dB)"))):
+        for name, row in curve["models"].items():
+            if row["takes_hints"]:
+                ax.plot(counts, row[key], marker="o", label=name)
+            else:
+                ax.plot([counts[0], counts[-1]], [row["automatic"][key]] * 2, linestyle="--",
+                        label=f"{name} (automatic: ignores hints)")
+        ax.set_xscale("symlog", linthresh=1)
+        ax.set_xticks(counts, [str(c) for c in counts])
+        ax.set_xlabel("colour hints per photo")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def hints_picture(L: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
+    """The hint map drawn on its photo: the hint colours (with the photo's L) where hinted, the gray photo
+    dimmed elsewhere. L (B,1,H,W) in [-1,1], hints (B,3,H,W) as `lab.encode_hints` -> RGB (B,3,H,W) in [0,1]."""
+    mask = hints[:, 2:3]
+    gray = lab_net_to_rgb(L, torch.zeros_like(hints[:, :2])) * 0.6  # dimmed so the patches stand out
+    return torch.where(mask > 0, lab_net_to_rgb(L, hints[:, :2]), gray)
+
+
+def hint_gallery(L: torch.Tensor, hints: torch.Tensor, predictions: dict[str, torch.Tensor],
+                 ab_true: torch.Tensor | None = None, max_rows: int = 4, cell: float = 2.5, title: str | None = None):
+    """What a hint generator sees and makes, one row per photo: grayscale L, the hints on it, the mask,
+    each prediction (ab (B,2,H,W) scaled by 1/110) and the original."""
+    k = min(max_rows, L.shape[0])
+    cols = {"grayscale (input)": list((L[:k] + 1) / 2), "hints (a, b)": list(hints_picture(L[:k], hints[:k])),
+            "mask": list(hints[:k, 2:3])}
+    cols.update({name: list(lab_net_to_rgb(L[:k], ab[:k])) for name, ab in predictions.items()})
+    if ab_true is not None:
+        cols["original"] = list(lab_net_to_rgb(L[:k], ab_true[:k]))
+    return gallery([[cols[c][i] for c in cols] for i in range(k)], list(cols), cell=cell, title=title)
+
+
+def hint_counts(counts: Sequence[int], p: float, title: str | None = None):
+    """Histogram of the number of hints per image against the geometric P(k) = (1-p)^k p it was drawn from."""
+    counts = np.asarray(counts)
+    k = np.arange(0, max(int(counts.max()), int(3 / p)) + 1)
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.bar(k, np.bincount(counts, minlength=len(k))[: len(k)] / len(counts), label=f"drawn ({len(counts)} images)")
+    ax.plot(k, p * (1 - p) ** k, color="C1", marker=".", label=f"geometric, p = {p:g}: mean {(1 - p) / p:g}")
+    ax.set_xlabel("hints per image")
+    ax.set_ylabel("fraction of images")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    return fig

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from colorize.cli import build_parser, config_from_args, main
-from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, override
+from colorize.config import GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, override
 from colorize.demo import run_demo
 from colorize.models import build_generator, save_generator
 
@@ -94,13 +94,17 @@ def test_flag_help_names_the_presets_that_differ_from_the_default(capsys):
 
 @pytest.mark.slow
 def test_demo_writes_gallery_and_metrics(tmp_path):
-    report = run_demo(tmp_path / "demo", data=tmp_path / "samples",
-                      pretrain_config=PRETRAIN_PRESETS["smoke"], gan_config=override(GAN_PRESETS["smoke"], epochs=1))
+    report = run_demo(tmp_path / "demo", data=tmp_path / "samples", pretrain_config=PRETRAIN_PRESETS["smoke"],
+                      gan_config=override(GAN_PRESETS["smoke"], epochs=1), hints_config=HINTS_PRESETS["smoke"])
     out = tmp_path / "demo"
     assert (out / "gallery.png").exists() and (out / "l1" / "best.safetensors").exists()
     assert (out / "gan" / "last.safetensors").exists()
     results = json.loads((out / "evaluation" / "results.json").read_text())  # colorize evaluate's own report
-    assert set(results["models"]) == {"grayscale baseline (ab = 0)", "L1 generator", "GAN generator"}
+    assert set(results["models"]) == {"grayscale baseline (ab = 0)", "L1 generator", "GAN generator", "hint generator"}
+    curve = results["hint_curve"]
+    assert curve["counts"] == [0, 1, 2, 5, 10, 20, 50, 100] and len(curve["models"]["hint generator"]["psnr_rgb"]) == 8
+    assert (out / "evaluation" / "hint_curve.png").exists() and Image.open(out / "chelsea_hints.png").size == \
+        Image.open(tmp_path / "samples" / "test" / "chelsea.png").size
     assert results["n_images"] == 2 and sorted(results["files"]) == ["test/chelsea.png", "test/flower.png"]
     for m in results["models"].values():
         assert 0 < m["psnr_rgb"] < 100 and "delta_colorfulness" in m

@@ -23,6 +23,7 @@ PRODUCES = {
     "02_pretrain_generator": ([f"**/{BEST_NAME}", f"**/{HISTORY_NAME}"], 4),
     "03_gan_finetune": ([f"**/{LAST_NAME}", f"**/{HISTORY_NAME}", f"**/{GALLERY_NAME.format(1)}"], 5),
     "04_evaluate_and_colorize": (["**/results.md", "**/gallery.png", "**/hardest.png", "**/*_colorized.png"], 5),
+    "05_colour_hints": ([f"**/{BEST_NAME}", "**/hint_curve.png", "**/hints.json", f"**/{GALLERY_NAME.format(1)}"], 6),
 }
 # HTML a notebook's smoke run must show (a regular expression): notebook 4's web app, inline and on this machine only.
 SHOWS = {"04_evaluate_and_colorize": r'<iframe src="http://127\.0\.0\.1:\d+/'}
