@@ -289,7 +289,8 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
         gr.Markdown("## colorize\nDrop in a photo: it comes back in colour at its full size, with its own "
                     "lightness. Drag the slider to compare.")
         with gr.Row():
-            model = gr.Dropdown(choices, value=choices[0], label="model", interactive=len(choices) > 1)
+            model = gr.Dropdown(choices, value=choices[0], label="model", interactive=len(choices) > 1,
+                                elem_id="model")
             render_size = gr.Slider(*RENDER_SIZES[:2], step=RENDER_SIZES[2], value=DEFAULT_RENDER_SIZE,
                                     label="render size (px the model sees)")
         with gr.Tab("Colorize"):
@@ -322,7 +323,7 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
                     apply = gr.Button("Apply colour", variant="primary")
                     with gr.Row():
                         undo, clear = gr.Button("Undo"), gr.Button("Clear")
-                    listing = gr.JSON(label="hints (photo pixels)")
+                    listing = gr.JSON(label="hints (photo pixels)", elem_id="guide-hints")
                     hints_file = gr.File(label="hints.json (for colorize apply --hints)", interactive=False)
                     hints_upload = gr.UploadButton("Load a hints file", file_types=[".json"], type="filepath")
                 with gr.Column(scale=3):

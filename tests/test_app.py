@@ -320,3 +320,32 @@ def test_page_in_headless_chromium_shows_the_slider_and_fetches_nothing_outside(
     outside = [u for u in requests if not u.startswith((url.rstrip("/"), "data:", "blob:"))]
     assert not outside, f"the page fetched from outside the app: {outside}"
     assert Image.open(tmp_path / "app.png").size == (1280, 900)
+
+
+@pytest.mark.slow
+def test_guide_tab_in_headless_chromium_places_a_hint_where_clicked(server):
+    """Choose the hint model, upload a photo in the Guide tab, click the middle of the result: a hint lands there."""
+    sync_playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright").sync_playwright
+    executable = _browser()
+    url, _, tmp = server
+    src = photo(tmp / "guide-cat.jpg")  # 451x300
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.locator("#model input").click()
+        page.get_by_role("option", name="run-h/best").click()
+        page.get_by_role("tab", name="Guide").click()
+        page.set_input_files("#guide-photo input[type=file]", str(src))
+        view = page.locator("#guide-view img")
+        view.wait_for(state="visible", timeout=30_000)
+        page.wait_for_function("() => { const i = document.querySelector('#guide-view img');"
+                               " return i.complete && i.naturalWidth > 0 }", timeout=30_000)
+        box = view.bounding_box()
+        view.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+        page.wait_for_function("() => document.querySelector('#guide-hints').innerText.includes('color')",
+                               timeout=30_000)
+        listing = re.sub(r"\s", "", page.locator("#guide-hints").inner_text())
+        browser.close()
+    x, y = map(int, re.search(r'"x":(\d+),"y":(\d+)', listing).groups())
+    assert abs(x - 225) <= 2 and abs(y - 150) <= 2, listing  # the middle of the 451x300 photo, in its pixels
