@@ -2,7 +2,6 @@
 one writer per run folder, and out-of-memory errors that keep the last checkpoint."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
