@@ -8,11 +8,17 @@ after they are made, and when the server stops.
 Endpoints (for `gradio_client.Client(url).predict(..., api_name=...)`):
     /colorize       photo file [, model name, render size] -> the colorized PNG at the photo's size
     /colorize_many  list of photo files [, model name, render size] -> gallery of PNGs, one zip of them
+    /guide          photo file, hints as a JSON string (a hints file's text) [, model, render size] -> the PNG
+
+The Guide tab (for generators that take colour hints) places hints by clicking on the result; its
+colour picker starts at the result's colour there; the hints download as the file `colorize apply
+--hints` reads, and such a file can be loaded.
 """
 
 from __future__ import annotations
 
 import html
+import json
 import logging
 import os
 import uuid
@@ -23,10 +29,12 @@ from typing import Mapping, Sequence
 
 import gradio as gr
 from fastai.torch_core import default_device
+from PIL import Image, ImageColor, ImageDraw
 from torch import nn
 
 from .data import IMAGE_EXTS, BadImageError, load_rgb
 from .evaluate import model_name
+from .hintmaps import check_hints, read_hints_file, takes_hints
 from .inference import PNG_COMPRESS_LEVEL, colorize_files, colorize_image
 from .models import load_generator
 
@@ -87,6 +95,19 @@ def _check_size(render_size) -> int:
     return size
 
 
+def _load_photo(photo: str | None) -> Image.Image:
+    """An uploaded photo as `colorize apply` reads it (EXIF orientation applied, transparency kept), or `gr.Error`."""
+    if photo is None:
+        raise _refuse("upload a photo first")
+    name = Path(photo).name
+    try:
+        return load_rgb(photo, keep_alpha=True)
+    except BadImageError as e:
+        reason = str(e.__cause__ or e).replace(photo, name)  # the name the user knows, not the upload folder's path
+        raise _refuse(f"{name} is not a photo this app can read ({reason}); upload a "
+                      f"{', '.join(sorted(x.lstrip('.').upper() for x in IMAGE_EXTS))} file") from e
+
+
 def colorize_upload(models: Mapping[str, nn.Module], photo: str | None, model: str | None = None,
                     render_size: int = DEFAULT_RENDER_SIZE) -> tuple[str, str]:
     """One uploaded photo -> (its colorized PNG, a PNG of the photo as read) for the download and the slider.
@@ -98,12 +119,7 @@ def colorize_upload(models: Mapping[str, nn.Module], photo: str | None, model: s
         raise _refuse("upload a photo first")
     generator, size = _model(models, model), _check_size(render_size)
     name = Path(photo).name
-    try:
-        image = load_rgb(photo, keep_alpha=True)
-    except BadImageError as e:
-        reason = str(e.__cause__ or e).replace(photo, name)  # the name the user knows, not the upload folder's path
-        raise _refuse(f"{name} is not a photo this app can read ({reason}); upload a "
-                      f"{', '.join(sorted(x.lstrip('.').upper() for x in IMAGE_EXTS))} file") from e
+    image = _load_photo(photo)
     out = _results_dir()
     before, after = out / f"{Path(name).stem}.png", out / f"{Path(name).stem}-colorized.png"
     image.save(before, compress_level=PNG_COMPRESS_LEVEL)
@@ -136,6 +152,125 @@ def colorize_uploads(models: Mapping[str, nn.Module], photos: list[str] | None, 
     return [(str(p), p.name) for p in result.written], str(archive)
 
 
+# ------------------------------------------------------------------------------------------- Guide tab
+# The page keeps the hints in a gr.State (a list of hints-file entries, in the photo's pixels) and the
+# latest colorization's path in another; each step below returns the same five values:
+# (hints, result PNG, result with the hints marked, hints for the JSON view, hints.json to download).
+
+GuideStep = tuple[list[dict], str, str, list[dict], str]
+NO_HINTS_NOTE = ("**{name}** takes no colour hints (it was trained on lightness alone): choose a hint model, "
+                 "trained with `colorize hints`, to guide the colours")
+HINTS_NOTE = ("Click on the result to place a hint: the colour picker shows the colour there now. Pick another "
+              "colour and press *Apply colour* to change the last hint.")
+
+
+def _hint_model(models: Mapping[str, nn.Module], name: str | None) -> nn.Module:
+    generator = _model(models, name)
+    if not takes_hints(generator):
+        raise _refuse(NO_HINTS_NOTE.format(name=name).replace("**", "").replace("`", ""))
+    return generator
+
+
+def guide_note(models: Mapping[str, nn.Module], model: str | None) -> str:
+    """The Guide tab's line for the chosen model: how to place hints, or that this model takes none."""
+    name = model if model is not None else next(iter(models))
+    return HINTS_NOTE if takes_hints(_model(models, model)) else NO_HINTS_NOTE.format(name=name)
+
+
+def _marked(result: Image.Image, hints: Sequence[dict]) -> Image.Image:
+    """The result with a ring in each hint's colour around its point; the last hint's ring is thicker."""
+    view = result.convert("RGB")
+    draw = ImageDraw.Draw(view)
+    r = max(4, round(max(view.size) / 80))  # ring radius, visible on a phone photo and a 12 MP one alike
+    for i, h in enumerate(hints):
+        box = [h["x"] - r, h["y"] - r, h["x"] + r, h["y"] + r]
+        last = i == len(hints) - 1
+        draw.ellipse(box, outline="white", width=max(2, r // (2 if last else 3)) + 2)
+        draw.ellipse(box, outline=ImageColor.getrgb(h["color"])[:3], width=max(1, r // (2 if last else 3)))
+    return view
+
+
+def guided(models: Mapping[str, nn.Module], photo: str | None, hints: Sequence[dict], model: str | None = None,
+           render_size: int = DEFAULT_RENDER_SIZE) -> GuideStep:
+    """Colorize the photo with `hints` (hints-file entries in its pixels) -> the five values of a Guide step.
+
+    Bad hints (outside the photo, a colour that doesn't parse, ...) raise `gr.Error` naming the entry.
+    """
+    generator, size = _hint_model(models, model), _check_size(render_size)
+    image = _load_photo(photo)
+    hints = list(hints)
+    try:
+        check_hints(hints, image.size)
+    except ValueError as e:
+        raise _refuse(f"hints: {e}") from e
+    out = _results_dir()
+    stem = Path(photo).stem
+    result, view, listing = out / f"{stem}-guided.png", out / f"{stem}-hints-marked.png", out / "hints.json"
+    colorized = colorize_image(generator, image, render_size=size, hints=hints)
+    colorized.save(result, compress_level=PNG_COMPRESS_LEVEL)
+    _marked(colorized, hints).save(view, compress_level=PNG_COMPRESS_LEVEL)
+    listing.write_text(json.dumps(hints, indent=1) + "\n")
+    log.info("guided %s (%dx%d) with %d hint(s), %s at %d px", stem, *image.size, len(hints), model, size)
+    return hints, str(result), str(view), hints, str(listing)
+
+
+def colour_at(result: str, x: int, y: int) -> str:
+    """The colour ("#rrggbb") of the result PNG at pixel (x, y)."""
+    with Image.open(result) as im:
+        r, g, b = im.convert("RGB").getpixel((int(x), int(y)))
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def place_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, result: str | None, photo: str | None,
+               x: int, y: int, model: str | None = None,
+               render_size: int = DEFAULT_RENDER_SIZE) -> tuple[list[dict], str, str, list[dict], str, str]:
+    """A click at (x, y) (photo pixels): a hint there in the current result's colour; the Guide step + that colour."""
+    if result is None:
+        raise _refuse("upload a photo first")
+    colour = colour_at(result, x, y)
+    return *guided(models, photo, [*(hints or []), {"x": int(x), "y": int(y), "color": colour}], model,
+                   render_size), colour
+
+
+def recolour_last(models: Mapping[str, nn.Module], hints: list[dict] | None, colour: str, photo: str | None,
+                  model: str | None = None, render_size: int = DEFAULT_RENDER_SIZE) -> GuideStep:
+    """The picked colour on the last placed hint."""
+    if not hints:
+        raise _refuse("no hint to colour yet: click on the result to place one")
+    return guided(models, photo, [*hints[:-1], {**hints[-1], "color": colour}], model, render_size)
+
+
+def undo_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, photo: str | None, model: str | None = None,
+              render_size: int = DEFAULT_RENDER_SIZE) -> GuideStep:
+    """Remove the last hint."""
+    return guided(models, photo, (hints or [])[:-1], model, render_size)
+
+
+def load_hints(models: Mapping[str, nn.Module], path: str | None, photo: str | None, model: str | None = None,
+               render_size: int = DEFAULT_RENDER_SIZE) -> GuideStep:
+    """Hints from an uploaded hints file (as `colorize apply --hints` reads) replace the current ones."""
+    if path is None:
+        raise _refuse("upload a hints file (a JSON list such as [{\"x\": 410, \"y\": 220, \"color\": \"#b03020\"}])")
+    try:
+        entries = read_hints_file(path)
+    except (ValueError, FileNotFoundError) as e:
+        raise _refuse(str(e).replace(str(path), Path(path).name)) from e
+    return guided(models, photo, entries, model, render_size)
+
+
+def guide(models: Mapping[str, nn.Module], photo: str | None, hints: str = "[]", model: str | None = None,
+          render_size: int = DEFAULT_RENDER_SIZE) -> str:
+    """API `/guide`: a photo and its hints as a JSON string (a hints file's text) -> the colorized PNG."""
+    try:
+        entries = json.loads(hints or "[]")
+    except json.JSONDecodeError as e:
+        raise _refuse(f"hints are not JSON ({e}); send a list such as [{{\"x\": 410, \"y\": 220, "
+                      f"\"color\": \"#b03020\"}}]") from e
+    if not isinstance(entries, list):
+        raise _refuse(f"hints must be a JSON list of points, not a {type(entries).__name__}")
+    return guided(models, photo, entries, model, render_size)[1]
+
+
 def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], device=None) -> gr.Blocks:
     """The app's page: upload, model and render size, a before/after slider, PNG and zip downloads.
 
@@ -154,7 +289,8 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
         gr.Markdown("## colorize\nDrop in a photo: it comes back in colour at its full size, with its own "
                     "lightness. Drag the slider to compare.")
         with gr.Row():
-            model = gr.Dropdown(choices, value=choices[0], label="model", interactive=len(choices) > 1)
+            model = gr.Dropdown(choices, value=choices[0], label="model", interactive=len(choices) > 1,
+                                elem_id="model")
             render_size = gr.Slider(*RENDER_SIZES[:2], step=RENDER_SIZES[2], value=DEFAULT_RENDER_SIZE,
                                     label="render size (px the model sees)")
         with gr.Tab("Colorize"):
@@ -178,6 +314,46 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
             archive = gr.File(label="all of them (zip)", interactive=False)
             run_many.click(partial(colorize_uploads, models), [photos, model, render_size], [gallery, archive],
                            api_name="colorize_many", concurrency_id="model")
+        with gr.Tab("Guide", visible=any(takes_hints(m) for m in models.values()), elem_id="guide-tab"):
+            note = gr.Markdown(guide_note(models, choices[0]))
+            with gr.Row():
+                with gr.Column(scale=1):
+                    guide_photo = gr.File(label="photo", file_types=exts, type="filepath", elem_id="guide-photo")
+                    colour = gr.ColorPicker(label="colour of the last hint", elem_id="guide-colour")
+                    apply = gr.Button("Apply colour", variant="primary")
+                    with gr.Row():
+                        undo, clear = gr.Button("Undo"), gr.Button("Clear")
+                    listing = gr.JSON(label="hints (photo pixels)", elem_id="guide-hints")
+                    hints_file = gr.File(label="hints.json (for colorize apply --hints)", interactive=False)
+                    hints_upload = gr.UploadButton("Load a hints file", file_types=[".json"], type="filepath")
+                with gr.Column(scale=3):
+                    view = gr.Image(label="click to place a hint", type="filepath", format="png", interactive=False,
+                                    height=720, elem_id="guide-view")
+            hints, guided_result = gr.State([]), gr.State()
+            step = [hints, guided_result, view, listing, hints_file]
+            settings = [model, render_size]
+
+            def on_click(hints, result, photo, model, render_size, evt: gr.SelectData):
+                return place_hint(models, hints, result, photo, *evt.index, model, render_size)
+
+            model.change(partial(guide_note, models), model, note, api_visibility="private", queue=False)
+            guide_photo.upload(lambda *a: guided(models, a[0], [], *a[1:]), [guide_photo, *settings], step,
+                               api_visibility="private", concurrency_id="model")
+            view.select(on_click, [hints, guided_result, guide_photo, *settings], [*step, colour],
+                        api_visibility="private", concurrency_id="model")
+            apply.click(partial(recolour_last, models), [hints, colour, guide_photo, *settings], step,
+                        api_visibility="private", concurrency_id="model")
+            undo.click(partial(undo_hint, models), [hints, guide_photo, *settings], step,
+                       api_visibility="private", concurrency_id="model")
+            clear.click(lambda *a: guided(models, a[0], [], *a[1:]), [guide_photo, *settings], step,
+                        api_visibility="private", concurrency_id="model")
+            hints_upload.upload(partial(load_hints, models), [hints_upload, guide_photo, *settings], step,
+                                api_visibility="private", concurrency_id="model")
+            # the API's own input and output: the page keeps its hints in `hints` and shows `view`
+            hints_text = gr.Textbox("[]", label="hints", visible=False)
+            guide_png = gr.File(label="guided PNG", visible=False)
+            gr.Button(visible=False).click(partial(guide, models), [guide_photo, hints_text, *settings],
+                                           guide_png, api_name="guide", concurrency_id="model")
     app.queue(default_concurrency_limit=1)  # one photo at a time: a CPU has nothing to spare for a second
     return app
 

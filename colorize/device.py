@@ -1,6 +1,6 @@
 """The device a process computes on and the arithmetic it runs in: the ONE decision of each.
 
-A process of a distributed launch (`torchrun`, `accelerate launch`, `colorize.run.launch`) trains on
+A process of a distributed launch (`torchrun`, `accelerate launch`, `colorize.parallel.launch`) trains on
 the GPU of its local rank, or on the CPU beside the others; `process_device` says which and starts the
 process group (accelerate's `PartialState`: NCCL between GPUs, gloo between CPUs).
 """

@@ -22,7 +22,7 @@ from .hub import parse_hub_path
 def bars_can_draw() -> bool:
     """Progress bars redraw in place: in a terminal or a notebook. In a file or a pipe they are only noise.
 
-    Nor in a process of a distributed launch from a notebook (`run.launch`): it is forked from the
+    Nor in a process of a distributed launch from a notebook (`parallel.launch`): it is forked from the
     kernel, which shows none of the displays a fork sends.
     """
     return (IN_NOTEBOOK and num_distrib() <= 1) or sys.stdout.isatty()

@@ -17,7 +17,6 @@ GAN, not the most colourful: use last.safetensors). config.json records the gene
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from contextlib import nullcontext
@@ -36,10 +35,9 @@ from torch.amp import GradScaler
 from .config import GanConfig
 from .device import sum_over_processes
 from .files import ensure_file
-from .hub import resolve_checkpoint
 from .loaders import make_dataloaders
 from .losses import GANLoss, generator_loss
-from .models import build_critic, build_generator, load_generator
+from .models import build_critic, build_generator, checkpoint_identity, load_generator
 from .run import GENERATOR_NAMES, fit_run, stage_learner
 
 log = logging.getLogger(__name__)
@@ -160,17 +158,6 @@ class CriticSchedule(Callback):
             group["lr"] = self.sched(self.pct_train)
 
 
-def generator_identity(generator) -> str | None:
-    """What a run records of the checkpoint it started from: its file name and a hash of its contents."""
-    if generator is None:
-        return None
-    digest = hashlib.sha256()
-    with open(resolve_checkpoint(generator), "rb") as f:
-        while chunk := f.read(1 << 24):
-            digest.update(chunk)
-    return f"{Path(generator).name} sha256:{digest.hexdigest()[:16]}"
-
-
 def gan_learner(data, config: GanConfig, generator=None, device=None) -> Learner:
     """A fastai Learner for conditional-GAN fine-tuning: model = generator, loss_func = L1, the GAN in a callback.
 
@@ -206,7 +193,7 @@ def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learn
     cbs = [ParamScheduler({"lr": lr_g}), CriticSchedule(gan.critic_opt, lr_d)]
     return fit_run(learn, run_dir, config, learn.fit, stage="gan", epochs=config.data.epochs, cbs=cbs,
                    parts={"critic": gan.critic, "critic_opt": gan.critic_opt},
-                   generator=generator_identity(generator))
+                   generator=checkpoint_identity(generator))
 
 
 def finetune(data, run_dir, config: GanConfig, generator=None, device=None) -> Learner:

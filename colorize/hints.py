@@ -14,10 +14,9 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 
 from .config import HintsConfig
-from .gan import generator_identity
 from .hintmaps import hint_transforms, takes_hints, widen_for_hints
 from .loaders import make_dataloaders
-from .models import load_generator
+from .models import checkpoint_identity, load_generator
 from .run import fit_run, stage_learner
 
 
@@ -39,7 +38,7 @@ def fit_hints(learn: Learner, run_dir, config: HintsConfig, generator) -> Learne
     """One-cycle training for `config.data.epochs` into `run_dir`, resuming after its last saved epoch."""
     fit = partial(learn.fit_one_cycle, lr_max=config.lr, wd=config.wd)
     return fit_run(learn, run_dir, config, fit, stage="hints", epochs=config.data.epochs,
-                   generator=generator_identity(generator))
+                   generator=checkpoint_identity(generator))
 
 
 def train_hints(data, run_dir, config: HintsConfig, generator, device=None) -> Learner:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -169,6 +170,17 @@ def checkpoint_spec(path: str | os.PathLike) -> GeneratorSpec:
     """The `GeneratorSpec` a checkpoint was saved with."""
     meta = read_checkpoint_metadata(path)
     return GeneratorSpec(meta["arch"], meta["size"], meta["in_channels"])
+
+
+def checkpoint_identity(generator) -> str | None:
+    """What a run records of the checkpoint it started from: its file name and a hash of its contents."""
+    if generator is None:
+        return None
+    digest = hashlib.sha256()
+    with open(resolve_checkpoint(generator), "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return f"{Path(generator).name} sha256:{digest.hexdigest()[:16]}"
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> DynamicUnet:

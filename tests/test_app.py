@@ -5,8 +5,9 @@ app (and Gradio under it) is shown to reach nothing outside this machine.
 """
 
 import ipaddress
-import re
+import json
 import logging
+import re
 import shutil
 import socket
 import zipfile
@@ -23,10 +24,23 @@ from gradio_client.exceptions import AppError  # noqa: E402
 
 from colorize import app as colorize_app  # noqa: E402
 from colorize import cli  # noqa: E402
+from colorize.hintmaps import check_hints, read_hints_file  # noqa: E402
+from colorize.inference import colorize_image  # noqa: E402
 from colorize.models import build_generator, save_generator  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, Google's build
 
+
+
+def hint_model():
+    """A tiny generator that takes hints, its hint weights random (not zero), so hints change its output."""
+    torch.manual_seed(2)
+    return build_generator("resnet18", size=32, pretrained=False, in_channels=4).eval()
+
+
+def ab(image):
+    """CIE ab (H,W,2) of a PIL image, by scikit-image."""
+    return color.rgb2lab(np.asarray(image.convert("RGB")) / 255.0)[..., 1:]
 
 
 def photo(path, size=None, mode="RGB"):
@@ -87,10 +101,11 @@ def network():
 
 @pytest.fixture(scope="module")
 def server(network, tmp_path_factory, tiny_checkpoint):
-    """The app on a free port with two tiny generators; (url, client, folder of test files)."""
+    """The app on a free port with two tiny automatic generators and a hint one; (url, client, folder of test files)."""
     tmp = tmp_path_factory.mktemp("app")
     checkpoints = [tiny_checkpoint(tmp / "run-a" / "best.safetensors", 0),
-                   tiny_checkpoint(tmp / "run-b" / "last.safetensors", 1)]
+                   tiny_checkpoint(tmp / "run-b" / "last.safetensors", 1),
+                   save_generator(hint_model(), tmp / "run-h" / "best.safetensors")]
     app = colorize_app.build_app(checkpoints, device="cpu")
     url, share_url = colorize_app.launch(app, port=free_port())
     assert url.startswith("http://127.0.0.1:") and share_url is None
@@ -113,7 +128,7 @@ def test_model_and_render_size_are_chosen_and_checked(server):
     a = np.asarray(Image.open(client.predict(handle_file(src), "run-a/best", 64, api_name="/colorize")))
     b = np.asarray(Image.open(client.predict(handle_file(src), "run-b/last", 64, api_name="/colorize")))
     assert a.shape == b.shape == (300, 451, 3) and not np.array_equal(a, b)  # two generators, two results
-    with pytest.raises(AppError, match=r"nope is not in the list of choices: \['run-a/best', 'run-b/last'\]"):
+    with pytest.raises(AppError, match=r"nope is not in the list of choices: \['run-a/best', 'run-b/last', 'run-h/best'\]"):
         client.predict(handle_file(src), "nope", 64, api_name="/colorize")
     with pytest.raises(AppError, match="render size 40: choose a multiple of 32"):
         client.predict(handle_file(src), "run-a/best", 40, api_name="/colorize")
@@ -148,6 +163,89 @@ def test_several_photos_give_a_gallery_and_one_zip(server):
         assert sorted(z.namelist()) == ["a.png", "b.png"]
     with pytest.raises(AppError, match="none of the files could be read as a photo: broken.png"):
         client.predict([handle_file(tmp / "broken.png")], api_name="/colorize_many")
+
+
+def test_a_hint_changes_the_colour_near_it_through_the_guide_endpoint(server):
+    url, client, tmp = server
+    src = photo(tmp / "guided-cat.png")  # 451x300
+    plain = Image.open(client.predict(handle_file(src), "[]", "run-h/best", 64, api_name="/guide"))
+    hinted = Image.open(client.predict(handle_file(src), '[{"x": 300, "y": 100, "color": "#00ff00"}]', "run-h/best",
+                                       64, api_name="/guide"))
+    assert hinted.size == plain.size == (451, 300)
+    dab = np.abs(ab(hinted) - ab(plain)).sum(-1)  # (H,W) |da| + |db|
+    near, far = dab[80:120, 280:320].mean(), dab[250:, :100].mean()  # around the hint; the far corner
+    assert near > 1.5 and near > 3 * far, f"near the hint {near:.2f}, far from it {far:.2f}"
+    dL = np.abs(lightness(hinted) - lightness(Image.open(src)))
+    assert dL.mean() < 1.0
+    with pytest.raises(AppError, match=r'hints: hint 1 of 1 \{"x": 500, "y": 1, "color": "red"\}: the point '
+                                       r"\(500, 1\) is outside the photo, which is 451x300"):
+        client.predict(handle_file(src), '[{"x": 500, "y": 1, "color": "red"}]', "run-h/best", 64, api_name="/guide")
+    with pytest.raises(AppError, match="hints are not JSON"):
+        client.predict(handle_file(src), "[{x: 1}", "run-h/best", 64, api_name="/guide")
+    with pytest.raises(AppError, match=r"run-a/best takes no colour hints .*choose a hint model"):
+        client.predict(handle_file(src), "[]", "run-a/best", 64, api_name="/guide")
+    assert Image.open(client.predict(handle_file(src), "[]", "run-h/best", 64, api_name="/guide")).size == (451, 300)
+
+
+@pytest.fixture(scope="module")
+def guide_models():
+    torch.manual_seed(0)
+    return {"hints": hint_model(), "auto": build_generator("resnet18", size=32, pretrained=False).eval()}
+
+
+def test_guide_steps_place_recolour_undo_clear_and_download(guide_models, tmp_path):
+    """The Guide tab's functions, called as the page calls them: a click, a picked colour, undo, clear."""
+    models, src = guide_models, str(photo(tmp_path / "cat.png", size=(160, 120)))
+    hints, result, view, listing, download = colorize_app.guided(models, src, [], "hints", 64)
+    assert hints == listing == [] and Image.open(view).size == Image.open(result).size == (160, 120)
+    current = Image.open(result).convert("RGB").getpixel((40, 30))
+
+    hints, result2, view, listing, download, colour = colorize_app.place_hint(models, hints, result, src, 40, 30,
+                                                                              "hints", 64)
+    assert colour == "#{:02x}{:02x}{:02x}".format(*current)  # the picker starts at the model's colour there
+    assert hints == listing == [{"x": 40, "y": 30, "color": colour}]
+    assert not np.array_equal(np.asarray(Image.open(view)), np.asarray(Image.open(result2)))  # the hint is marked
+
+    hints, result3, *_ = colorize_app.recolour_last(models, hints, "#00ff00", src, "hints", 64)
+    hints, result3, *_, download = colorize_app.place_hint(models, hints, result3, src, 120, 90, "hints", 64)[:5]
+    assert [h["color"] for h in hints][0] == "#00ff00" and len(hints) == 2
+    saved = read_hints_file(download)  # the downloaded file is what `colorize apply --hints` reads
+    assert saved == hints and len(check_hints(saved, (160, 120))) == 2
+    expected = colorize_image(models["hints"], Image.open(src), 64, hints=saved)
+    assert np.array_equal(np.asarray(Image.open(result3)), np.asarray(expected))
+
+    hints, undone, *_ = colorize_app.undo_hint(models, hints, src, "hints", 64)
+    assert hints == saved[:1]
+    assert np.array_equal(np.asarray(Image.open(undone)),
+                          np.asarray(colorize_image(models["hints"], Image.open(src), 64, hints=saved[:1])))
+    hints, *_, download = colorize_app.undo_hint(models, colorize_app.undo_hint(models, hints, src, "hints", 64)[0],
+                                                 src, "hints", 64)  # undo with nothing left is harmless
+    assert hints == [] and read_hints_file(download) == []
+    (tmp_path / "hints.json").write_text(json.dumps(saved))
+    hints, *_ = colorize_app.load_hints(models, str(tmp_path / "hints.json"), src, "hints", 64)
+    assert hints == saved  # a hints file uploaded is the list downloaded
+    with pytest.raises(gr.Error, match="no hint to colour yet"):
+        colorize_app.recolour_last(models, [], "#00ff00", src, "hints", 64)
+
+
+@pytest.mark.parametrize("content, message", [
+    ("not json", r"hints file bad\.json is not JSON"),
+    ('{"x": 1}', r"hints file bad\.json holds a JSON dict, not a list of points"),
+    ('[{"x": 5, "y": 5, "color": "#zzz"}]', r'hint 1 of 1 .*colour "#zzz" does not parse'),
+    ('[{"x": 5, "y": 500, "color": "red"}]', r"hint 1 of 1 .*outside the photo, which is 160x120"),
+])
+def test_a_bad_hints_file_gets_a_clear_message(guide_models, tmp_path, content, message):
+    src = str(photo(tmp_path / "cat.png", size=(160, 120)))
+    (tmp_path / "bad.json").write_text(content)
+    with pytest.raises(gr.Error, match=message):
+        colorize_app.load_hints(guide_models, str(tmp_path / "bad.json"), src, "hints", 64)
+
+
+def test_an_automatic_model_in_the_guide_tab_gets_a_clear_message(guide_models, tmp_path):
+    assert "takes no colour hints" in colorize_app.guide_note(guide_models, "auto")
+    assert "Click on the result" in colorize_app.guide_note(guide_models, "hints")
+    with pytest.raises(gr.Error, match="auto takes no colour hints"):
+        colorize_app.guided(guide_models, str(photo(tmp_path / "cat.png", size=(64, 48))), [], "auto", 64)
 
 
 def test_checkpoints_named_alike_are_refused(tmp_path, tiny_checkpoint):
@@ -222,3 +320,32 @@ def test_page_in_headless_chromium_shows_the_slider_and_fetches_nothing_outside(
     outside = [u for u in requests if not u.startswith((url.rstrip("/"), "data:", "blob:"))]
     assert not outside, f"the page fetched from outside the app: {outside}"
     assert Image.open(tmp_path / "app.png").size == (1280, 900)
+
+
+@pytest.mark.slow
+def test_guide_tab_in_headless_chromium_places_a_hint_where_clicked(server):
+    """Choose the hint model, upload a photo in the Guide tab, click the middle of the result: a hint lands there."""
+    sync_playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright").sync_playwright
+    executable = _browser()
+    url, _, tmp = server
+    src = photo(tmp / "guide-cat.jpg")  # 451x300
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.locator("#model input").click()
+        page.get_by_role("option", name="run-h/best").click()
+        page.get_by_role("tab", name="Guide").click()
+        page.set_input_files("#guide-photo input[type=file]", str(src))
+        view = page.locator("#guide-view img")
+        view.wait_for(state="visible", timeout=30_000)
+        page.wait_for_function("() => { const i = document.querySelector('#guide-view img');"
+                               " return i.complete && i.naturalWidth > 0 }", timeout=30_000)
+        box = view.bounding_box()
+        view.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
+        page.wait_for_function("() => document.querySelector('#guide-hints').innerText.includes('color')",
+                               timeout=30_000)
+        listing = re.sub(r"\s", "", page.locator("#guide-hints").inner_text())
+        browser.close()
+    x, y = map(int, re.search(r'"x":(\d+),"y":(\d+)', listing).groups())
+    assert abs(x - 225) <= 2 and abs(y - 150) <= 2, listing  # the middle of the 451x300 photo, in its pixels

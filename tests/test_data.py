@@ -30,7 +30,7 @@ from PIL import Image
 from skimage import data as skdata
 
 import colorize
-from colorize import data, download, files
+from colorize import data, download
 from colorize.data import (EXCLUDED_NAME, INDEX_NAME, META_NAME, assign_splits, BadImageError, dataset_cache_dir,
                            index_dataset, is_grayscale, load_rgb, screen)
 from colorize.download import PLACES365_HANDLE, DownloadError, safe_extract, sample_photos

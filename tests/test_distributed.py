@@ -4,7 +4,7 @@ Each stage is started with `torchrun --nproc_per_node 2 -m colorize ...`, killed
 workers, kill -9) once its first epoch is saved, and started again. The checks: the rerun resumes after
 the saved epoch; history.csv has one header and each epoch once; both processes end with the weights
 rank 0 saved (generator and critic: rank 0 logs every rank's digest, compared here with state.pt);
-config.json records the world size. `run.launch`, the notebooks' way, forks its processes instead.
+config.json records the world size. `parallel.launch`, the notebooks' way, forks its processes instead.
 """
 
 import contextlib
@@ -24,7 +24,8 @@ import torch
 from colorize.device import process_device
 from colorize.download import sample_photos
 from colorize.loaders import _check_batch_size
-from colorize.run import load_state, weights_digest
+from colorize.parallel import weights_digest
+from colorize.run import load_state
 
 EPOCHS = 2
 # 5 training photos x 2 crops shared by 2 processes at 2 a batch: 2 steps per process and epoch, 32 px
@@ -111,7 +112,7 @@ LAUNCH = """
 import sys
 from colorize.config import PRETRAIN_PRESETS, override
 from colorize.pretrain import pretrain
-from colorize.run import launch
+from colorize.parallel import launch
 
 config = override(PRETRAIN_PRESETS["smoke"], epochs=1, bs=2, repeats=2)
 launch(pretrain, sys.argv[1], sys.argv[2], config, "cpu", processes=2, port=int(sys.argv[3]))

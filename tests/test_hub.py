@@ -23,7 +23,7 @@ from huggingface_hub.errors import (HfHubHTTPError, LocalEntryNotFoundError,  # 
 from colorize import cli  # noqa: E402
 from colorize.hub import HUB_FILENAME, HubFile, parse_hub_path  # noqa: E402
 from colorize.share import push_checkpoint  # noqa: E402
-from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator  # noqa: E402
+from colorize.models import load_generator, read_checkpoint_metadata  # noqa: E402
 
 
 

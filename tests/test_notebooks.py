@@ -25,8 +25,9 @@ PRODUCES = {
     "04_evaluate_and_colorize": (["**/results.md", "**/gallery.png", "**/hardest.png", "**/*_colorized.png"], 5),
     "05_colour_hints": ([f"**/{BEST_NAME}", "**/hint_curve.png", "**/hints.json", f"**/{GALLERY_NAME.format(1)}"], 6),
 }
-# HTML a notebook's smoke run must show (a regular expression): notebook 4's web app, inline and on this machine only.
-SHOWS = {"04_evaluate_and_colorize": r'<iframe src="http://127\.0\.0\.1:\d+/'}
+# HTML a notebook's smoke run must show (a regular expression): the web app of notebooks 4 and 5, inline, on this machine only.
+SHOWS = {"04_evaluate_and_colorize": r'<iframe src="http://127\.0\.0\.1:\d+/',
+         "05_colour_hints": r'<iframe src="http://127\.0\.0\.1:\d+/'}
 CELL_TIMEOUT_S = 300  # generous for a busy 2-core machine; a smoke notebook takes well under a minute
 
 notebooks = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
