@@ -153,8 +153,8 @@ def compile_networks(learn) -> None:
     generator = learn.model
     generator.layers = nn.ModuleList([m for m in generator.layers if not isinstance(m, ToTensorBase)])
     learn.model = Compiled(generator)
-    if hasattr(learn, "conditional_gan"):
-        learn.conditional_gan.critic = Compiled(learn.conditional_gan.critic)
+    if hasattr(learn, "gan"):
+        learn.gan.critic = Compiled(learn.gan.critic)
 
 
 class RepeatBatch:
@@ -179,7 +179,7 @@ def time_learner(learn, warmup: int, steps: int, compile: bool, gan: bool = Fals
     timer = Throughput(warmup, steps, compile)
     with learn.no_bar(), learn.no_logging():
         if gan:
-            learn.fit(1, cbs=[timer])  # as colorize.gan.fit_gan: constant learning rates
+            learn.fit(1, cbs=[timer])  # as the GAN stage without its step decay: constant learning rates
         else:
             learn.fit_one_cycle(1, learn.lr, cbs=[timer])  # as colorize.train.fit_resumable
     if timer.seconds is None:
@@ -373,7 +373,7 @@ def measure(name: str, index, args, device, pretrain, gan, n_batches: int) -> tu
         batch = learn.dls.train.one_batch()  # (L, ab) on the device
         learn.dls = DataLoaders(RepeatBatch(batch, n_batches), learn.dls.valid, device=device)
         workers = 0
-    set_memory_format([learn.model] + ([learn.conditional_gan.critic] if name == "gan" else []), args.channels_last)
+    set_memory_format([learn.model] + ([learn.gan.critic] if name == "gan" else []), args.channels_last)
     settings = {"precision": learn.precision, "memory_format": memory_format(learn.model),
                 "compile": args.compile, "workers": workers, "cache": args.cache if name != "model" else None}
     seconds, flops = time_learner(learn, args.warmup, args.steps, args.compile, gan=name == "gan")
