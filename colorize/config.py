@@ -18,6 +18,8 @@ from typing import Any, Self
 
 NOT_RECIPE = {"recipe": False}  # field metadata: may differ when a run resumes (see `recipe_fields`)
 
+PROPAGATIONS = ("fast", "levin", "off")  # how hints spread along lightness (colorize.propagate)
+
 
 class Recipe:
     """What every config shares: `replace` for overrides of its own fields."""
