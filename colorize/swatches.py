@@ -67,7 +67,7 @@ class Palette:
         """The colour of the cell at pixel (x, y) of `picture()`, or None off every swatch."""
         i = 0 if y < CELL else (y - CELL // 2) // CELL
         j = x // CELL
-        if not (0 <= i < len(self.cells) and 0 <= j < len(self.cells[0])):
+        if CELL <= y < CELL + CELL // 2 or not (0 <= y and 0 <= i < len(self.cells) and 0 <= j < len(self.cells[0])):
             return None
         return self.cells[i][j]
 
