@@ -26,6 +26,7 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torch import nn
 
+from .config import PROPAGATIONS
 from .data import BadImageError, IMAGE_EXTS, list_images, load_rgb, to_rgb
 from .device import autocast_for, choose_precision
 from .files import bars_can_draw
@@ -65,6 +66,8 @@ class Rendering:
     def __post_init__(self):
         check_render_size(self.size)
         choose_precision("cpu", self.precision)  # refuses an unknown name
+        if self.propagation not in PROPAGATIONS:
+            raise ValueError(f"unknown propagation {self.propagation!r}: choose one of {', '.join(PROPAGATIONS)}")
         if self.propagation == "levin":
             check_levin_size(self.size, self.size)  # the exact solver runs at the render size
         if not self.reach > 0:

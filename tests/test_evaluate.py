@@ -234,3 +234,20 @@ def test_readme_without_markers_is_refused_and_left_alone(offline_report, tmp_pa
     with pytest.raises(ValueError, match=RESULTS_START):
         update_readme_results(readme, offline_report.paths["results_md"], "note")
     assert readme.read_text() == README.format(block=block)
+
+
+def test_evaluate_reads_on_one_screen():
+    """evaluate() is under 40 lines and no function in evaluate.py takes more than six parameters."""
+    import ast
+    import inspect
+
+    import colorize.evaluate as module
+
+    tree = ast.parse(inspect.getsource(module))
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)]
+    (main_function,) = [f for f in functions if f.name == "evaluate"]
+    assert main_function.end_lineno - main_function.lineno + 1 < 40
+    for f in functions:
+        names = [p.arg for p in f.args.posonlyargs + f.args.args + f.args.kwonlyargs if p.arg not in ("self", "cls")]
+        n = len(names) + bool(f.args.vararg) + bool(f.args.kwarg)
+        assert n <= 6, f"{f.name} takes {n} parameters"
