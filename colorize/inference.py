@@ -56,7 +56,7 @@ def check_render_size(render_size) -> int:
 @dataclass(frozen=True)
 class Rendering:
     """How every photo of one call is rendered, checked once: the square the model sees, its arithmetic, the
-    hints' propagation (`propagate.PROPAGATIONS`) and reach."""
+    hints' propagation (`config.PROPAGATIONS`) and reach."""
 
     size: int = RENDER_SIZE
     precision: str = "auto"
