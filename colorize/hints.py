@@ -1,4 +1,4 @@
-"""Stage 3: colour hints. A trained automatic generator, widened to read a hint map (`hintmaps.widen_for_hints`),
+"""Stage 3: colour hints. A trained automatic generator, widened to read a hint map (`models.widen_for_hints`),
 fine-tuned on L1 with hints simulated on every batch after Zhang et al. 2017 (`hintmaps.hint_transforms`).
 
 The run folder is `colorize.run`'s; validation batches get the same hints every epoch, so valid_loss
@@ -11,9 +11,9 @@ from __future__ import annotations
 from fastai.learner import Learner
 
 from .config import HintsConfig
-from .hintmaps import hint_transforms, takes_hints, widen_for_hints
+from .hintmaps import hint_transforms
 from .learner import at_recipe_size, stage_learner, start_size
-from .models import checkpoint_identity, load_generator
+from .models import checkpoint_identity, load_generator, widen_for_hints
 from .run import fit_run
 
 
@@ -26,7 +26,7 @@ def hints_learner(data, config: HintsConfig, *, generator, device=None, resize: 
 
     def make_model():
         model = load_generator(generator)
-        return at_recipe_size(model if takes_hints(model) else widen_for_hints(model), config)
+        return at_recipe_size(model if model.spec.takes_hints else widen_for_hints(model), config)
 
     tfms = hint_transforms(config.data.seed, config.hint_p, (config.hint_min_side, config.hint_max_side))
     return stage_learner(data, config, make_model, stage="hints", lr=config.lr, wd=config.wd, device=device,

@@ -210,3 +210,26 @@ def test_a_hint_generator_with_four_input_channels_loads(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), hinted(x))
     assert loaded.spec.in_channels == 4
+
+
+def test_takes_hints_is_read_from_the_spec_and_survives_the_checkpoint(tmp_path):
+    from colorize.models import GeneratorSpec, checkpoint_spec
+
+    assert not GeneratorSpec(in_channels=1).takes_hints and GeneratorSpec(in_channels=4).takes_hints
+    path = save_generator(build_generator("resnet18", size=32, pretrained=False, in_channels=4), tmp_path / "h.safetensors")
+    assert checkpoint_spec(path).takes_hints and load_generator(path).spec.takes_hints
+
+
+def test_model_name_is_the_run_folder_and_stem():
+    from colorize.models import model_name
+
+    assert model_name("runs/places365-l1/best.safetensors") == "places365-l1/best"
+
+
+def test_inference_device_is_the_one_asked_for_else_a_gpu_if_there_is_one():
+    from colorize.device import inference_device
+
+    assert inference_device("cpu") == torch.device("cpu") and inference_device(torch.device("cpu")).type == "cpu"
+    assert inference_device().type == ("cuda" if torch.cuda.is_available() else inference_device().type)
+    if not torch.cuda.is_available():
+        assert inference_device() in (torch.device("cpu"), torch.device("mps", 0))

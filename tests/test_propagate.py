@@ -1,0 +1,149 @@
+"""Colour propagation: Levin et al.'s affinities against a loop transcription of their code, hints honoured,
+colours stopping at lightness edges, and no change without hints."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from colorize.config import PROPAGATIONS
+from colorize.lab import encode_hints
+from colorize.propagate import LEVIN_MAX_PIXELS, levin_matrix, levin_weights, propagate
+
+METHODS = ("fast", "levin")
+
+
+def loop_affinities(y: np.ndarray) -> np.ndarray:
+    """Levin et al.'s getColorExposure.m, line by line (wd = 1), for every pixel: the dense (N,N) weights."""
+    n, m = y.shape
+    W = np.zeros((n * m, n * m))
+    for i in range(n):
+        for j in range(m):
+            gvals, cols = [], []
+            for ii in range(max(0, i - 1), min(i + 2, n)):
+                for jj in range(max(0, j - 1), min(j + 2, m)):
+                    if ii != i or jj != j:
+                        gvals.append(y[ii, jj])
+                        cols.append(ii * m + jj)
+            t_val = y[i, j]
+            window = np.array(gvals + [t_val])
+            c_var = np.mean((window - np.mean(window)) ** 2)
+            csig = c_var * 0.6
+            mgv = min((g - t_val) ** 2 for g in gvals)
+            if csig < -mgv / math.log(0.01):
+                csig = -mgv / math.log(0.01)
+            if csig < 0.000002:
+                csig = 0.000002
+            g = np.exp(-((np.array(gvals) - t_val) ** 2) / csig)
+            W[i * m + j, cols] = g / g.sum()
+    return W
+
+
+def two_regions(size=32):
+    """L (1,1,S,S): a dark left half and a light right half (a strong lightness edge down the middle)."""
+    L = torch.full((1, 1, size, size), -0.6)
+    L[..., size // 2:] = 0.6
+    return L
+
+
+def hint_map(size, points):
+    """(1,3,S,S) hint map with 2x2 hints at (row, col) of colour (a, b) in ab/110."""
+    ab = torch.zeros(1, 2, size, size)
+    mask = torch.zeros(1, 1, size, size)
+    for (r, c), colour in points:
+        ab[0, :, r:r + 2, c:c + 2] = torch.as_tensor(colour).reshape(2, 1, 1)
+        mask[0, 0, r:r + 2, c:c + 2] = 1
+    return encode_hints(ab, mask)
+
+
+def test_levin_affinities_match_a_loop_transcription_of_their_code():
+    rng = np.random.default_rng(0)
+    y = rng.uniform(0, 1, (9, 9))
+    y[:, 5:] = y[:, 5:] * 0.1 + 0.9  # an edge, and a flat-ish region where the variance floors matter
+    y[0, 0] = y[0, 1] = y[1, 0] = y[1, 1] = 0.5  # a flat corner: the 2e-6 floor
+    W = levin_weights(y).toarray()
+    np.testing.assert_allclose(W, loop_affinities(y), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(W.sum(1), 1.0)
+
+
+def test_levin_matrix_keeps_hinted_rows_as_constraints():
+    rng = np.random.default_rng(1)
+    y = rng.uniform(0, 1, (5, 6))
+    mask = np.zeros((5, 6), bool)
+    mask[2, 3] = True
+    A = levin_matrix(y, mask).toarray()
+    row = 2 * 6 + 3
+    assert A[row, row] == 1 and np.count_nonzero(A[row]) == 1
+    np.testing.assert_allclose(A.sum(1), np.where(mask.ravel(), 1.0, 0.0), atol=1e-12)  # I - W: free rows sum to 0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_hints_are_honoured_at_their_pixels(method):
+    torch.manual_seed(0)
+    L = torch.rand(2, 1, 40, 40) * 2 - 1
+    ab = torch.rand(2, 2, 40, 40) * 0.6 - 0.3  # a prediction
+    hints = torch.cat([hint_map(40, [((5, 5), (0.5, -0.2)), ((30, 20), (-0.4, 0.1))]),
+                       hint_map(40, [((12, 33), (0.2, 0.6))])])
+    out = propagate(L, ab, hints, method)
+    assert out.shape == ab.shape and out.dtype == ab.dtype and out.device == ab.device
+    mask = hints[:, 2:3].bool().expand_as(ab)
+    assert torch.equal(out[mask], hints[:, :2][mask])
+    assert not torch.equal(out[~mask], ab[~mask])  # and they moved the colours around them
+
+
+@pytest.mark.parametrize("method, tol", [("levin", 0.05), ("fast", 0.15)])  # fast fades towards the prediction
+def test_colours_stop_at_a_strong_lightness_edge(method, tol):
+    L = two_regions(32)
+    red, blue = torch.tensor([0.5, 0.3])[:, None, None], torch.tensor([-0.1, -0.5])[:, None, None]
+    out = propagate(L, torch.zeros(1, 2, 32, 32), hint_map(32, [((15, 4), red), ((15, 26), blue)]), method)
+    left, right = out[0, :, :, :15], out[0, :, :, 17:]  # (2,32,15) each, away from the edge's two columns
+    assert (left - red).abs().max() < tol and (right - blue).abs().max() < tol
+    assert (left - blue).abs().min() > 0.3 and (right - red).abs().min() > 0.3  # neither colour crossed
+
+
+def test_fast_keeps_the_prediction_across_an_edge_from_a_hint_on_one_side():
+    L = two_regions(64)
+    ab = torch.full((1, 2, 64, 64), 0.1)
+    out = propagate(L, ab, hint_map(64, [((31, 10), (0.6, 0.4))]), "fast")
+    assert (out[0, :, :, :30] - torch.tensor([0.6, 0.4])[:, None, None]).abs().max() < 0.1  # its region takes it
+    assert (out[0, :, :, 34:] - 0.1).abs().max() < 0.02  # the far side keeps the prediction
+
+
+def test_fast_reach_sets_how_far_a_hint_travels():
+    L = torch.zeros(1, 1, 128, 128)  # flat: only distance limits a hint
+    ab = torch.zeros(1, 2, 128, 128)
+    hints = hint_map(128, [((2, 2), (0.5, 0.0))])
+    near, far = (propagate(L, ab, hints, "fast", reach=r)[0, 0, -1, -1].item() for r in (0.1, 100.0))
+    assert near < 0.1 < 0.4 < far  # the opposite corner: the prediction at a short reach, the hint at a long one
+
+
+@pytest.mark.parametrize("method", PROPAGATIONS)
+def test_no_hints_change_nothing(method):
+    torch.manual_seed(0)
+    L = torch.rand(1, 1, 24, 24) * 2 - 1
+    ab = torch.rand(1, 2, 24, 24) - 0.5
+    out = propagate(L, ab, torch.zeros(1, 3, 24, 24), method)
+    assert torch.equal(out, ab)
+
+
+def test_off_returns_the_prediction_unchanged():
+    ab = torch.rand(1, 2, 16, 16)
+    assert torch.equal(propagate(torch.zeros(1, 1, 16, 16), ab, hint_map(16, [((3, 3), (0.5, 0.5))]), "off"), ab)
+
+
+def test_levin_refuses_large_photos_naming_fast():
+    side = math.isqrt(LEVIN_MAX_PIXELS) + 1
+    with pytest.raises(ValueError, match="'fast'"):
+        propagate(torch.zeros(1, 1, side, side), torch.zeros(1, 2, side, side),
+                  hint_map(side, [((3, 3), (0.5, 0.5))]), "levin")
+
+
+def test_bad_arguments_say_what_is_valid():
+    L, ab, hints = torch.zeros(1, 1, 8, 8), torch.zeros(1, 2, 8, 8), torch.zeros(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="fast, levin, off"):
+        propagate(L, ab, hints, "bilateral")
+    with pytest.raises(ValueError, match="reach"):
+        propagate(L, ab, hints, "fast", reach=0)
+    with pytest.raises(ValueError, match=r"\(B,3,H,W\)"):
+        propagate(L, ab, hints[:, :2])
