@@ -28,22 +28,20 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 import gradio as gr
-from fastai.torch_core import default_device
 from PIL import Image, ImageColor, ImageDraw
 from torch import nn
 
 from .data import IMAGE_EXTS, BadImageError, load_rgb
-from .evaluate import model_name
-from .hintmaps import check_hints, read_hints_file, takes_hints
-from .inference import PNG_COMPRESS_LEVEL, colorize_files, colorize_image
-from .models import load_generator
+from .hintmaps import check_hints, read_hints_file
+from .device import inference_device
+from .inference import (PNG_COMPRESS_LEVEL, RENDER_SIZE, RENDER_SIZES, check_render_size, colorize_files,
+                        colorize_image)
+from .models import load_generator, model_name
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; --host 0.0.0.0 opens it to the network
 DEFAULT_PORT = 7860  # Gradio's usual port
-RENDER_SIZES = (32, 1024, 32)  # render size slider: min, max, step (the encoder needs multiples of 32)
-DEFAULT_RENDER_SIZE = 256  # what the generators are trained at (and colorize_image's default)
 CACHE_CLEANUP = (3600, 3600)  # Gradio's delete_cache: every hour, delete uploads and results over an hour old
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
@@ -62,7 +60,7 @@ def load_models(checkpoints: Sequence[str | os.PathLike], device=None) -> dict[s
     if len(set(names)) != len(names):
         raise ValueError(f"two checkpoints share a name ({', '.join(names)}); pass build_app a dict "
                          "{name: model} to tell them apart")
-    return {name: load_generator(c, device=device or default_device()) for name, c in zip(names, checkpoints)}
+    return {name: load_generator(c, device=inference_device(device)) for name, c in zip(names, checkpoints)}
 
 
 def _results_dir() -> Path:
@@ -87,12 +85,11 @@ def _model(models: Mapping[str, nn.Module], name: str | None) -> nn.Module:
 
 
 def _check_size(render_size) -> int:
-    size = int(render_size)
-    lo, hi, step = RENDER_SIZES
-    if not lo <= size <= hi or size % step:
-        raise _refuse(f"render size {size}: choose a multiple of {step} from {lo} to {hi} ({DEFAULT_RENDER_SIZE} "
-                       "is what the models are trained at)")
-    return size
+    """The slider's value under `inference.check_render_size`'s rule, or `gr.Error`."""
+    try:
+        return check_render_size(render_size)
+    except ValueError as e:
+        raise _refuse(str(e)) from None
 
 
 def _load_photo(photo: str | None) -> Image.Image:
@@ -109,7 +106,7 @@ def _load_photo(photo: str | None) -> Image.Image:
 
 
 def colorize_upload(models: Mapping[str, nn.Module], photo: str | None, model: str | None = None,
-                    render_size: int = DEFAULT_RENDER_SIZE) -> tuple[str, str]:
+                    render_size: int = RENDER_SIZE) -> tuple[str, str]:
     """One uploaded photo -> (its colorized PNG, a PNG of the photo as read) for the download and the slider.
 
     Both are at the photo's full size, EXIF orientation applied and transparency kept. A file that is
@@ -129,7 +126,7 @@ def colorize_upload(models: Mapping[str, nn.Module], photo: str | None, model: s
 
 
 def colorize_uploads(models: Mapping[str, nn.Module], photos: list[str] | None, model: str | None = None,
-                     render_size: int = DEFAULT_RENDER_SIZE) -> tuple[list[tuple[str, str]], str]:
+                     render_size: int = RENDER_SIZE) -> tuple[list[tuple[str, str]], str]:
     """Several uploaded photos -> (gallery of (PNG, caption), one zip of the PNGs); unreadable ones are skipped.
 
     Skipped files are named in a warning on the page; `gr.Error` if none could be read.
@@ -166,7 +163,7 @@ HINTS_NOTE = ("Click on the result to place a hint: the colour picker shows the 
 
 def _hint_model(models: Mapping[str, nn.Module], name: str | None) -> nn.Module:
     generator = _model(models, name)
-    if not takes_hints(generator):
+    if not generator.spec.takes_hints:
         raise _refuse(NO_HINTS_NOTE.format(name=name).replace("**", "").replace("`", ""))
     return generator
 
@@ -174,7 +171,7 @@ def _hint_model(models: Mapping[str, nn.Module], name: str | None) -> nn.Module:
 def guide_note(models: Mapping[str, nn.Module], model: str | None) -> str:
     """The Guide tab's line for the chosen model: how to place hints, or that this model takes none."""
     name = model if model is not None else next(iter(models))
-    return HINTS_NOTE if takes_hints(_model(models, model)) else NO_HINTS_NOTE.format(name=name)
+    return HINTS_NOTE if _model(models, model).spec.takes_hints else NO_HINTS_NOTE.format(name=name)
 
 
 def _marked(result: Image.Image, hints: Sequence[dict]) -> Image.Image:
@@ -191,7 +188,7 @@ def _marked(result: Image.Image, hints: Sequence[dict]) -> Image.Image:
 
 
 def guided(models: Mapping[str, nn.Module], photo: str | None, hints: Sequence[dict], model: str | None = None,
-           render_size: int = DEFAULT_RENDER_SIZE) -> GuideStep:
+           render_size: int = RENDER_SIZE) -> GuideStep:
     """Colorize the photo with `hints` (hints-file entries in its pixels) -> the five values of a Guide step.
 
     Bad hints (outside the photo, a colour that doesn't parse, ...) raise `gr.Error` naming the entry.
@@ -223,7 +220,7 @@ def colour_at(result: str, x: int, y: int) -> str:
 
 def place_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, result: str | None, photo: str | None,
                x: int, y: int, model: str | None = None,
-               render_size: int = DEFAULT_RENDER_SIZE) -> tuple[list[dict], str, str, list[dict], str, str]:
+               render_size: int = RENDER_SIZE) -> tuple[list[dict], str, str, list[dict], str, str]:
     """A click at (x, y) (photo pixels): a hint there in the current result's colour; the Guide step + that colour."""
     if result is None:
         raise _refuse("upload a photo first")
@@ -233,7 +230,7 @@ def place_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, result
 
 
 def recolour_last(models: Mapping[str, nn.Module], hints: list[dict] | None, colour: str, photo: str | None,
-                  model: str | None = None, render_size: int = DEFAULT_RENDER_SIZE) -> GuideStep:
+                  model: str | None = None, render_size: int = RENDER_SIZE) -> GuideStep:
     """The picked colour on the last placed hint."""
     if not hints:
         raise _refuse("no hint to colour yet: click on the result to place one")
@@ -241,13 +238,13 @@ def recolour_last(models: Mapping[str, nn.Module], hints: list[dict] | None, col
 
 
 def undo_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, photo: str | None, model: str | None = None,
-              render_size: int = DEFAULT_RENDER_SIZE) -> GuideStep:
+              render_size: int = RENDER_SIZE) -> GuideStep:
     """Remove the last hint."""
     return guided(models, photo, (hints or [])[:-1], model, render_size)
 
 
 def load_hints(models: Mapping[str, nn.Module], path: str | None, photo: str | None, model: str | None = None,
-               render_size: int = DEFAULT_RENDER_SIZE) -> GuideStep:
+               render_size: int = RENDER_SIZE) -> GuideStep:
     """Hints from an uploaded hints file (as `colorize apply --hints` reads) replace the current ones."""
     if path is None:
         raise _refuse("upload a hints file (a JSON list such as [{\"x\": 410, \"y\": 220, \"color\": \"#b03020\"}])")
@@ -259,7 +256,7 @@ def load_hints(models: Mapping[str, nn.Module], path: str | None, photo: str | N
 
 
 def guide(models: Mapping[str, nn.Module], photo: str | None, hints: str = "[]", model: str | None = None,
-          render_size: int = DEFAULT_RENDER_SIZE) -> str:
+          render_size: int = RENDER_SIZE) -> str:
     """API `/guide`: a photo and its hints as a JSON string (a hints file's text) -> the colorized PNG."""
     try:
         entries = json.loads(hints or "[]")
@@ -291,7 +288,7 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
         with gr.Row():
             model = gr.Dropdown(choices, value=choices[0], label="model", interactive=len(choices) > 1,
                                 elem_id="model")
-            render_size = gr.Slider(*RENDER_SIZES[:2], step=RENDER_SIZES[2], value=DEFAULT_RENDER_SIZE,
+            render_size = gr.Slider(*RENDER_SIZES[:2], step=RENDER_SIZES[2], value=RENDER_SIZE,
                                     label="render size (px the model sees)")
         with gr.Tab("Colorize"):
             with gr.Row():
@@ -314,7 +311,7 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
             archive = gr.File(label="all of them (zip)", interactive=False)
             run_many.click(partial(colorize_uploads, models), [photos, model, render_size], [gallery, archive],
                            api_name="colorize_many", concurrency_id="model")
-        with gr.Tab("Guide", visible=any(takes_hints(m) for m in models.values()), elem_id="guide-tab"):
+        with gr.Tab("Guide", visible=any(m.spec.takes_hints for m in models.values()), elem_id="guide-tab"):
             note = gr.Markdown(guide_note(models, choices[0]))
             with gr.Row():
                 with gr.Column(scale=1):

@@ -9,8 +9,8 @@ import typing
 import warnings
 
 from .device import PRECISIONS
-from .config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, HintsConfig, PretrainConfig, field_value,
-                     flat_fields, get_preset, override)
+from .config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, PROPAGATIONS, GanConfig, HintsConfig, PretrainConfig,
+                     field_value, flat_fields, get_preset, override)
 
 log = logging.getLogger("colorize")
 
@@ -87,16 +87,15 @@ def _hints(args):
 
 
 def _apply(args):
-    from fastai.torch_core import default_device
-
+    from .device import inference_device
     from .hintmaps import read_hints_file
     from .inference import colorize_files
     from .models import load_generator
 
     hints = read_hints_file(args.hints) if args.hints else None
-    model = load_generator(args.model, device=args.device or default_device())
+    model = load_generator(args.model, device=inference_device(args.device))
     result = colorize_files(model, args.inputs, args.out, render_size=args.render_size, precision=args.precision,
-                            hints=hints)
+                            hints=hints, propagation=args.propagation, reach=args.reach)
     print(f"wrote {len(result.written)} photo(s) to {args.out}" +
           (f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
            if result.failed else ""))
@@ -104,10 +103,11 @@ def _apply(args):
 
 
 def _evaluate(args):
-    from .evaluate import evaluate
+    from .evaluate import EvalOptions, evaluate
 
-    report = evaluate(args.data, args.models, args.out, split=args.split, size=args.size, device=args.device,
-                      names=args.names, bs=args.bs, precision=args.precision, work_dir=args.work_dir, hints=args.hints)
+    options = EvalOptions(split=args.split, size=args.size, precision=args.precision, hints=tuple(args.hints or ()),
+                          bs=args.bs, work_dir=args.work_dir)
+    report = evaluate(args.data, args.models, args.out, options, names=args.names, device=args.device)
     print(report.markdown)
     print("\n".join(f"{k}: {v}" for k, v in report.paths.items()))
 
@@ -123,6 +123,16 @@ def _counts(text: str) -> list[int]:
     return counts
 
 
+def _render_size(text: str) -> int:
+    """`--render-size 256` -> 256 under `inference.check_render_size`'s rule; argparse reports the error."""
+    from .inference import check_render_size
+
+    try:
+        return check_render_size(int(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _export(args):
     from .export import export_onnx
 
@@ -132,7 +142,7 @@ def _export(args):
 def _readme_results(args):
     from pathlib import Path
 
-    from .evaluate import update_readme_results
+    from .readme import update_readme_results
 
     path = update_readme_results(args.readme, Path(args.report) / "results.md", args.note)
     print(f"updated the Results section of {path} from {args.report}/results.md")
@@ -203,13 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(hs, HintsConfig, HINTS_PRESETS)
     hs.set_defaults(run=_hints)
 
+    from .inference import REACH, RENDER_SIZE
+
     a = sub.add_parser("apply", help="colorize photos or folders at full resolution")
     a.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
     a.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
     a.add_argument("--out", required=True, help="folder for the colorized photos")
-    a.add_argument("--render-size", type=int, default=256, help="size the model sees (default 256)")
+    a.add_argument("--render-size", type=_render_size, default=RENDER_SIZE,
+                   help=f"size the model sees: a multiple of 32 from 32 to 1024 (default {RENDER_SIZE})")
     a.add_argument("--hints", help='JSON list of colour hints in the photo\'s pixels, e.g. [{"x": 410, "y": 220, '
-                   '"color": "#b03020", "size": 12}] (one photo; a model trained by `colorize hints`)')
+                   '"color": "#b03020", "size": 12}] (one photo; any model: a hint model also reads them)')
+    a.add_argument("--propagation", default="fast", choices=PROPAGATIONS,
+                   help="how hints spread along lightness: fast (default), levin (exact, up to 256 px), off")
+    a.add_argument("--reach", type=float, default=REACH,
+                   help=f"how far a hint's colour travels under propagation (default {REACH:g}; larger: further)")
     a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     a.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto (default): bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU")
@@ -225,8 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
     e.add_argument("--bs", type=int, default=32, help="photos per batch (default 32)")
     e.add_argument("--work-dir", help=WORK_DIR_HELP)
-    e.add_argument("--hints", type=_counts, help="numbers of colour hints per photo for the PSNR-vs-hints curve of "
-                   "models that take hints, e.g. 0,1,2,5,10,20,50,100")
+    e.add_argument("--hints", type=_counts, help="numbers of colour hints per photo for the PSNR-vs-hints curves of "
+                   "every model (and Levin et al. from gray), e.g. 0,1,2,5,10,20,50,100")
     e.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     e.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, the protocol), or auto/bf16/fp16 for a faster, slightly different score")

@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS
 from .data import index_dataset, load_rgb
 from .download import sample_photos
-from .evaluate import evaluate
+from .evaluate import EvalOptions, evaluate
 from .gan import finetune
 from .hintmaps import hints_from_photo
 from .hints import train_hints
@@ -47,8 +47,9 @@ def run_demo(out="runs/demo", data="data/samples", device=None, pretrain_config=
     checkpoints = {"L1 generator": out / "l1" / BEST_NAME,
                    "GAN generator": out / "gan" / LAST_NAME,  # the GAN's result, not its lowest-L1 epoch
                    "hint generator": out / "hints" / BEST_NAME}
-    report = evaluate(photos, list(checkpoints.values()), out / EVALUATION, split="test", size=config.data.size,
-                      device=device, names=list(checkpoints), lpips_net=None, fid_feature=None, hints=HINT_COUNTS)
+    options = EvalOptions(split="test", size=config.data.size, lpips_net=None, fid_feature=None, hints=HINT_COUNTS)
+    report = evaluate(photos, list(checkpoints.values()), out / EVALUATION, options, names=list(checkpoints),
+                      device=device)
 
     generators = [load_generator(ckpt, device=device) for ckpt in checkpoints.values()]
     tests = index_dataset(photos).files("test")

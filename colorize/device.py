@@ -47,6 +47,12 @@ def autocast_for(device, precision: str):
     return autocast(device.type, dtype=DTYPES[precision])
 
 
+def inference_device(device=None) -> torch.device:
+    """The device inference runs on (apply, the app, evaluate, video, the notebooks): `device` ("cuda", "cuda:1",
+    "cpu", a torch.device) when given, else fastai's choice: the current GPU (or Apple's MPS) if there is one, else the CPU."""
+    return default_device() if device is None else torch.device(device)
+
+
 def process_device(device=None) -> torch.device:
     """The device this process computes on: `device` ("cuda", "cuda:1", "cpu"), else a GPU if there is one, else the CPU.
 

@@ -3,19 +3,23 @@
 Protocol (`protocol_text`): the centred square of each photo (side = its shorter side) resized to
 size x size with PIL's antialiased bilinear filter, which is resizing the shorter side to `size` and
 centre-cropping. The model sees L of that crop and predicts ab at the same size, in fp32 (TF32 off,
-deterministic cuDNN); its RGB is rebuilt from the crop's own L and compared with the crop. The
-baseline keeps L and sets ab = 0. Writes results.json, results.md, gallery.png and hardest.png.
+deterministic cuDNN); its RGB is rebuilt from the crop's own L (`lab.lab_net_to_rgb`) and compared
+with the crop. The baseline keeps L and sets ab = 0. Writes results.json, results.md, gallery.png and
+hardest.png.
 
 A generator that takes colour hints is scored without hints in the main table (automatic mode). With
-`hints` counts, each hint model is also scored with that many hints per photo, drawn from the photo's
-true colours (Zhang et al. 2017's sweep: square patches of the mean true ab at centre-biased places,
-`hintmaps.eval_side` px), seeded per photo and count: PSNR RGB and ab against the number of hints, in
-results.json/.md and hint_curve.png. Automatic models ignore hints: their curve is reported as n/a
-and drawn as a flat dashed line at their automatic score.
+hint counts (`EvalOptions.hints`), EVERY model is also scored with that many hints per photo, the same
+hints for all, drawn from the photo's true colours (Zhang et al. 2017's sweep: square patches of the mean
+true ab at centre-biased places, `hintmaps.eval_side` px), seeded per photo and count, as `colorize
+apply --hints` uses them: a hint model reads them, then every model's remaining error at the hinted
+pixels is spread along lightness (`propagate`, "fast"). A row "hints only (Levin et al. 2004)" starts
+from gray with the exact propagation, as Zhang et al. plot it. PSNR RGB and ab against the number of
+hints go to results.json/.md and hint_curve.png.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -27,24 +31,26 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from fastai.torch_core import default_device
 from fastprogress.fastprogress import progress_bar
 from PIL import Image, ImageOps
 
 from . import __version__
 from .data import BadImageError, index_dataset, load_rgb
-from .device import autocast_for, choose_precision
+from .device import autocast_for, choose_precision, inference_device
 from .files import atomic_write_text, bars_can_draw, default_workers
-from .hintmaps import HINT_CHANNELS, draw_hints_per_photo, eval_side, paint_hints
+from .hintmaps import draw_hints_per_photo, eval_side, paint_hints
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 from .metrics import ColorMetrics, Skipped, psnr_ab, psnr_rgb
-from .models import load_generator, read_checkpoint_metadata
+from .models import checkpoint_spec, load_generator, model_name, read_checkpoint_metadata
 from .plots import captioned_gallery, hint_curve, save_figure
+from .propagate import LEVIN_MAX_PIXELS, propagate
 
 log = logging.getLogger(__name__)
 
 BASELINE = "grayscale baseline (ab = 0)"
+LEVIN = "hints only (Levin et al. 2004)"  # the hint curve's no-network row: exact propagation from gray
 GRAYSCALE_COLUMN = "grayscale (input)"  # the baseline's picture is the input itself: L alone
+CURVE_PROPAGATION = "fast"  # how the models' hint curves spread hints: `colorize apply`'s default
 # ColorMetrics result key -> (results.md column, number format); the table has one column per entry.
 COLUMNS = {
     "psnr_rgb": ("PSNR RGB (dB) ↑", "{:.2f}"),
@@ -55,9 +61,78 @@ COLUMNS = {
     "delta_colorfulness": ("ΔCF (0 is best)", "{:+.1f}"),
     "fid": ("FID ↓", "{:.2f}"),
 }
-RESULTS_START, RESULTS_END = "<!-- results:start -->", "<!-- results:end -->"
 
 Predictor = Callable[[torch.Tensor], torch.Tensor]  # L (B,1,S,S) in [-1,1] -> ab (B,2,S,S) scaled by 1/110
+Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # L (B,1,S,S), hint map (B,3,S,S) -> ab (B,2,S,S)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `evaluate` may be told besides which models, on what data and where to write: the protocol's
+    choices (same options, same numbers), the report's, and how this machine runs it."""
+
+    split: str = "test"
+    size: int = 256  # protocol: shorter side resized to size, centre crop size x size
+    precision: str = "fp32"  # the protocol's arithmetic; auto/bf16/fp16 score faster and slightly differently
+    seed: int = 42  # the seed the data was split with; it also seeds each photo's hints
+    hints: tuple[int, ...] = ()  # numbers of colour hints per photo for the PSNR-vs-hints curves; () none
+    lpips_net: str | None = "alex"  # ColorMetrics: a backbone that can't be fetched is reported as skipped
+    fid_feature: int | torch.nn.Module | None = 2048
+    n_gallery: int = 6  # photos in the comparison gallery, spread over the split
+    n_hardest: int = 6  # photos in the hardest-cases gallery: lowest PSNR ab under the first model
+    bs: int = 32  # photos per batch: the numbers do not depend on it
+    workers: int | None = None  # threads decoding photos; None: `files.default_workers`
+    progress: bool = True
+    work_dir: str | os.PathLike | None = None  # where the dataset's index goes (`data.work_dir_for`)
+
+    def __post_init__(self):
+        if self.n_gallery < 1 or self.n_hardest < 1:
+            raise ValueError(f"each gallery needs at least one photo, got n_gallery={self.n_gallery}, "
+                             f"n_hardest={self.n_hardest}")
+        counts = sorted({int(c) for c in self.hints})
+        if counts and counts[0] < 0:
+            raise ValueError(f"hint counts must be whole numbers >= 0, e.g. 0,1,2,5,10; got {list(self.hints)}")
+        object.__setattr__(self, "hints", tuple(counts))
+        choose_precision("cpu", self.precision)  # refuses an unknown name now, not after the indexing
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How every batch is computed, resolved once: crop size, batch size, device, precision, hint seed, progress."""
+
+    size: int
+    bs: int
+    device: torch.device
+    precision: str  # resolved: bf16, fp16 or fp32
+    seed: int
+    progress: bool
+
+    @classmethod
+    def resolve(cls, options: EvalOptions, device=None) -> Protocol:
+        """The protocol of `options` on `device` (`device.inference_device`), its precision chosen for that device."""
+        device = inference_device(device)
+        return cls(options.size, options.bs, device, choose_precision(device, options.precision), options.seed,
+                   options.progress)
+
+    def batches(self, items: Sequence) -> list:
+        """`items` in batches of `bs`, under a progress bar where one can draw."""
+        chunks = [items[i : i + self.bs] for i in range(0, len(items), self.bs)]
+        return progress_bar(chunks) if self.progress and bars_can_draw() else chunks
+
+    def predict(self, method: Callable, *inputs: torch.Tensor) -> torch.Tensor:
+        """`method(*inputs)` in the protocol's precision, as fp32 ab."""
+        with autocast_for(self.device, self.precision):
+            return method(*inputs).float()
+
+
+@dataclass
+class Scored:
+    """What `score` measured: means and per-image values per method, the files scored, the unreadable ones."""
+
+    scores: dict
+    per_image: dict
+    files: list[Path]
+    bad: list[tuple[Path, str]]
 
 
 @dataclass
@@ -66,7 +141,7 @@ class EvaluationReport:
 
     results: dict
     markdown: str
-    paths: dict[str, Path] = field(default_factory=dict)  # results_json, results_md, gallery, hardest
+    paths: dict[str, Path] = field(default_factory=dict)  # results_json, results_md, gallery, hardest[, hint_curve]
 
 
 def protocol_text(size: int) -> str:
@@ -81,10 +156,10 @@ def protocol_crop(image: Image.Image, size: int) -> np.ndarray:
     return np.asarray(ImageOps.fit(image.convert("RGB"), (size, size), method=Image.Resampling.BILINEAR))
 
 
-def model_name(ckpt: str | os.PathLike) -> str:
-    """Table name of a checkpoint: its run folder and file stem, e.g. `places365-l1/best`."""
-    p = Path(ckpt)
-    return f"{p.parent.name}/{p.stem}"
+def hint_seeds(rels: Sequence[str], count: int, seed: int) -> list[int]:
+    """The seed of each photo's `count` hints: from its path in the dataset, so the same photo always gets them."""
+    return [int.from_bytes(hashlib.blake2b(f"{seed}:{count}:{rel}".encode(), digest_size=8).digest(), "little") >> 1
+            for rel in rels]
 
 
 def _zero_ab(L: torch.Tensor) -> torch.Tensor:
@@ -94,15 +169,32 @@ def _zero_ab(L: torch.Tensor) -> torch.Tensor:
 
 def _automatic(model: torch.nn.Module) -> Predictor:
     """A generator as an L -> ab predictor: a hint model gets an all-zero hint map (it colorizes automatically)."""
-    if model.spec.in_channels == 1 + HINT_CHANNELS:
-        return lambda L: model(generator_input(L))
-    return model
+    return (lambda L: model(generator_input(L))) if model.spec.takes_hints else model
 
 
-def hint_seeds(rels: Sequence[str], count: int, seed: int) -> list[int]:
-    """The seed of each photo's `count` hints: from its path in the dataset, so the same photo always gets them."""
-    return [int.from_bytes(hashlib.blake2b(f"{seed}:{count}:{rel}".encode(), digest_size=8).digest(), "little") >> 1
-            for rel in rels]
+def _guided(model: torch.nn.Module | None) -> Guide:
+    """(L, hint map) -> ab as `colorize apply --hints` does it: a hint model reads the hints, then what every model
+    still misses at the hinted pixels is spread along lightness. None: Levin et al.'s exact spreading from gray."""
+    if model is None:
+        return lambda L, hints: propagate(L, _zero_ab(L), hints, "levin")
+    predict = (lambda L, hints: model(generator_input(L, hints))) if model.spec.takes_hints else \
+        (lambda L, hints: model(L))
+    return lambda L, hints: propagate(L, predict(L, hints).float(), hints, CURVE_PROPAGATION)
+
+
+def _check_models(models: Sequence, names: Sequence[str] | None, size: int) -> list[str]:
+    """One distinct name per model (`models.model_name` by default), every checkpoint readable, before any work."""
+    if not models:
+        raise ValueError("no models to evaluate: pass one or more generator checkpoints (.safetensors)")
+    names = [model_name(m) for m in models] if names is None else list(names)
+    if len(names) != len(models) or len(set(names) | {BASELINE, LEVIN}) != len(names) + 2:
+        raise ValueError(f"need one distinct name per model, got {names} for {len(models)} checkpoint(s); "
+                         "give each a name (--names) to tell them apart")
+    for ckpt in models:
+        built = read_checkpoint_metadata(ckpt)["size"]
+        if built != size:
+            log.warning("%s was built for %d px photos; evaluating it at %d px (--size)", ckpt, built, size)
+    return names
 
 
 def _readable_crops(files: list[Path], size: int, pool: ThreadPoolExecutor, bad: list[tuple[Path, str]]) -> list:
@@ -118,70 +210,66 @@ def _readable_crops(files: list[Path], size: int, pool: ThreadPoolExecutor, bad:
     return [crop for crop in pool.map(read, files) if crop is not None]
 
 
-def score(methods: dict[str, Predictor], files: list[Path], metrics: ColorMetrics, *, size: int, bs: int,
-          device: torch.device, precision: str, pool: ThreadPoolExecutor,
-          progress: bool) -> tuple[dict, dict, list[Path], list[tuple[Path, str]]]:
-    """Every method's metrics over the readable `files`, one method after another (`metrics` reset for each):
-    (means per method, per-image values per method, the files scored, the unreadable files with why)."""
+def _truth(files: list[Path], protocol: Protocol, pool: ThreadPoolExecutor) -> torch.Tensor:
+    """RGB (B,3,S,S) in [0,1] of photos already scored once: one that became unreadable stops the evaluation."""
+    bad: list[tuple[Path, str]] = []
+    crops = _readable_crops(files, protocol.size, pool, bad)
+    if bad:
+        raise RuntimeError(f"{bad[0][0]} became unreadable during the evaluation; run it again")
+    return pixels_to_rgb(np.stack(crops), protocol.device)
+
+
+def score(methods: dict[str, Predictor], files: list[Path], metrics: ColorMetrics, protocol: Protocol,
+          pool: ThreadPoolExecutor) -> Scored:
+    """Every method's metrics over the readable `files`, one method after another (`metrics` reset for each)."""
     scores, per_image, bad = {}, {}, []
     for name, predict in methods.items():
         metrics.reset()
         found: list[tuple[Path, str]] = []
-        chunks = [files[i : i + bs] for i in range(0, len(files), bs)]
         log.info("scoring %s on %d photos", name, len(files))
-        for chunk in progress_bar(chunks) if progress and bars_can_draw() else chunks:
-            crops = _readable_crops(chunk, size, pool, found)
+        for chunk in protocol.batches(files):
+            crops = _readable_crops(chunk, protocol.size, pool, found)
             if crops:
-                rgb = pixels_to_rgb(np.stack(crops), device)  # (B,3,S,S) in [0,1]: the ground truth
+                rgb = pixels_to_rgb(np.stack(crops), protocol.device)  # (B,3,S,S) in [0,1]: the ground truth
                 L = rgb_to_lab_net(rgb)[0]  # (B,1,S,S) in [-1,1]
-                with autocast_for(device, choose_precision(device, precision)):
-                    ab = predict(L).float()  # (B,2,S,S)
-                metrics.update(lab_net_to_rgb(L, ab), rgb)
+                metrics.update(lab_net_to_rgb(L, protocol.predict(predict, L)), rgb)
         if found and scores:  # the first pass found the unreadable ones; later passes skip them
             raise RuntimeError(f"{found[0][0]} became unreadable during the evaluation; run it again")
         if found:
-            bad = found
-            unreadable = {p for p, _ in found}
+            bad, unreadable = found, {p for p, _ in found}
             files = [f for f in files if f not in unreadable]
         if not files:
             raise FileNotFoundError(f"none of the photos to evaluate could be read ({len(bad)} skipped)")
         scores[name], per_image[name] = metrics.compute(), metrics.per_image()
-    return scores, per_image, files, bad
+    return Scored(scores, per_image, files, bad)
 
 
-def hint_curve_scores(model: torch.nn.Module, files: list[Path], rels: list[str], counts: Sequence[int], *,
-                      size: int, bs: int, device: torch.device, precision: str, pool: ThreadPoolExecutor, seed: int,
-                      progress: bool) -> dict[str, list[float]]:
-    """Mean PSNR RGB and ab of a hint model given each number of hints drawn from the photos' true colours."""
-    side = eval_side(size)
-    values = {c: {"psnr_rgb": [], "psnr_ab": []} for c in counts}
-    chunks = [range(i, min(i + bs, len(files))) for i in range(0, len(files), bs)]
-    log.info("scoring a hint model with %s hints on %d photos", ", ".join(map(str, counts)), len(files))
-    for chunk in progress_bar(chunks) if progress and bars_can_draw() else chunks:
-        bad: list[tuple[Path, str]] = []
-        crops = _readable_crops([files[i] for i in chunk], size, pool, bad)
-        if bad:
-            raise RuntimeError(f"{bad[0][0]} became unreadable during the evaluation; run it again")
-        rgb = pixels_to_rgb(np.stack(crops), device)  # (B,3,S,S) in [0,1]
+def hint_curve_scores(guides: dict[str, Guide], files: list[Path], rels: list[str], counts: Sequence[int],
+                      protocol: Protocol, pool: ThreadPoolExecutor) -> dict[str, dict[str, list[float]]]:
+    """Mean PSNR RGB and ab of each guided method given each number of hints, the same hints for every method."""
+    side = eval_side(protocol.size)
+    values = {(name, c, key): [] for name in guides for c in counts for key in ("psnr_rgb", "psnr_ab")}
+    log.info("scoring %s with %s hints on %d photos", ", ".join(guides), ", ".join(map(str, counts)), len(files))
+    for chunk in protocol.batches(list(range(len(files)))):
+        rgb = _truth([files[i] for i in chunk], protocol, pool)  # (B,3,S,S) in [0,1]
         L, ab = rgb_to_lab_net(rgb)  # (B,1,S,S), (B,2,S,S)
         for count in counts:
-            draws = draw_hints_per_photo(hint_seeds([rels[i] for i in chunk], count, seed), size, size,
-                                         sides=(side, side), count=count)
-            with autocast_for(device, choose_precision(device, precision)):
-                pred_ab = model(generator_input(L, paint_hints(ab, draws))).float()  # (B,2,S,S)
-            pred = lab_net_to_rgb(L, pred_ab)
-            values[count]["psnr_rgb"].append(psnr_rgb(pred, rgb))
-            values[count]["psnr_ab"].append(psnr_ab(pred, rgb))
-    return {key: [torch.cat(values[c][key]).mean().item() for c in counts] for key in ("psnr_rgb", "psnr_ab")}
+            draws = draw_hints_per_photo(hint_seeds([rels[i] for i in chunk], count, protocol.seed), protocol.size,
+                                         protocol.size, sides=(side, side), count=count)
+            hints = paint_hints(ab, draws)  # (B,3,S,S)
+            for name, guide in guides.items():
+                pred = lab_net_to_rgb(L, protocol.predict(guide, L, hints))
+                values[name, count, "psnr_rgb"].append(psnr_rgb(pred, rgb))
+                values[name, count, "psnr_ab"].append(psnr_ab(pred, rgb))
+    return {name: {key: [torch.cat(values[name, c, key]).mean().item() for c in counts]
+                   for key in ("psnr_rgb", "psnr_ab")} for name in guides}
 
 
-def render(methods: dict[str, Predictor], files: list[Path], size: int, device: torch.device,
-           precision: str) -> list[list[np.ndarray]]:
+def render(methods: dict[str, Predictor], files: list[Path], protocol: Protocol) -> list[list[np.ndarray]]:
     """Gallery rows: original, then each method's colours on its L, as (S,S,3) uint8."""
-    rgb = pixels_to_rgb(np.stack([protocol_crop(load_rgb(f), size) for f in files]), device)
+    rgb = pixels_to_rgb(np.stack([protocol_crop(load_rgb(f), protocol.size) for f in files]), protocol.device)
     L = rgb_to_lab_net(rgb)[0]
-    with autocast_for(device, choose_precision(device, precision)):
-        columns = [rgb] + [lab_net_to_rgb(L, predict(L).float()) for predict in methods.values()]
+    columns = [rgb] + [lab_net_to_rgb(L, protocol.predict(predict, L)) for predict in methods.values()]
     columns = [rgb_to_pixels(c) for c in columns]  # each (B,S,S,3) uint8
     return [[c[i] for c in columns] for i in range(len(files))]
 
@@ -232,20 +320,18 @@ def hint_curve_markdown(curve: dict) -> str:
     for key, title in (("psnr_rgb", "PSNR RGB (dB)"), ("psnr_ab", "PSNR ab (dB)")):
         lines += [f"{title} against the number of colour hints per photo:", "",
                   "| model | " + " | ".join(str(c) for c in counts) + " |", "| --- |" + " ---: |" * len(counts)]
-        for name, row in curve["models"].items():
-            cells = [f"{v:.2f}" for v in row[key]] if row["takes_hints"] else ["n/a"] * len(counts)
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines += [f"| {name} | " + " | ".join(f"{v:.2f}" for v in row[key]) + " |"
+                  for name, row in curve["models"].items()]
         lines.append("")
-    lines.append(f"- Hints: {curve['sampling']}. Automatic models take no hints: n/a (drawn flat at their "
-                 f"automatic score in `{curve['path']}`).")
+    lines.append(f"- Hints: {curve['sampling']}. {curve['method']}")
     return "\n".join(lines)
 
 
-def _choose_galleries(rels: list[str], psnr_ab: np.ndarray, names: list[str], split: str, size: int,
-                      n_gallery: int, n_hardest: int) -> dict[str, dict]:
+def _choose_galleries(rels: list[str], psnr_ab: np.ndarray, names: list[str], options: EvalOptions) -> dict:
     """Which photos each gallery shows, its file name and its caption naming them (as results.json keeps them)."""
-    spread = np.unique(np.linspace(0, len(rels) - 1, min(n_gallery, len(rels))).round().astype(int))
-    hard = np.argsort(psnr_ab, kind="stable")[:n_hardest]  # lowest PSNR ab first: the largest colour error
+    split, size = options.split, options.size
+    spread = np.unique(np.linspace(0, len(rels) - 1, min(options.n_gallery, len(rels))).round().astype(int))
+    hard = np.argsort(psnr_ab, kind="stable")[: options.n_hardest]  # lowest PSNR ab first: the largest colour error
     columns = " | ".join(["original", GRAYSCALE_COLUMN, *names])
     return {
         "gallery": {"path": "gallery.png", "files": [rels[i] for i in spread], "caption":
@@ -258,115 +344,100 @@ def _choose_galleries(rels: list[str], psnr_ab: np.ndarray, names: list[str], sp
     }
 
 
-def evaluate(
-    data: str | os.PathLike,
-    models: Sequence[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    split: str = "test",
-    size: int = 256,
-    device: str | torch.device | None = None,
-    names: Sequence[str] | None = None,
-    bs: int = 32,
-    lpips_net: str | None = "alex",
-    fid_feature: int | torch.nn.Module | None = 2048,
-    n_gallery: int = 6,
-    n_hardest: int = 6,
-    seed: int = 42,
-    workers: int | None = None,
-    progress: bool = True,
-    precision: str = "fp32",
-    work_dir: str | os.PathLike | None = None,
-    hints: Sequence[int] | None = None,
-) -> EvaluationReport:
-    """Evaluate generator checkpoints and the grayscale baseline on `split` of `data`; write the report to `out_dir`.
-
-    Names default to `model_name` (run folder/stem). LPIPS/FID settings go to `ColorMetrics` (a
-    backbone that can't be fetched is reported as skipped). `seed` must be the one the data was split
-    with. The comparison gallery shows `n_gallery` photos spread over the split; the hardest-cases
-    gallery the `n_hardest` with the lowest PSNR ab under the first model. Same inputs, same numbers.
-    `work_dir` places the dataset's index (`data.work_dir_for`). `hints`: numbers of colour hints per
-    photo (e.g. 0, 1, 2, 5, 10) for the PSNR-vs-hints curve of the models that take hints, drawn with
-    `seed`.
-    """
-    if not models:
-        raise ValueError("no models to evaluate: pass one or more generator checkpoints (.safetensors)")
-    if n_gallery < 1 or n_hardest < 1:
-        raise ValueError(f"each gallery needs at least one photo, got n_gallery={n_gallery}, n_hardest={n_hardest}")
-    names = [model_name(m) for m in models] if names is None else list(names)
-    if len(names) != len(models) or len(set(names) | {BASELINE}) != len(names) + 1:
-        raise ValueError(f"need one distinct name per model, got {names} for {len(models)} checkpoint(s); "
-                         "give each a name (--names) to tell them apart")
-    takes_hints = {}
-    for name, ckpt in zip(names, models):  # every checkpoint readable before anything is written
-        meta = read_checkpoint_metadata(ckpt)
-        takes_hints[name] = meta["in_channels"] == 1 + HINT_CHANNELS
-        if meta["size"] != size:
-            log.warning("%s was built for %d px photos; evaluating it at %d px (--size)", ckpt, meta["size"], size)
-    if hints is not None:
-        hints = sorted(set(int(c) for c in hints))
-        if not hints or hints[0] < 0:
-            raise ValueError(f"hint counts must be whole numbers >= 0, e.g. 0,1,2,5,10; got {hints}")
-        if not any(takes_hints.values()):
-            log.warning("none of the models takes colour hints: their hint curve is n/a")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device) if device is not None else default_device()
-    index = index_dataset(data, seed=seed, progress=progress, work_dir=work_dir)
-    files = index.files(split)
-    skipped = index.excluded_from(split)
-    methods: dict[str, Predictor] = {BASELINE: _zero_ab}
-    generators = {name: load_generator(ckpt, device=device) for name, ckpt in zip(names, models)}
-    methods.update({name: _automatic(g) for name, g in generators.items()})
-    metrics = ColorMetrics(lpips_net=lpips_net, fid_feature=fid_feature)
-
+@contextlib.contextmanager
+def _scoring(workers: int | None):
+    """The evaluation's context: inference mode, deterministic cuDNN without TF32; yields a pool of photo readers."""
     with (ThreadPoolExecutor(workers or default_workers()) as pool, torch.inference_mode(),
           torch.backends.cudnn.flags(torch.backends.cudnn.enabled, benchmark=False, deterministic=True,
                                      allow_tf32=False)):
-        scores, per_image, files, bad = score(methods, index.files(split), metrics, size=size, bs=bs, device=device,
-                                              precision=precision, pool=pool, progress=progress)
-        rels = [f.relative_to(index.root).as_posix() for f in files]
-        curves = {name: hint_curve_scores(g, files, rels, hints, size=size, bs=bs, device=device, precision=precision,
-                                          pool=pool, seed=seed, progress=progress)
-                  for name, g in generators.items() if hints is not None and takes_hints[name]}
-        galleries = _choose_galleries(rels, per_image[names[0]]["psnr_ab"].numpy(), names, split, size,
-                                      n_gallery, n_hardest)
-        paths = write_galleries(galleries, methods, index.root, size, device, precision, out_dir)
-    skipped = index.excluded_from(split) + bad
-    results = {
-        "data": str(data), "split": split, "size": size, "protocol": protocol_text(size), "precision": precision,
-        "n_images": len(files), "n_skipped": len(skipped),
-        "skipped": [{"path": p.relative_to(index.root).as_posix(), "reason": why} for p, why in skipped],
-        "models": {name: {"checkpoint": ckpt, "takes_hints": takes_hints.get(name, False),
-                          **{k: _json_value(v) for k, v in scores[name].items()}}
-                   for name, ckpt in {BASELINE: None, **{n: str(c) for n, c in zip(names, models)}}.items()},
-        "galleries": galleries,
-        "files": rels,
-        "per_image": {name: {k: [round(x, 4) for x in v.tolist()] for k, v in values.items()}
-                      for name, values in per_image.items()},
-        "software": {"colorize": __version__, "torch": torch.__version__.split("+")[0]},
-    }
-    if hints is not None:
-        side = eval_side(size)
-        results["hint_curve"] = {
-            "counts": hints, "path": "hint_curve.png", "seed": seed,
-            "sampling": (f"k {side}x{side} px patches per photo, each the mean true ab of its square, at "
-                         "centre-biased places (Zhang et al. 2017's sweep: 6x6 at 256 px), seeded per photo and k"),
-            "models": {name: ({"takes_hints": True, **curves[name]} if takes_hints[name] else
-                              {"takes_hints": False, "automatic": {k: scores[name][k] for k in ("psnr_rgb", "psnr_ab")}})
-                       for name in names},
-        }
+        yield pool
+
+
+def evaluate(data: str | os.PathLike, models: Sequence[str | os.PathLike], out_dir: str | os.PathLike,
+             options: EvalOptions = EvalOptions(), *, names: Sequence[str] | None = None,
+             device: str | torch.device | None = None) -> EvaluationReport:
+    """Evaluate generator checkpoints and the grayscale baseline on `options.split` of `data`; write the report.
+
+    Names default to `models.model_name` (run folder/stem); `device` to `device.inference_device`. Same
+    inputs and options, same numbers. With `options.hints`, every model's PSNR against the number of
+    hints, and Levin et al.'s from gray.
+    """
+    names = _check_models(models, names, options.size)
+    protocol = Protocol.resolve(options, device)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = index_dataset(data, seed=options.seed, progress=options.progress, work_dir=options.work_dir)
+    generators = {name: load_generator(ckpt, device=protocol.device) for name, ckpt in zip(names, models)}
+    methods = {BASELINE: _zero_ab, **{name: _automatic(g) for name, g in generators.items()}}
+    metrics = ColorMetrics(lpips_net=options.lpips_net, fid_feature=options.fid_feature)
+    with _scoring(options.workers) as pool:
+        scored = score(methods, index.files(options.split), metrics, protocol, pool)
+        rels = [f.relative_to(index.root).as_posix() for f in scored.files]
+        curves = hint_curve_scores(_guides(generators, options.size), scored.files, rels, options.hints, protocol,
+                                   pool) if options.hints else None
+        galleries = _choose_galleries(rels, scored.per_image[names[0]]["psnr_ab"].numpy(), names, options)
+        paths = write_galleries(galleries, methods, index.root, protocol, out_dir)
+    results = results_dict(data, options, dict(zip(names, map(str, models))), scored, index, galleries)
+    if curves is not None:
+        results["hint_curve"] = curve_dict(curves, generators, options)
         paths["hint_curve"] = save_figure(hint_curve(results["hint_curve"]), out_dir / "hint_curve.png")
     report = write_report(results, out_dir, paths)
     log.info("evaluated %d model(s) and the baseline on %d %s photos (%d skipped): %s",
-             len(models), len(files), split, len(skipped), out_dir)
+             len(models), results["n_images"], options.split, results["n_skipped"], out_dir)
     return report
 
 
-def write_galleries(galleries: dict[str, dict], methods: dict[str, Predictor], root: Path, size: int,
-                    device: torch.device, precision: str, out_dir: Path) -> dict[str, Path]:
+def _guides(generators: dict[str, torch.nn.Module], size: int) -> dict[str, Guide]:
+    """The hint curves' methods: every model, then Levin et al. from gray where the exact solver takes the size."""
+    guides = {name: _guided(g) for name, g in generators.items()}
+    if size * size <= LEVIN_MAX_PIXELS:
+        guides[LEVIN] = _guided(None)
+    else:
+        log.warning("no %r row: the exact solver takes photos up to %d pixels, this protocol's are %dx%d",
+                    LEVIN, LEVIN_MAX_PIXELS, size, size)
+    return guides
+
+
+def results_dict(data, options: EvalOptions, checkpoints: dict[str, str], scored: Scored, index,
+                 galleries: dict) -> dict:
+    """results.json's content: data, protocol, each model's means, the galleries, per-image values, software."""
+    skipped = index.excluded_from(options.split) + scored.bad
+    return {
+        "data": str(data), "split": options.split, "size": options.size, "protocol": protocol_text(options.size),
+        "precision": options.precision, "n_images": len(scored.files), "n_skipped": len(skipped),
+        "skipped": [{"path": p.relative_to(index.root).as_posix(), "reason": why} for p, why in skipped],
+        "models": {name: {"checkpoint": ckpt, "takes_hints": ckpt is not None and checkpoint_spec(ckpt).takes_hints,
+                          **{k: _json_value(v) for k, v in scored.scores[name].items()}}
+                   for name, ckpt in {BASELINE: None, **checkpoints}.items()},
+        "galleries": galleries,
+        "files": [f.relative_to(index.root).as_posix() for f in scored.files],
+        "per_image": {name: {k: [round(x, 4) for x in v.tolist()] for k, v in values.items()}
+                      for name, values in scored.per_image.items()},
+        "software": {"colorize": __version__, "torch": torch.__version__.split("+")[0]},
+    }
+
+
+def curve_dict(curves: dict, generators: dict[str, torch.nn.Module], options: EvalOptions) -> dict:
+    """results.json's "hint_curve": the counts, how hints were drawn and spread, each method's PSNR per count."""
+    side = eval_side(options.size)
+    return {
+        "counts": list(options.hints), "path": "hint_curve.png", "seed": options.seed,
+        "sampling": (f"k {side}x{side} px patches per photo, each the mean true ab of its square, at centre-biased "
+                     "places (Zhang et al. 2017's sweep: 6x6 at 256 px), seeded per photo and k, the same for every "
+                     "model"),
+        "method": (f"A hint model reads the hints; then every model's remaining error at the hinted pixels is spread "
+                   f"along lightness (propagation '{CURVE_PROPAGATION}', as `colorize apply --hints`). "
+                   f"{LEVIN}: no network, exact propagation from gray."),
+        "models": {name: {"takes_hints": name in generators and generators[name].spec.takes_hints, **values}
+                   for name, values in curves.items()},
+    }
+
+
+def write_galleries(galleries: dict[str, dict], methods: dict[str, Predictor], root: Path, protocol: Protocol,
+                    out_dir: Path) -> dict[str, Path]:
     """Draw each gallery `_choose_galleries` chose (the photos shown are rendered once, in one batch); their paths."""
     shown = sorted({f for g in galleries.values() for f in g["files"]})
-    rows = dict(zip(shown, render(methods, [root / f for f in shown], size, device, precision)))
+    rows = dict(zip(shown, render(methods, [root / f for f in shown], protocol)))
     columns = ["original", *[GRAYSCALE_COLUMN if n == BASELINE else n for n in methods]]
     paths = {}
     for key, g in galleries.items():
@@ -383,22 +454,3 @@ def write_report(results: dict, out_dir: Path, paths: dict[str, Path]) -> Evalua
     atomic_write_text(paths["results_json"], json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     atomic_write_text(paths["results_md"], markdown)
     return EvaluationReport(results, markdown, paths)
-
-
-def update_readme_results(readme_path: str | os.PathLike, results_md_path: str | os.PathLike,
-                          source_note: str) -> Path:
-    """Replace the README text between `<!-- results:start -->` and `<!-- results:end -->` with results.md.
-
-    `source_note` says where the numbers come from (data, protocol, the command that made them); it
-    is added under the table as "Source: ...". Refuses if the markers are missing or out of order.
-    """
-    readme = Path(readme_path)
-    text = readme.read_text()
-    start, end = text.find(RESULTS_START), text.find(RESULTS_END)
-    if text.count(RESULTS_START) != 1 or text.count(RESULTS_END) != 1 or start > end:
-        raise ValueError(f"{readme} needs one {RESULTS_START} line and, after it, one {RESULTS_END} line "
-                         "around its results section: add them where the table belongs and run again")
-    table = Path(results_md_path).read_text().strip()
-    block = f"{RESULTS_START}\n{table}\n\nSource: {source_note.strip()}\n{RESULTS_END}"
-    atomic_write_text(readme, text[:start] + block + text[end + len(RESULTS_END):])
-    return readme

@@ -1,4 +1,4 @@
-"""Hint maps: a generator widened to read them, simulated hints for training and evaluation, a user's hints file.
+"""Hint maps: simulated hints for training and evaluation, a user's hints file.
 
 The hint map is encoded in `colorize.lab` (`encode_hints`, `generator_input`): the hint's ab where a
 hint is and 0 elsewhere, plus a 0/1 mask, after L: 4 input channels.
@@ -29,14 +29,10 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastai.layers import ConvLayer
-from fastai.torch_core import get_model
 from fastai.vision.all import ItemTransform, TensorImage
 from PIL import Image, ImageColor
-from torch import nn
 
-from .lab import HINT_CHANNELS, LabSplit, encode_hints, generator_input, rgb_to_lab_net
-from .models import build_generator
+from .lab import LabSplit, encode_hints, generator_input, rgb_to_lab_net
 
 HINT_P = 1 / 8  # Zhang et al. 2017: geometric number of hints, p = 1/8 (scripts/train_siggraph.sh --sample_p .125)
 HINT_SIDES = (1, 9)  # Zhang et al. 2017: patch side uniform in 1..9 px (options/base_options.py --sample_Ps)
@@ -45,56 +41,6 @@ EVAL_SIZE = 256  # ... the size that patch side is given at; other evaluation si
 MAX_HINTS = 512  # a cap on the geometric draw; reaching it has probability (7/8)^512, about 1e-30
 DEFAULT_HINT_FRACTION = 5 / 256  # a user's hint without "size": 5 px at the usual 256 px render (mid 1..9)
 HINT_KEYS = {"x", "y", "color", "size"}
-
-
-# ----------------------------------------------------------------------------------------- the model
-
-
-def takes_hints(model: nn.Module) -> bool:
-    """Whether a generator takes L and a hint map (4 input channels) rather than L alone."""
-    return get_model(model).spec.in_channels == 1 + HINT_CHANNELS
-
-
-def widen_for_hints(model: nn.Module) -> nn.Module:
-    """A copy of an automatic generator that also takes the hint map, giving exactly its output until trained.
-
-    fastai's DynamicUnet sees its input twice: the encoder's first conv (`model[0][0]`, 1 -> 4 input
-    channels) and, through its `last_cross`, the final ResBlock and 1x1 conv, which get the input
-    concatenated after the decoder's features (97 -> 100 channels for a ResNet-18). Every weight
-    tensor that grew keeps the old weights in its leading block and is zero elsewhere, so no hint
-    reaches the output and the hint channels pass the final ResBlock's residual unchanged (as
-    ReLU(hint)) to the 1x1 conv; with one exception: the new output channels of a conv followed by a
-    ReLU keep the fresh 4-channel model's initialisation (ReLU(0) has no gradient, so at zero they
-    would never train; nothing reads them yet). The copy is on the model's device, in the model's
-    mode, with `spec.in_channels` = 4.
-    """
-    model = get_model(model)
-    spec = model.spec
-    if spec.in_channels != 1:
-        raise ValueError(f"widen_for_hints takes an automatic generator (1 input channel, L); this one takes "
-                         f"{spec.in_channels}")
-    wide = build_generator(spec.arch, size=spec.size, pretrained=False, in_channels=1 + HINT_CHANNELS)
-    activated = {f"{name}.0." for name, m in wide.named_modules()  # fastai ConvLayers: (conv, [norm], [act])
-                 if isinstance(m, ConvLayer) and any(isinstance(c, nn.ReLU) for c in m)}
-    old = model.state_dict()
-    state = wide.state_dict()
-    for name, w in state.items():
-        o = old[name].to(w.device)
-        if o.shape == w.shape:
-            w.copy_(o)
-            continue
-        if o.dim() != w.dim() or any(a > b for a, b in zip(o.shape, w.shape)):
-            raise RuntimeError(f"cannot widen {name}: {tuple(o.shape)} -> {tuple(w.shape)}")
-        fresh = w.clone()
-        w.zero_()
-        w[tuple(slice(0, n) for n in o.shape)] = o
-        if w.shape[0] > o.shape[0] and name.rsplit(".", 1)[0] + "." in activated:
-            w[o.shape[0]:] = fresh[o.shape[0]:]  # new channels behind a ReLU: alive, and read by zero weights
-            if w.dim() == 4:
-                w[o.shape[0]:, o.shape[1]:] = 0  # ... that read no new input channel
-    wide.load_state_dict(state)
-    device = next(model.parameters()).device
-    return wide.to(device).train(model.training)
 
 
 # ------------------------------------------------------------------------------- simulated hints

@@ -1,4 +1,4 @@
-"""Stage 3: colour hints. A trained automatic generator, widened to read a hint map (`hintmaps.widen_for_hints`),
+"""Stage 3: colour hints. A trained automatic generator, widened to read a hint map (`models.widen_for_hints`),
 fine-tuned on L1 with hints simulated on every batch after Zhang et al. 2017 (`hintmaps.hint_transforms`).
 
 The run folder is `colorize.run`'s; validation batches get the same hints every epoch, so valid_loss
@@ -14,9 +14,9 @@ from fastai.learner import Learner
 from fastai.torch_core import set_seed
 
 from .config import HintsConfig
-from .hintmaps import hint_transforms, takes_hints, widen_for_hints
+from .hintmaps import hint_transforms
 from .loaders import make_dataloaders
-from .models import checkpoint_identity, load_generator
+from .models import checkpoint_identity, load_generator, widen_for_hints
 from .run import fit_run, stage_learner
 
 
@@ -29,7 +29,7 @@ def hints_learner(data, config: HintsConfig, generator, device=None) -> Learner:
     dls.add_tfms(hint_transforms(config.data.seed, config.hint_p, (config.hint_min_side, config.hint_max_side)),
                  "after_batch")
     model = load_generator(generator, device=dls.device)
-    model = model if takes_hints(model) else widen_for_hints(model)
+    model = model if model.spec.takes_hints else widen_for_hints(model)
     return stage_learner(dls, model, size=config.data.size, lr=config.lr, wd=config.wd,
                          precision=config.machine.precision)
 

@@ -24,10 +24,43 @@ def rgb_to_lab_net(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lab[:, :1] / L_SCALE - 1.0, lab[:, 1:] / AB_SCALE
 
 
+GAMUT_STEPS = 14  # bisection steps on the chroma scale: a 1/16384 resolution, finer than 8-bit output
+GAMUT_TOL = 1e-4  # sRGB this close outside [0, 1] is float noise at the cube's faces: clipped, not desaturated
+
+
 def lab_net_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
-    """L (B,1,H,W) in [-1,1] and ab (B,2,H,W) scaled by 1/110 -> RGB (B,3,H,W) in [0,1] (clipped)."""
-    lab = torch.cat([(L.float() + 1.0) * L_SCALE, ab.float() * AB_SCALE], dim=1)
-    return lab_to_rgb(lab, clip=True)
+    """L (B,1,H,W) in [-1,1] and ab (B,2,H,W) scaled by 1/110 -> RGB (B,3,H,W) in [0,1] with exactly that L.
+
+    Where (L, ab) lies outside the sRGB gamut, the chroma is reduced (hue and L kept) until the colour
+    fits, instead of clipping RGB, which would change the lightness: the output's CIE L equals `L` to
+    within float (and, once stored, 8-bit) rounding for ANY prediction. The fitting scale is found per
+    pixel by bisection on [0, 1] (gray, scale 0, always fits), only for the pixels that need it.
+    """
+    lab = torch.cat([(L.float() + 1.0) * L_SCALE, ab.float() * AB_SCALE], dim=1)  # (B,3,H,W) CIE Lab
+    rgb = lab_to_rgb(lab, clip=False)
+    outside = ((rgb < -GAMUT_TOL) | (rgb > 1 + GAMUT_TOL)).any(dim=1)  # (B,H,W)
+    if outside.any():
+        rgb = rgb.permute(0, 2, 3, 1).contiguous()  # (B,H,W,3): pixels in rows, for the masked ones
+        rgb[outside] = _fit_chroma(lab.permute(0, 2, 3, 1)[outside])
+        rgb = rgb.permute(0, 3, 1, 2)
+    return rgb.clamp_(0.0, 1.0)
+
+
+def _fit_chroma(lab: torch.Tensor) -> torch.Tensor:
+    """Out-of-gamut Lab colours (N,3) -> sRGB (N,3) of (L, s * ab), s in [0,1] the largest that fits (bisection)."""
+    lo = torch.zeros(len(lab), 1, device=lab.device)  # scales that fit: gray always does
+    hi = torch.ones_like(lo)  # scales that don't: the colour itself is outside
+    L, ab = lab[:, :1], lab[:, 1:]
+
+    def to_rgb(s):  # (N,1) scales -> sRGB (N,3) of (L, s*ab), as a (1,3,N,1) image for kornia
+        return lab_to_rgb(torch.cat([L, s * ab], dim=1).T[None, :, :, None], clip=False)[0, :, :, 0].T
+
+    for _ in range(GAMUT_STEPS):
+        mid = (lo + hi) / 2
+        rgb = to_rgb(mid)
+        fits = ((rgb >= -GAMUT_TOL) & (rgb <= 1 + GAMUT_TOL)).all(dim=1, keepdim=True)  # (N,1)
+        lo, hi = torch.where(fits, mid, lo), torch.where(fits, hi, mid)
+    return to_rgb(lo)
 
 
 def gray_rgb(L: torch.Tensor) -> torch.Tensor:

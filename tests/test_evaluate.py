@@ -1,6 +1,7 @@
 """`colorize evaluate` on real photos with tiny generators: report contents, skipped files, galleries,
 determinism, the protocol against skimage, and the README rewrite."""
 
+import dataclasses
 import json
 import logging
 import os
@@ -16,15 +17,8 @@ from skimage import color, data
 from skimage.metrics import peak_signal_noise_ratio
 from torch import nn
 
-from colorize.evaluate import (
-    BASELINE,
-    COLUMNS,
-    RESULTS_END,
-    RESULTS_START,
-    evaluate,
-    protocol_crop,
-    update_readme_results,
-)
+from colorize.evaluate import BASELINE, COLUMNS, EvalOptions, evaluate, protocol_crop
+from colorize.readme import RESULTS_END, RESULTS_START, update_readme_results
 from colorize.data import index_dataset
 from colorize.models import build_generator, save_generator
 
@@ -88,8 +82,9 @@ def offline_report(dataset, checkpoints, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch")))
         mp.setattr(torch.hub, "download_url_to_file", refuse)
-        return evaluate(dataset, checkpoints, tmp_path_factory.mktemp("report"), size=SIZE, bs=len(TEST_PHOTOS),
-                        device="cpu", n_gallery=3, n_hardest=3, progress=False)
+        return evaluate(dataset, checkpoints, tmp_path_factory.mktemp("report"),
+                        EvalOptions(size=SIZE, bs=len(TEST_PHOTOS), n_gallery=3, n_hardest=3, progress=False),
+                        device="cpu")
 
 
 def test_results_have_a_row_per_model_and_a_column_per_metric(offline_report):
@@ -167,10 +162,10 @@ def test_protocol_crop_is_shorter_side_resize_then_centre_crop():
 
 
 def test_two_runs_give_identical_results(dataset, checkpoints, tmp_path):
-    kwargs = dict(size=SIZE, bs=len(TEST_PHOTOS), device="cpu", lpips_net=None, fid_feature=TinyFeatures(),
-                  n_gallery=2, n_hardest=2)
-    first = evaluate(dataset, checkpoints[:1], tmp_path / "a", progress=False, **kwargs)
-    evaluate(dataset, checkpoints[:1], tmp_path / "b", progress=True, **kwargs)
+    options = EvalOptions(size=SIZE, bs=len(TEST_PHOTOS), lpips_net=None, fid_feature=TinyFeatures(), n_gallery=2,
+                          n_hardest=2, progress=False)
+    first = evaluate(dataset, checkpoints[:1], tmp_path / "a", options, device="cpu")
+    evaluate(dataset, checkpoints[:1], tmp_path / "b", dataclasses.replace(options, progress=True), device="cpu")
     assert isinstance(first.results["models"]["l1-run/best"]["fid"], float)
     assert (tmp_path / "a" / "results.json").read_bytes() == (tmp_path / "b" / "results.json").read_bytes()
 
@@ -185,8 +180,9 @@ def test_a_file_that_breaks_after_indexing_is_skipped_and_counted(dataset, check
     victim.write_bytes(b"\0" * stat.st_size)  # same size and mtime: the cached index still lists it
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with caplog.at_level(logging.WARNING, logger="colorize.evaluate"):
-        report = evaluate(root, checkpoints[:1], tmp_path / "out", size=SIZE, bs=4, device="cpu",  # 2 batches
-                          names=["only"], lpips_net=None, fid_feature=None, n_gallery=1, n_hardest=1, progress=False)
+        report = evaluate(root, checkpoints[:1], tmp_path / "out",
+                          EvalOptions(size=SIZE, bs=4, lpips_net=None, fid_feature=None, n_gallery=1, n_hardest=1,
+                                      progress=False), names=["only"], device="cpu")  # bs 4: 2 batches
     assert list(report.results["models"]) == [BASELINE, "only"]
     assert report.results["n_images"] == offline_report.results["n_images"] - 1
     assert report.results["n_skipped"] == offline_report.results["n_skipped"] + 1
@@ -206,13 +202,13 @@ README = "# colorize\n\nIntro.\n\n## Results\n\n{block}\n\n## Licence\n\nApache-
 
 def test_a_missing_checkpoint_is_refused_before_any_output(dataset, checkpoints, tmp_path):
     with pytest.raises(FileNotFoundError, match="no generator checkpoint"):
-        evaluate(dataset, [checkpoints[0], tmp_path / "nope.safetensors"], tmp_path / "report", size=SIZE)
+        evaluate(dataset, [checkpoints[0], tmp_path / "nope.safetensors"], tmp_path / "report", EvalOptions(size=SIZE))
     assert not (tmp_path / "report").exists()
 
 
 def test_a_size_other_than_the_models_is_warned_about(dataset, checkpoints, tmp_path, caplog):
-    evaluate(dataset, checkpoints[:1], tmp_path, size=SIZE, device="cpu", lpips_net=None, fid_feature=None,
-             n_gallery=1, n_hardest=1, progress=False)
+    evaluate(dataset, checkpoints[:1], tmp_path, EvalOptions(size=SIZE, lpips_net=None, fid_feature=None, n_gallery=1,
+                                                             n_hardest=1, progress=False), device="cpu")
     assert f"was built for {GEN_SIZE} px photos; evaluating it at {SIZE} px" in caplog.text
 
 

@@ -23,14 +23,13 @@ from colorize.hintmaps import (
     paint_hints,
     photo_seeds,
     read_hints_file,
-    takes_hints,
     user_hint_map,
-    widen_for_hints,
 )
 from colorize.inference import colorize_files, colorize_image
-from colorize.lab import encode_hints, generator_input, pixels_to_rgb, rgb_to_lab_net
+from colorize.lab import encode_hints, generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net
 from colorize.loaders import make_dataloaders
-from colorize.models import build_generator, checkpoint_spec, load_generator, save_generator
+from colorize.models import build_generator, checkpoint_spec, load_generator, save_generator, widen_for_hints
+from colorize.propagate import propagate
 
 SIZE = 64  # the tiny generators' size
 
@@ -86,7 +85,7 @@ def test_widened_generator_gives_exactly_the_automatic_output_on_real_photos(aut
 
 
 def test_widened_generator_records_four_channels_and_round_trips(widened, tmp_path):
-    assert widened.spec.in_channels == 4 and takes_hints(widened)
+    assert widened.spec.in_channels == 4 and widened.spec.takes_hints
     assert widened[0][0].in_channels == 4 and widened[0][0].weight[:, 1:].abs().sum() == 0
     ckpt = save_generator(widened, tmp_path / "hints.safetensors")
     assert checkpoint_spec(ckpt).in_channels == 4
@@ -286,9 +285,23 @@ def test_hints_reach_a_hint_model_and_the_lightness_stays_the_photos():
     assert np.abs(color.rgb2lab(np.asarray(hinted))[..., 0] - L).mean() < 1.0
 
 
-def test_hints_for_a_model_that_takes_none_are_refused(automatic):
-    with pytest.raises(ValueError, match="takes none"):
-        colorize_image(automatic, Image.new("RGB", (20, 20)), SIZE, hints=[{"x": 1, "y": 1, "color": "red"}])
+@pytest.mark.parametrize("propagation", ["fast", "levin"])
+def test_an_automatic_model_follows_hints_by_propagation_and_keeps_the_lightness(automatic, propagation):
+    photo = Image.fromarray(data.coffee()).resize((120, 80))
+    hint = {"x": 60, "y": 40, "color": "#20c020", "size": 12}
+    plain = colorize_image(automatic, photo, SIZE)
+    hinted = colorize_image(automatic, photo, SIZE, hints=[hint], propagation=propagation)
+    lab_plain, lab_hinted = color.rgb2lab(np.asarray(plain)), color.rgb2lab(np.asarray(hinted))
+    want = color.rgb2lab(np.array([[[0x20, 0xC0, 0x20]]], dtype=np.uint8))[0, 0, 1:]  # the hint's (a, b)
+    at = lab_hinted[37:44, 57:64, 1:].reshape(-1, 2).mean(0)  # the middle of the hinted patch
+    before = lab_plain[37:44, 57:64, 1:].reshape(-1, 2).mean(0)
+    assert np.linalg.norm(at - want) < 0.5 * np.linalg.norm(before - want)  # far closer to the hint than without
+    hue = np.arctan2(at[1], at[0]) - np.arctan2(want[1], want[0])  # the hint's hue; its chroma may exceed the gamut
+    assert abs(np.angle(np.exp(1j * hue))) < 0.15
+    L = color.rgb2lab(np.asarray(photo))[..., 0]
+    assert np.abs(lab_hinted[..., 0] - L).mean() < 0.3
+    off = colorize_image(automatic, photo, SIZE, hints=[hint], propagation="off")
+    assert np.array_equal(np.asarray(off), np.asarray(plain))  # "off": an automatic model ignores the hints
 
 
 def test_bad_hints_write_nothing(widened, tmp_path):
@@ -313,9 +326,9 @@ def test_apply_with_a_hints_file(widened, tmp_path, caplog):
     assert "hint 2 of 2" in caplog.text and "outside the photo" in caplog.text
     assert not (tmp_path / "out2").exists()
     plain = save_generator(build_generator("resnet18", size=SIZE, pretrained=False), tmp_path / "auto.safetensors")
-    assert main(["apply", str(tmp_path / "cat.png"), "--model", str(plain), "--hints", str(good), "--out",
-                 str(tmp_path / "out3")]) == 2
-    assert "takes none" in caplog.text and not (tmp_path / "out3").exists()
+    assert main(["apply", str(tmp_path / "cat.png"), "--model", str(plain), "--render-size", str(SIZE), "--hints",
+                 str(good), "--propagation", "levin", "--reach", "2", "--out", str(tmp_path / "out3")]) == 0
+    assert Image.open(tmp_path / "out3" / "cat.png").size == (451, 300)  # an automatic model takes hints too
 
 
 # -------------------------------------------------------------------------------------- evaluation
@@ -325,7 +338,7 @@ def test_apply_with_a_hints_file(widened, tmp_path, caplog):
 def curve_report(tmp_path_factory):
     """`evaluate --hints` on real photos: a random 4-channel generator (its hint weights are not zero) and an
     automatic one."""
-    from colorize.evaluate import evaluate
+    from colorize.evaluate import EvalOptions, evaluate
 
     tmp = tmp_path_factory.mktemp("curve")
     (tmp / "data" / "test").mkdir(parents=True)
@@ -335,24 +348,27 @@ def curve_report(tmp_path_factory):
     ckpts = [save_generator(build_generator("resnet18", size=SIZE, pretrained=False, in_channels=4),
                             tmp / "random" / "best.safetensors"),
              save_generator(build_generator("resnet18", size=SIZE, pretrained=False), tmp / "auto" / "best.safetensors")]
-    report = evaluate(tmp / "data", ckpts, tmp / "report", size=32, lpips_net=None, fid_feature=None, progress=False,
-                      hints=[20, 0, 5], bs=3)
+    report = evaluate(tmp / "data", ckpts, tmp / "report", EvalOptions(size=32, lpips_net=None, fid_feature=None,
+                                                                       progress=False, hints=(20, 0, 5), bs=3))
     return report, ckpts, tmp
 
 
-def test_hint_curve_is_reported_per_count_and_n_a_for_automatic_models(curve_report):
+def test_hint_curve_scores_every_model_and_levin_from_gray(curve_report):
+    from colorize.evaluate import BASELINE, LEVIN
+
     report, _, tmp = curve_report
     curve = json.loads((tmp / "report" / "results.json").read_text())["hint_curve"]
     assert curve["counts"] == [0, 5, 20]
     rows = curve["models"]
-    assert rows["random/best"]["takes_hints"] and len(rows["random/best"]["psnr_rgb"]) == 3
-    assert len(set(rows["random/best"]["psnr_ab"])) == 3  # hints change what this model does
-    assert rows["auto/best"] == {"takes_hints": False, "automatic": {
-        k: report.results["models"]["auto/best"][k] for k in ("psnr_rgb", "psnr_ab")}}
-    main_table = report.results["models"]["random/best"]  # 0 hints is the automatic score of the main table
-    assert rows["random/best"]["psnr_rgb"][0] == pytest.approx(main_table["psnr_rgb"], abs=1e-4)
+    assert list(rows) == ["random/best", "auto/best", LEVIN]
+    assert rows["random/best"]["takes_hints"] and not rows["auto/best"]["takes_hints"]
+    for name, start in (("random/best", "random/best"), ("auto/best", "auto/best"), (LEVIN, BASELINE)):
+        # 0 hints is the automatic score of the main table (Levin et al. from gray: the grayscale baseline) ...
+        assert rows[name]["psnr_rgb"][0] == pytest.approx(report.results["models"][start]["psnr_rgb"], abs=1e-4)
+        # ... and every method, the automatic one included, gains from the true colours at 20 hints
+        assert rows[name]["psnr_ab"][2] > rows[name]["psnr_ab"][0] + 0.5, name
     md = report.markdown
-    assert "PSNR RGB (dB) against the number of colour hints" in md and "| auto/best | n/a | n/a | n/a |" in md
+    assert "PSNR RGB (dB) against the number of colour hints" in md and "n/a" not in md and f"| {LEVIN} |" in md
     assert (tmp / "report" / "hint_curve.png").stat().st_size > 1000
 
 
@@ -372,10 +388,12 @@ def test_hint_curve_matches_an_independent_computation(curve_report):
         side = eval_side(32)
         draws = draw_hints_per_photo(hint_seeds([rel], 5, 42), 32, 32, sides=(side, side), count=5)
         assert draws.count.tolist() == [5] and (draws.side == side).all()
-        with torch.no_grad():
-            pred_ab = model(generator_input(L, paint_hints(ab, draws)))[0].numpy() * 110
-        lab = np.concatenate([color.rgb2lab(crop)[..., :1], pred_ab.transpose(1, 2, 0)], axis=-1)
-        pred = (np.clip(color.lab2rgb(lab), 0, 1) * 255).round()
+        hints = paint_hints(ab, draws)
+        with torch.no_grad():  # the hint model reads the hints, then what it misses there is spread (as apply does)
+            pred_ab = propagate(L, model(generator_input(L, hints)), hints, "fast")
+        L_oracle = torch.from_numpy(color.rgb2lab(crop)[..., 0]).float()[None, None] / 50 - 1
+        pred = lab_net_to_rgb(L_oracle, pred_ab)[0].permute(1, 2, 0).double().numpy() * 255
+        pred = pred.round()
         psnrs.append(peak_signal_noise_ratio(crop.astype(float), pred, data_range=255))
     assert report.results["hint_curve"]["models"]["random/best"]["psnr_rgb"][1] == pytest.approx(np.mean(psnrs), abs=0.05)
 
@@ -491,8 +509,12 @@ def test_hint_picker_places_hints_and_recolorizes(tmp_path):
     assert picker.hints == [] and np.array_equal(np.asarray(picker.result), plain)
     picker.place({"x": 10.4, "y": 5, "color": "navy"})  # as a hints-file entry: the default size
     assert picker.hints == [{"x": 10, "y": 5, "color": "navy", "size": 2}]
-    with pytest.raises(ValueError, match="takes no colour hints"):
-        HintPicker(build_generator("resnet18", size=SIZE, pretrained=False).eval(), photo)
+    automatic = HintPicker(build_generator("resnet18", size=SIZE, pretrained=False).eval(), photo, render_size=SIZE)
+    automatic.place({"x": 60, "y": 40, "color": "#00ff00", "size": 20})  # any model: propagation alone
+    assert np.abs(np.asarray(automatic.result, dtype=float) - np.asarray(colorize_image(
+        automatic.model, photo, SIZE), dtype=float)).mean() > 0.5
+    with pytest.raises(ValueError, match="render size 100"):
+        HintPicker(model, photo, render_size=100)
 
 
 def test_hints_from_photo_take_the_photos_own_colours():

@@ -8,7 +8,8 @@ import torch
 from PIL import Image
 from skimage import color, data
 
-from colorize.inference import colorize_files, colorize_image
+from colorize.cli import main
+from colorize.inference import RENDER_SIZE, check_render_size, colorize_files, colorize_image
 from colorize.models import build_generator, load_generator, save_generator
 
 RENDER = 64  # the tiny generator's size: keeps every test a fraction of a second
@@ -93,7 +94,7 @@ def test_files_keep_their_transparency_and_a_tiny_render_size_is_refused(model, 
     rgba = Image.fromarray(data.astronaut()).resize((30, 20)).convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize((30, 20)))
     rgba.save(tmp_path / "logo.png")
-    with pytest.raises(ValueError, match="at least 32 px"):
+    with pytest.raises(ValueError, match="render size 16: choose a multiple of 32 from 32 to 1024"):
         colorize_files(model, [tmp_path / "logo.png"], tmp_path / "out", render_size=16, progress=False)
     assert not (tmp_path / "out").exists()
     (written,) = colorize_files(model, [tmp_path / "logo.png"], tmp_path / "out", render_size=RENDER,
@@ -156,3 +157,26 @@ def test_checkpoint_round_trip_colorizes_identically(model, tmp_path):
     again = load_generator(path)
     assert np.array_equal(np.asarray(colorize_image(model, photo, RENDER)),
                           np.asarray(colorize_image(again, photo, RENDER)))
+
+
+@pytest.mark.parametrize("size", [16, 100, 2048, 256.5, True])
+def test_one_render_size_rule(size):
+    """The rule the CLI, the app's slider and the widgets share: multiples of 32 from 32 to 1024."""
+    with pytest.raises(ValueError, match=f"render size {size}: choose a multiple of 32"):
+        check_render_size(size)
+    assert check_render_size(RENDER_SIZE) == RENDER_SIZE == 256 and check_render_size(96.0) == 96
+
+
+def test_apply_refuses_a_render_size_outside_the_rule_before_loading(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["apply", str(tmp_path), "--model", "nope.safetensors", "--out", str(tmp_path), "--render-size", "100"])
+    assert "render size 100: choose a multiple of 32" in capsys.readouterr().err
+
+
+def test_bad_rendering_settings_are_refused_once_before_any_photo(model, tmp_path):
+    Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
+    for bad, message in [(dict(propagation="levin", render_size=512), "use propagation 'fast'"),
+                         (dict(reach=0), "reach 0"), (dict(precision="fp64"), "unknown precision")]:
+        with pytest.raises(ValueError, match=message):
+            colorize_files(model, [tmp_path / "a.png"], tmp_path / "out", progress=False, **bad)
+    assert not (tmp_path / "out").exists()

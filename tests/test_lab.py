@@ -5,6 +5,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from kornia.color import lab_to_rgb
 from skimage import color, data
 
 from colorize.lab import AB_SCALE, L_SCALE, LabSplit, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
@@ -65,3 +66,22 @@ def test_pixels_round_trip_through_float_rgb():
     assert torch.equal(rgb[1, :, 2, 3], torch.from_numpy(pixels[1, 2, 3]).float() / 255)  # channels first
     assert np.array_equal(rgb_to_pixels(rgb), pixels)
     assert pixels_to_rgb(pixels[0]).shape == (1, 3, 5, 7)  # one photo becomes a batch of one
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea"])
+def test_lightness_and_hue_are_kept_for_an_absurdly_saturated_prediction(name):
+    """ab = +-5 (x110: far outside any gamut) on a real photo's L: chroma gives way, L and hue stay (skimage oracle)."""
+    photo = getattr(data, name)()[::2, ::2]  # (H,W,3) uint8, half size keeps the test quick
+    L = rgb_to_lab_net(pixels_to_rgb(photo))[0]  # (1,1,H,W)
+    wild = (torch.rand(1, 2, *L.shape[2:], generator=torch.Generator().manual_seed(0)) * 2 - 1) * 5
+    L_photo = color.rgb2lab(photo)[..., 0]
+    out = color.rgb2lab(rgb_to_pixels(lab_net_to_rgb(L, wild))[0])
+    assert np.abs(out[..., 0] - L_photo).mean() < 0.3
+    chroma = np.hypot(out[..., 1], out[..., 2])
+    hue_in = np.arctan2(wild[0, 1].numpy(), wild[0, 0].numpy())
+    hue_out = np.arctan2(out[..., 2], out[..., 1])
+    turn = np.abs(np.angle(np.exp(1j * (hue_out - hue_in))))[chroma > 10]  # radians, where there is a hue to keep
+    assert chroma.mean() > 20 and np.median(turn) < 0.05
+    # the check can fail: clipping RGB instead shifts the lightness by far more
+    clipped = lab_to_rgb(torch.cat([(L + 1) * L_SCALE, wild * AB_SCALE], 1), clip=True)
+    assert np.abs(color.rgb2lab(rgb_to_pixels(clipped)[0])[..., 0] - L_photo).mean() > 3
