@@ -8,11 +8,14 @@ after they are made, and when the server stops.
 Endpoints (for `gradio_client.Client(url).predict(..., api_name=...)`):
     /colorize       photo file [, model name, render size] -> the colorized PNG at the photo's size
     /colorize_many  list of photo files [, model name, render size] -> gallery of PNGs, one zip of them
-    /guide          photo file, hints as a JSON string (a hints file's text) [, model, render size] -> the PNG
+    /guide          photo file, hints as a JSON string (a hints file's text) [, model, render size, propagation,
+                    reach] -> the PNG
 
-The Guide tab (for generators that take colour hints) places hints by clicking on the result; its
-colour picker starts at the result's colour there; the hints download as the file `colorize apply
---hints` reads, and such a file can be loaded.
+The Guide tab works with every model, on the photo uploaded in the Colorize tab: a click on the result
+places a hint there; suggested colours (the model's own there, those used, every colour that exists at
+that point's lightness) and a colour picker recolour it; a hint-size, a reach and a propagation control
+shape how it spreads; the hints download as the file `colorize apply --hints` reads, and such a file can
+be loaded.
 """
 
 from __future__ import annotations
@@ -32,11 +35,13 @@ from PIL import Image, ImageColor, ImageDraw
 from torch import nn
 
 from .data import IMAGE_EXTS, BadImageError, load_rgb
+from .config import PROPAGATIONS
 from .hintmaps import check_hints, read_hints_file
 from .device import inference_device
-from .inference import (PNG_COMPRESS_LEVEL, RENDER_SIZE, RENDER_SIZES, check_render_size, colorize_files,
+from .inference import (PNG_COMPRESS_LEVEL, REACH, RENDER_SIZE, RENDER_SIZES, check_render_size, colorize_files,
                         colorize_image)
 from .models import load_generator, model_name
+from .swatches import Palette, lightness_at, suggest
 
 log = logging.getLogger(__name__)
 
@@ -150,28 +155,30 @@ def colorize_uploads(models: Mapping[str, nn.Module], photos: list[str] | None, 
 
 
 # ------------------------------------------------------------------------------------------- Guide tab
-# The page keeps the hints in a gr.State (a list of hints-file entries, in the photo's pixels) and the
-# latest colorization's path in another; each step below returns the same five values:
+# Every model guides: a hint model reads the hints, and for every model what its colours still miss at the
+# hints is spread along lightness (`colorize_image`'s `propagation` and `reach`). The page keeps the hints
+# in a gr.State (a list of hints-file entries, in the photo's pixels), the latest colorization's path in
+# another, the colorization without hints ("plain", the model's own colours) in a third, and the palette
+# of suggested colours at the last click in a fourth. Each step below returns the same five values:
 # (hints, result PNG, result with the hints marked, hints for the JSON view, hints.json to download).
 
 GuideStep = tuple[list[dict], str, str, list[dict], str]
-NO_HINTS_NOTE = ("**{name}** takes no colour hints (it was trained on lightness alone): choose a hint model, "
-                 "trained with `colorize hints`, to guide the colours")
-HINTS_NOTE = ("Click on the result to place a hint: the colour picker shows the colour there now. Pick another "
-              "colour and press *Apply colour* to change the last hint.")
-
-
-def _hint_model(models: Mapping[str, nn.Module], name: str | None) -> nn.Module:
-    generator = _model(models, name)
-    if not generator.spec.takes_hints:
-        raise _refuse(NO_HINTS_NOTE.format(name=name).replace("**", "").replace("`", ""))
-    return generator
+HINT_SIZES = (1, 32, 5)  # hint size slider, px at the render size: min, max, default (Zhang et al. draw 1..9 at 256)
+REACHES = (0.1, 5.0)  # reach slider: min, max (its default: `inference.REACH`)
+GUIDE_NOTE = ("Upload a photo in the *Colorize* tab, then click on the result below to place a hint. Its colour "
+              "starts as the result's colour there: pick another from the suggestions (the model's own colour "
+              "there, the colours used so far, and every colour that exists at that point's lightness) or from "
+              "the colour picker and *Apply colour*.")
+READS_HINTS = "**{name}** reads your hints; what it still misses is spread along lightness."
+SPREADS_HINTS = ("**{name}** was trained on lightness alone: your hints are spread along lightness over its "
+                 "colours.")
 
 
 def guide_note(models: Mapping[str, nn.Module], model: str | None) -> str:
-    """The Guide tab's line for the chosen model: how to place hints, or that this model takes none."""
+    """The Guide tab's text for the chosen model: how to place hints, and how this model uses them."""
     name = model if model is not None else next(iter(models))
-    return HINTS_NOTE if _model(models, model).spec.takes_hints else NO_HINTS_NOTE.format(name=name)
+    how = READS_HINTS if _model(models, model).spec.takes_hints else SPREADS_HINTS
+    return f"{GUIDE_NOTE}\n\n{how.format(name=name)}"
 
 
 def _marked(result: Image.Image, hints: Sequence[dict]) -> Image.Image:
@@ -188,12 +195,13 @@ def _marked(result: Image.Image, hints: Sequence[dict]) -> Image.Image:
 
 
 def guided(models: Mapping[str, nn.Module], photo: str | None, hints: Sequence[dict], model: str | None = None,
-           render_size: int = RENDER_SIZE) -> GuideStep:
+           render_size: int = RENDER_SIZE, propagation: str = "fast", reach: float = REACH) -> GuideStep:
     """Colorize the photo with `hints` (hints-file entries in its pixels) -> the five values of a Guide step.
 
-    Bad hints (outside the photo, a colour that doesn't parse, ...) raise `gr.Error` naming the entry.
+    Bad hints (outside the photo, a colour that doesn't parse, ...) and a propagation that cannot run at
+    this render size raise `gr.Error` naming what to change.
     """
-    generator, size = _hint_model(models, model), _check_size(render_size)
+    generator, size = _model(models, model), _check_size(render_size)
     image = _load_photo(photo)
     hints = list(hints)
     try:
@@ -203,12 +211,26 @@ def guided(models: Mapping[str, nn.Module], photo: str | None, hints: Sequence[d
     out = _results_dir()
     stem = Path(photo).stem
     result, view, listing = out / f"{stem}-guided.png", out / f"{stem}-hints-marked.png", out / "hints.json"
-    colorized = colorize_image(generator, image, render_size=size, hints=hints)
+    try:
+        colorized = colorize_image(generator, image, render_size=size, hints=hints, propagation=propagation,
+                                   reach=float(reach))
+    except ValueError as e:  # e.g. the exact propagation above its size limit
+        raise _refuse(str(e)) from e
     colorized.save(result, compress_level=PNG_COMPRESS_LEVEL)
     _marked(colorized, hints).save(view, compress_level=PNG_COMPRESS_LEVEL)
     listing.write_text(json.dumps(hints, indent=1) + "\n")
-    log.info("guided %s (%dx%d) with %d hint(s), %s at %d px", stem, *image.size, len(hints), model, size)
+    log.info("guided %s (%dx%d) with %d hint(s), %s at %d px, %s propagation, reach %g", stem, *image.size,
+             len(hints), model, size, propagation, reach)
     return hints, str(result), str(view), hints, str(listing)
+
+
+def begin_guide(models: Mapping[str, nn.Module], photo: str | None, hints: list[dict] | None,
+                model: str | None = None, render_size: int = RENDER_SIZE, propagation: str = "fast",
+                reach: float = REACH) -> tuple[list[dict], str, str, list[dict], str, str]:
+    """The Guide step of `hints` (none: a fresh start) and the model's own colorization (the "plain" result)."""
+    plain = guided(models, photo, [], model, render_size, propagation, reach)
+    step = guided(models, photo, hints, model, render_size, propagation, reach) if hints else plain
+    return *step, plain[1]
 
 
 def colour_at(result: str, x: int, y: int) -> str:
@@ -218,33 +240,67 @@ def colour_at(result: str, x: int, y: int) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def place_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, result: str | None, photo: str | None,
-               x: int, y: int, model: str | None = None,
-               render_size: int = RENDER_SIZE) -> tuple[list[dict], str, str, list[dict], str, str]:
-    """A click at (x, y) (photo pixels): a hint there in the current result's colour; the Guide step + that colour."""
+def hint_side(photo_size: tuple[int, int], hint_size: float, render_size: int) -> int:
+    """A hint's side in the photo's pixels for `hint_size` px at the render size (the photo's longer side)."""
+    return max(1, round(float(hint_size) * max(photo_size) / int(render_size)))
+
+
+def place_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, result: str | None, plain: str | None,
+               photo: str | None, x: int, y: int, hint_size: float = HINT_SIZES[2], model: str | None = None,
+               render_size: int = RENDER_SIZE, propagation: str = "fast", reach: float = REACH
+               ) -> tuple[list[dict], str, str, list[dict], str, str, Palette, str]:
+    """A click at (x, y) (photo pixels): a hint there of `hint_size` px at the render size, in the current result's
+    colour. Returns the Guide step, that colour, and the suggested colours there (a `Palette` and its PNG)."""
     if result is None:
-        raise _refuse("upload a photo first")
+        raise _refuse("upload a photo in the Colorize tab first")
+    image = _load_photo(photo)
     colour = colour_at(result, x, y)
-    return *guided(models, photo, [*(hints or []), {"x": int(x), "y": int(y), "color": colour}], model,
-                   render_size), colour
+    side = hint_side(image.size, hint_size, _check_size(render_size))
+    step = guided(models, photo, [*(hints or []), {"x": int(x), "y": int(y), "color": colour, "size": side}],
+                  model, render_size, propagation, reach)
+    palette = suggest(colour_at(plain or result, x, y), [h["color"] for h in step[0]],
+                      lightness_at(image, int(x), int(y), radius=side // 2))
+    return *step, colour, palette, _palette_png(palette)
+
+
+def _palette_png(palette: Palette) -> str:
+    path = _results_dir() / "suggested-colours.png"
+    palette.picture().save(path)
+    return str(path)
+
+
+def pick_suggested(models: Mapping[str, nn.Module], palette: Palette | None, hints: list[dict] | None,
+                   photo: str | None, x: int, y: int, model: str | None = None,
+                   render_size: int = RENDER_SIZE, propagation: str = "fast",
+                   reach: float = REACH) -> tuple[list[dict], str, str, list[dict], str, str]:
+    """A click on the suggested colours at (x, y): that colour on the last hint; the Guide step and the colour.
+    A click between the swatches changes nothing (`gr.skip`)."""
+    colour = palette.colour_at(int(x), int(y)) if palette is not None else None
+    if colour is None:
+        return (gr.skip(),) * 6
+    return *recolour_last(models, hints, colour, photo, model, render_size, propagation, reach), colour
 
 
 def recolour_last(models: Mapping[str, nn.Module], hints: list[dict] | None, colour: str, photo: str | None,
-                  model: str | None = None, render_size: int = RENDER_SIZE) -> GuideStep:
+                  model: str | None = None, render_size: int = RENDER_SIZE, propagation: str = "fast",
+                  reach: float = REACH) -> GuideStep:
     """The picked colour on the last placed hint."""
     if not hints:
         raise _refuse("no hint to colour yet: click on the result to place one")
-    return guided(models, photo, [*hints[:-1], {**hints[-1], "color": colour}], model, render_size)
+    return guided(models, photo, [*hints[:-1], {**hints[-1], "color": colour}], model, render_size, propagation,
+                  reach)
 
 
 def undo_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, photo: str | None, model: str | None = None,
-              render_size: int = RENDER_SIZE) -> GuideStep:
+              render_size: int = RENDER_SIZE, propagation: str = "fast",
+              reach: float = REACH) -> GuideStep:
     """Remove the last hint."""
-    return guided(models, photo, (hints or [])[:-1], model, render_size)
+    return guided(models, photo, (hints or [])[:-1], model, render_size, propagation, reach)
 
 
 def load_hints(models: Mapping[str, nn.Module], path: str | None, photo: str | None, model: str | None = None,
-               render_size: int = RENDER_SIZE) -> GuideStep:
+               render_size: int = RENDER_SIZE, propagation: str = "fast",
+               reach: float = REACH) -> GuideStep:
     """Hints from an uploaded hints file (as `colorize apply --hints` reads) replace the current ones."""
     if path is None:
         raise _refuse("upload a hints file (a JSON list such as [{\"x\": 410, \"y\": 220, \"color\": \"#b03020\"}])")
@@ -252,11 +308,11 @@ def load_hints(models: Mapping[str, nn.Module], path: str | None, photo: str | N
         entries = read_hints_file(path)
     except (ValueError, FileNotFoundError) as e:
         raise _refuse(str(e).replace(str(path), Path(path).name)) from e
-    return guided(models, photo, entries, model, render_size)
+    return guided(models, photo, entries, model, render_size, propagation, reach)
 
 
 def guide(models: Mapping[str, nn.Module], photo: str | None, hints: str = "[]", model: str | None = None,
-          render_size: int = RENDER_SIZE) -> str:
+          render_size: int = RENDER_SIZE, propagation: str = "fast", reach: float = REACH) -> str:
     """API `/guide`: a photo and its hints as a JSON string (a hints file's text) -> the colorized PNG."""
     try:
         entries = json.loads(hints or "[]")
@@ -265,7 +321,7 @@ def guide(models: Mapping[str, nn.Module], photo: str | None, hints: str = "[]",
                       f"\"color\": \"#b03020\"}}]") from e
     if not isinstance(entries, list):
         raise _refuse(f"hints must be a JSON list of points, not a {type(entries).__name__}")
-    return guided(models, photo, entries, model, render_size)[1]
+    return guided(models, photo, entries, model, render_size, propagation, reach)[1]
 
 
 def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], device=None) -> gr.Blocks:
@@ -311,13 +367,21 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
             archive = gr.File(label="all of them (zip)", interactive=False)
             run_many.click(partial(colorize_uploads, models), [photos, model, render_size], [gallery, archive],
                            api_name="colorize_many", concurrency_id="model")
-        with gr.Tab("Guide", visible=any(m.spec.takes_hints for m in models.values()), elem_id="guide-tab"):
+        with gr.Tab("Guide", elem_id="guide-tab") as guide_tab:
             note = gr.Markdown(guide_note(models, choices[0]))
             with gr.Row():
                 with gr.Column(scale=1):
-                    guide_photo = gr.File(label="photo", file_types=exts, type="filepath", elem_id="guide-photo")
+                    suggestions = gr.Image(label="suggested colours: the model's there, those used, all at its "
+                                           "lightness (click one)", type="filepath", format="png",
+                                           interactive=False, elem_id="guide-palette")
                     colour = gr.ColorPicker(label="colour of the last hint", elem_id="guide-colour")
                     apply = gr.Button("Apply colour", variant="primary")
+                    hint_size = gr.Slider(*HINT_SIZES[:2], step=1, value=HINT_SIZES[2], elem_id="guide-size",
+                                          label="hint size (px at the render size)")
+                    reach = gr.Slider(*REACHES, step=0.1, value=REACH, elem_id="guide-reach",
+                                      label="reach (how far a hint's colour travels)")
+                    propagation = gr.Radio(list(PROPAGATIONS), value="fast", label="propagation (fast; levin: exact, "
+                                           "up to 256 px; off: the model alone)", elem_id="guide-propagation")
                     with gr.Row():
                         undo, clear = gr.Button("Undo"), gr.Button("Clear")
                     listing = gr.JSON(label="hints (photo pixels)", elem_id="guide-hints")
@@ -326,31 +390,51 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
                 with gr.Column(scale=3):
                     view = gr.Image(label="click to place a hint", type="filepath", format="png", interactive=False,
                                     height=720, elem_id="guide-view")
-            hints, guided_result = gr.State([]), gr.State()
+            hints, guided_result, plain, palette = gr.State([]), gr.State(), gr.State(), gr.State()
             step = [hints, guided_result, view, listing, hints_file]
-            settings = [model, render_size]
+            settings = [model, render_size, propagation, reach]
+            private = dict(api_visibility="private", concurrency_id="model")
 
-            def on_click(hints, result, photo, model, render_size, evt: gr.SelectData):
-                return place_hint(models, hints, result, photo, *evt.index, model, render_size)
+            def on_click(hints, result, plain, photo, size, model, render_size, propagation, reach,
+                         evt: gr.SelectData):
+                return place_hint(models, hints, result, plain, photo, *evt.index, size, model, render_size,
+                                  propagation, reach)
+
+            def on_pick(palette, hints, photo, model, render_size, propagation, reach, evt: gr.SelectData):
+                return pick_suggested(models, palette, hints, photo, *evt.index, model, render_size, propagation,
+                                      reach)
+
+            def on_enter(photo, hints, result, *settings):  # the photo of the Colorize tab, guided once
+                if photo is None or result is not None:
+                    return (gr.skip(),) * 6
+                return begin_guide(models, photo, hints, *settings)
+
+            def restart(photo, hints, *settings):  # another model or render size: its own colours, the same hints
+                return (gr.skip(),) * 6 if photo is None else begin_guide(models, photo, hints, *settings)
+
+            def respread(photo, hints, result, *settings):  # another propagation or reach: the same model output
+                return (gr.skip(),) * 5 if result is None else guided(models, photo, hints, *settings)
 
             model.change(partial(guide_note, models), model, note, api_visibility="private", queue=False)
-            guide_photo.upload(lambda *a: guided(models, a[0], [], *a[1:]), [guide_photo, *settings], step,
-                               api_visibility="private", concurrency_id="model")
-            view.select(on_click, [hints, guided_result, guide_photo, *settings], [*step, colour],
-                        api_visibility="private", concurrency_id="model")
-            apply.click(partial(recolour_last, models), [hints, colour, guide_photo, *settings], step,
-                        api_visibility="private", concurrency_id="model")
-            undo.click(partial(undo_hint, models), [hints, guide_photo, *settings], step,
-                       api_visibility="private", concurrency_id="model")
-            clear.click(lambda *a: guided(models, a[0], [], *a[1:]), [guide_photo, *settings], step,
-                        api_visibility="private", concurrency_id="model")
-            hints_upload.upload(partial(load_hints, models), [hints_upload, guide_photo, *settings], step,
-                                api_visibility="private", concurrency_id="model")
+            photo.change(lambda: ([], None, None, None, [], None, None, None), None,
+                         [*step, plain, palette, suggestions], api_visibility="private", queue=False)
+            guide_tab.select(on_enter, [photo, hints, guided_result, *settings], [*step, plain], **private)
+            gr.on([model.change, render_size.release], restart, [photo, hints, *settings], [*step, plain], **private)
+            gr.on([propagation.change, reach.release], respread, [photo, hints, guided_result, *settings], step,
+                  **private)
+            view.select(on_click, [hints, guided_result, plain, photo, hint_size, *settings],
+                        [*step, colour, palette, suggestions], **private)
+            suggestions.select(on_pick, [palette, hints, photo, *settings], [*step, colour], **private)
+            apply.click(partial(recolour_last, models), [hints, colour, photo, *settings], step, **private)
+            undo.click(partial(undo_hint, models), [hints, photo, *settings], step, **private)
+            clear.click(lambda *a: begin_guide(models, a[0], [], *a[1:]), [photo, *settings], [*step, plain],
+                        **private)
+            hints_upload.upload(partial(load_hints, models), [hints_upload, photo, *settings], step, **private)
             # the API's own input and output: the page keeps its hints in `hints` and shows `view`
             hints_text = gr.Textbox("[]", label="hints", visible=False)
             guide_png = gr.File(label="guided PNG", visible=False)
-            gr.Button(visible=False).click(partial(guide, models), [guide_photo, hints_text, *settings],
-                                           guide_png, api_name="guide", concurrency_id="model")
+            gr.Button(visible=False).click(partial(guide, models), [photo, hints_text, *settings], guide_png,
+                                           api_name="guide", concurrency_id="model")
     app.queue(default_concurrency_limit=1)  # one photo at a time: a CPU has nothing to spare for a second
     return app
 

@@ -3,7 +3,8 @@
 It trains on the photos shipped with scikit-image and scikit-learn, then evaluates the generators and
 the grayscale baseline on the held-out photos with `colorize.evaluate` (the same protocol and table as
 the README's Results, plus the hint generator's PSNR against the number of hints), and colorizes them at
-full resolution for a gallery: automatic, with a few hints taken from the original, and the original.
+full resolution for a gallery: automatic, with a few hints taken from the original (read by the hint generator,
+then spread along lightness), and the original.
 
 Eight photos are far too few for a general model: the demo shows the pipeline working end to end,
 not Places365-quality colour.
@@ -29,6 +30,7 @@ from .run import BEST_NAME, LAST_NAME
 
 EVALUATION = "evaluation"  # the `colorize evaluate` report of the demo's generators, under the demo's folder
 DEMO_HINTS = 5  # hints per photo in the gallery: "a few", taken from the original's colours
+DEMO_PROPAGATION = "fast"  # how the gallery's hints spread (colorize.propagate): what `colorize apply --hints` does
 HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100)  # the PSNR-vs-hints curve, as Zhang et al. 2017 and iColoriT plot it
 
 
@@ -58,11 +60,13 @@ def run_demo(out="runs/demo", data="data/samples", device=None, pretrain_config=
         original = load_rgb(path)
         hints = hints_from_photo(original, DEMO_HINTS)  # a simulated user: the original's colours at a few points
         colorized = [colorize_image(g, original, render_size=config.data.size) for g in generators[:2]]
-        colorized.append(colorize_image(generators[2], original, render_size=config.data.size, hints=hints))
+        colorized.append(colorize_image(generators[2], original, render_size=config.data.size, hints=hints,
+                                        propagation=DEMO_PROPAGATION))
         for name, image in zip(("l1", "gan", "hints"), colorized):
             image.save(out / f"{path.stem}_{name}.png")
         rows.append([gray_photo(original), *colorized, original])
-    columns = ["grayscale (input)", "L1 only", "GAN", f"{DEMO_HINTS} hints from the original", "original"]
+    columns = ["grayscale (input)", "L1 only", "GAN", f"hint generator, {DEMO_HINTS} hints from the original\n"
+               f"(spread along lightness: {DEMO_PROPAGATION})", "original"]
     save_figure(gallery(rows, columns, row_labels=[p.name for p in tests]), out / "gallery.png")
     return (f"{report.markdown}\ngallery (full resolution): {out / 'gallery.png'}\n"
             f"evaluation: {report.paths['results_md']}, {report.paths['gallery']}, {report.paths['hint_curve']}\n"

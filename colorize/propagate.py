@@ -32,7 +32,8 @@ LEVIN_MAX_PIXELS = 256 * 256  # the sparse LU of a 256x256 photo takes a few sec
 LEVIN_MIN_WEIGHT = 0.01  # Levin et al.'s code: sigma at least -min((Y_s - Y_r)^2) / log(0.01)
 LEVIN_VAR_SCALE = 0.6  # Levin et al.'s code: csig = c_var * 0.6
 LEVIN_MIN_SIGMA = 2e-6  # Levin et al.'s code: csig at least 0.000002 (Y in [0, 1])
-FGS_LAMBDA = 1e3  # smoothness of the Fast Global Smoother: how far it reaches along flat lightness (the prototype's)
+FGS_LAMBDA = 1e3  # smoothness of the Fast Global Smoother at FGS_SIZE px (the prototype's): how far it reaches
+FGS_SIZE = 256  # ... its reach grows as sqrt(lambda) px, so lambda scales with the square of the photo's size
 FGS_SIGMA_COLOR = 8.0  # its edge sensitivity, in L scaled to 0..255 (a lightness step of ~3 L units is an edge)
 FGS_EPS = 1e-4  # normalised convolution's eps at reach 1: where smooth(mask) is below it, back to the prediction
 
@@ -88,13 +89,15 @@ def fast_spread(y: np.ndarray, residual: np.ndarray, mask: np.ndarray, reach: fl
     """The residual at hinted pixels spread along lightness by normalised convolution with the Fast Global Smoother.
 
     y (H,W) lightness in [0,1]; residual (H,W,C) (zero where no hint); mask (H,W) bool. Returns (H,W,C)
-    float64: smooth(residual) / (smooth(mask) + eps), eps = FGS_EPS / reach.
+    float64: smooth(residual) / (smooth(mask) + eps), eps = FGS_EPS / reach; the smoother's lambda is
+    FGS_LAMBDA at FGS_SIZE px and scales with the photo's area, so a hint reaches as far across any size.
     """
     guide = np.clip(np.rint(y * 255), 0, 255).astype(np.uint8)  # (H,W) L as 0..255
     m = mask.astype(np.float32)
+    lam = FGS_LAMBDA * (max(y.shape) / FGS_SIZE) ** 2  # the same reach, as a fraction of the photo, at any size
 
     def smooth(x: np.ndarray) -> np.ndarray:
-        return cv2.ximgproc.fastGlobalSmootherFilter(guide, x.astype(np.float32), FGS_LAMBDA, FGS_SIGMA_COLOR)
+        return cv2.ximgproc.fastGlobalSmootherFilter(guide, x.astype(np.float32), lam, FGS_SIGMA_COLOR)
 
     weight = smooth(m)  # (H,W)
     spread = np.stack([smooth(residual[..., c]) for c in range(residual.shape[-1])], axis=-1)  # (H,W,C)

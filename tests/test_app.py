@@ -27,6 +27,7 @@ from colorize import cli  # noqa: E402
 from colorize.hintmaps import check_hints, read_hints_file  # noqa: E402
 from colorize.inference import colorize_image  # noqa: E402
 from colorize.models import build_generator, save_generator  # noqa: E402
+from colorize.swatches import CELL, GRID  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, Google's build
 
@@ -174,8 +175,7 @@ def test_a_hint_changes_the_colour_near_it_through_the_guide_endpoint(server):
     assert hinted.size == plain.size == (451, 300)
     dab = np.abs(ab(hinted) - ab(plain)).sum(-1)  # (H,W) |da| + |db|
     near, far = dab[80:120, 280:320].mean(), dab[250:, :100].mean()  # around the hint; the far corner
-    # propagation carries the hint's colour along similar lightness, so the far corner moves too, but less
-    assert near > 1.5 and near > 2 * far, f"near the hint {near:.2f}, far from it {far:.2f}"
+    assert near > 1.5 and near > 3 * far, f"near the hint {near:.2f}, far from it {far:.2f}"
     dL = np.abs(lightness(hinted) - lightness(Image.open(src)))
     assert dL.mean() < 1.0
     with pytest.raises(AppError, match=r'hints: hint 1 of 1 \{"x": 500, "y": 1, "color": "red"\}: the point '
@@ -183,9 +183,24 @@ def test_a_hint_changes_the_colour_near_it_through_the_guide_endpoint(server):
         client.predict(handle_file(src), '[{"x": 500, "y": 1, "color": "red"}]', "run-h/best", 64, api_name="/guide")
     with pytest.raises(AppError, match="hints are not JSON"):
         client.predict(handle_file(src), "[{x: 1}", "run-h/best", 64, api_name="/guide")
-    with pytest.raises(AppError, match=r"run-a/best takes no colour hints .*choose a hint model"):
-        client.predict(handle_file(src), "[]", "run-a/best", 64, api_name="/guide")
+    with pytest.raises(AppError, match=r"propagation 'levin' .* use propagation 'fast'"):
+        client.predict(handle_file(src), "[]", "run-h/best", 512, "levin", 1.0, api_name="/guide")
     assert Image.open(client.predict(handle_file(src), "[]", "run-h/best", 64, api_name="/guide")).size == (451, 300)
+
+
+def test_an_automatic_model_guides_through_the_endpoint_by_propagation(server):
+    url, client, tmp = server
+    src = photo(tmp / "auto-cat.png")  # 451x300
+    plain = Image.open(client.predict(handle_file(src), "[]", "run-a/best", 64, api_name="/guide"))
+    hint = '[{"x": 300, "y": 100, "color": "#00c000", "size": 12}]'
+    fast = Image.open(client.predict(handle_file(src), hint, "run-a/best", 64, "fast", 1.0, api_name="/guide"))
+    off = Image.open(client.predict(handle_file(src), hint, "run-a/best", 64, "off", 1.0, api_name="/guide"))
+    assert np.array_equal(np.asarray(off), np.asarray(plain))  # the model alone ignores hints
+    green = ab(Image.new("RGB", (1, 1), "#00c000"))[0, 0]
+    at_hint = ab(fast)[95:105, 295:305].mean((0, 1))
+    assert np.abs(at_hint - green).max() < 8, (at_hint, green)  # the hint's colour where it was placed
+    dab = np.abs(ab(fast) - ab(plain)).sum(-1)
+    assert dab[80:120, 280:320].mean() > 3 * dab[250:, :100].mean()  # and less far from it
 
 
 @pytest.fixture(scope="module")
@@ -194,39 +209,67 @@ def guide_models():
     return {"hints": hint_model(), "auto": build_generator("resnet18", size=32, pretrained=False).eval()}
 
 
-def test_guide_steps_place_recolour_undo_clear_and_download(guide_models, tmp_path):
-    """The Guide tab's functions, called as the page calls them: a click, a picked colour, undo, clear."""
+@pytest.mark.parametrize("name", ["hints", "auto"])
+def test_guide_steps_place_recolour_undo_clear_and_download(guide_models, tmp_path, name):
+    """The Guide tab's functions, called as the page calls them: a click, a picked colour, undo, clear; any model."""
     models, src = guide_models, str(photo(tmp_path / "cat.png", size=(160, 120)))
-    hints, result, view, listing, download = colorize_app.guided(models, src, [], "hints", 64)
-    assert hints == listing == [] and Image.open(view).size == Image.open(result).size == (160, 120)
+    hints, result, view, listing, download, plain = colorize_app.begin_guide(models, src, [], name, 64)
+    assert hints == listing == [] and result == plain and Image.open(view).size == Image.open(result).size == (160, 120)
     current = Image.open(result).convert("RGB").getpixel((40, 30))
 
-    hints, result2, view, listing, download, colour = colorize_app.place_hint(models, hints, result, src, 40, 30,
-                                                                              "hints", 64)
+    hints, result2, view, listing, download, colour, palette, picture = colorize_app.place_hint(
+        models, hints, result, plain, src, 40, 30, 4, name, 64)
     assert colour == "#{:02x}{:02x}{:02x}".format(*current)  # the picker starts at the model's colour there
-    assert hints == listing == [{"x": 40, "y": 30, "color": colour}]
+    assert hints == listing == [{"x": 40, "y": 30, "color": colour, "size": 10}]  # 4 px at 64 -> 10 of 160
+    assert palette.cells[0][0] == colour and palette.cells[0][2] == colour  # the model's colour; the one used
+    assert Image.open(picture).size == palette.picture().size
     assert not np.array_equal(np.asarray(Image.open(view)), np.asarray(Image.open(result2)))  # the hint is marked
 
-    hints, result3, *_ = colorize_app.recolour_last(models, hints, "#00ff00", src, "hints", 64)
-    hints, result3, *_, download = colorize_app.place_hint(models, hints, result3, src, 120, 90, "hints", 64)[:5]
+    hints, result3, *_ = colorize_app.recolour_last(models, hints, "#00ff00", src, name, 64)
+    hints, result3, *_, download = colorize_app.place_hint(models, hints, result3, plain, src, 120, 90, 4, name,
+                                                           64)[:5]
     assert [h["color"] for h in hints][0] == "#00ff00" and len(hints) == 2
     saved = read_hints_file(download)  # the downloaded file is what `colorize apply --hints` reads
     assert saved == hints and len(check_hints(saved, (160, 120))) == 2
-    expected = colorize_image(models["hints"], Image.open(src), 64, hints=saved)
+    expected = colorize_image(models[name], Image.open(src), 64, hints=saved)
     assert np.array_equal(np.asarray(Image.open(result3)), np.asarray(expected))
 
-    hints, undone, *_ = colorize_app.undo_hint(models, hints, src, "hints", 64)
+    hints, undone, *_ = colorize_app.undo_hint(models, hints, src, name, 64)
     assert hints == saved[:1]
     assert np.array_equal(np.asarray(Image.open(undone)),
-                          np.asarray(colorize_image(models["hints"], Image.open(src), 64, hints=saved[:1])))
-    hints, *_, download = colorize_app.undo_hint(models, colorize_app.undo_hint(models, hints, src, "hints", 64)[0],
-                                                 src, "hints", 64)  # undo with nothing left is harmless
+                          np.asarray(colorize_image(models[name], Image.open(src), 64, hints=saved[:1])))
+    hints, *_, download = colorize_app.undo_hint(models, colorize_app.undo_hint(models, hints, src, name, 64)[0],
+                                                 src, name, 64)  # undo with nothing left is harmless
     assert hints == [] and read_hints_file(download) == []
     (tmp_path / "hints.json").write_text(json.dumps(saved))
-    hints, *_ = colorize_app.load_hints(models, str(tmp_path / "hints.json"), src, "hints", 64)
+    hints, *_ = colorize_app.load_hints(models, str(tmp_path / "hints.json"), src, name, 64)
     assert hints == saved  # a hints file uploaded is the list downloaded
     with pytest.raises(gr.Error, match="no hint to colour yet"):
-        colorize_app.recolour_last(models, [], "#00ff00", src, "hints", 64)
+        colorize_app.recolour_last(models, [], "#00ff00", src, name, 64)
+
+
+def test_a_suggested_colour_recolours_the_last_hint(guide_models, tmp_path):
+    models, src = guide_models, str(photo(tmp_path / "cat.png", size=(160, 120)))
+    hints, result, *_, plain = colorize_app.begin_guide(models, src, [], "auto", 64)
+    hints, result, *_, palette, _ = colorize_app.place_hint(models, hints, result, plain, src, 80, 60, 6, "auto", 64)
+    row, col = next((i, j) for i, r in enumerate(palette.cells[1:], 1) for j, c in enumerate(r) if c is not None)
+    y = row * CELL + CELL  # the middle of a gamut swatch (half a cell's gap under the first row)
+    hints, result, view, listing, download, colour = colorize_app.pick_suggested(
+        models, palette, hints, src, col * CELL + CELL // 2, y, "auto", 64)
+    assert colour == palette.cells[row][col] and hints[-1]["color"] == colour and len(hints) == 1
+    assert colorize_app.pick_suggested(models, palette, hints, src, 5, CELL + 3, "auto", 64) == (gr.skip(),) * 6
+
+
+def test_reach_and_propagation_change_how_far_a_hint_goes(guide_models, tmp_path):
+    models, src = guide_models, str(photo(tmp_path / "cat.png", size=(160, 120)))
+    hint = [{"x": 20, "y": 20, "color": "#00c000", "size": 8}]
+    plain = np.asarray(Image.open(colorize_app.guided(models, src, [], "auto", 64)[1]))
+    moved = {(p, r): np.abs(np.asarray(Image.open(colorize_app.guided(models, src, hint, "auto", 64, p, r)[1]))
+                            .astype(int) - plain).sum()
+             for p, r in [("fast", 0.1), ("fast", 5.0), ("levin", 1.0), ("off", 1.0)]}
+    assert moved[("off", 1.0)] == 0 and 0 < moved[("fast", 0.1)] < moved[("fast", 5.0)] and moved[("levin", 1.0)] > 0
+    with pytest.raises(gr.Error, match="'fast'"):
+        colorize_app.guided(models, src, hint, "auto", 512, "levin")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -242,11 +285,11 @@ def test_a_bad_hints_file_gets_a_clear_message(guide_models, tmp_path, content, 
         colorize_app.load_hints(guide_models, str(tmp_path / "bad.json"), src, "hints", 64)
 
 
-def test_an_automatic_model_in_the_guide_tab_gets_a_clear_message(guide_models, tmp_path):
-    assert "takes no colour hints" in colorize_app.guide_note(guide_models, "auto")
-    assert "Click on the result" in colorize_app.guide_note(guide_models, "hints")
-    with pytest.raises(gr.Error, match="auto takes no colour hints"):
-        colorize_app.guided(guide_models, str(photo(tmp_path / "cat.png", size=(64, 48))), [], "auto", 64)
+def test_the_guide_note_says_how_each_model_uses_hints(guide_models):
+    assert "trained on lightness alone: your hints are spread along lightness" in colorize_app.guide_note(guide_models,
+                                                                                                         "auto")
+    assert "reads your hints" in colorize_app.guide_note(guide_models, "hints")
+    assert "Colorize* tab" in colorize_app.guide_note(guide_models, None)
 
 
 def test_checkpoints_named_alike_are_refused(tmp_path, tiny_checkpoint):
@@ -324,8 +367,9 @@ def test_page_in_headless_chromium_shows_the_slider_and_fetches_nothing_outside(
 
 
 @pytest.mark.slow
-def test_guide_tab_in_headless_chromium_places_a_hint_where_clicked(server):
-    """Choose the hint model, upload a photo in the Guide tab, click the middle of the result: a hint lands there."""
+def test_guide_tab_in_headless_chromium_guides_an_automatic_model(server):
+    """Upload a photo once (Colorize tab), open Guide with the automatic model, click the middle of the result: a
+    hint lands there; click a suggested colour: the hint takes it and the result changes."""
     sync_playwright = pytest.importorskip("playwright.sync_api", reason="pip install playwright").sync_playwright
     executable = _browser()
     url, _, tmp = server
@@ -334,10 +378,10 @@ def test_guide_tab_in_headless_chromium_places_a_hint_where_clicked(server):
         browser = p.chromium.launch(executable_path=executable, headless=True)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(url)
-        page.locator("#model input").click()
-        page.get_by_role("option", name="run-h/best").click()
+        assert page.locator("#model input").input_value() == "run-a/best"  # an automatic generator
+        page.set_input_files("#photo input[type=file]", str(src))
+        page.locator("#slider img").nth(1).wait_for(state="visible", timeout=30_000)
         page.get_by_role("tab", name="Guide").click()
-        page.set_input_files("#guide-photo input[type=file]", str(src))
         view = page.locator("#guide-view img")
         view.wait_for(state="visible", timeout=30_000)
         page.wait_for_function("() => { const i = document.querySelector('#guide-view img');"
@@ -346,7 +390,26 @@ def test_guide_tab_in_headless_chromium_places_a_hint_where_clicked(server):
         view.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
         page.wait_for_function("() => document.querySelector('#guide-hints').innerText.includes('color')",
                                timeout=30_000)
-        listing = re.sub(r"\s", "", page.locator("#guide-hints").inner_text())
+        placed = re.sub(r"\s", "", page.locator("#guide-hints").inner_text())
+        before = view.get_attribute("src")
+        swatches = page.locator("#guide-palette img")
+        swatches.wait_for(state="visible", timeout=30_000)
+        page.wait_for_function("() => { const i = document.querySelector('#guide-palette img');"
+                               " return i.complete && i.naturalWidth > 0 }", timeout=30_000)
+        shown = swatches.bounding_box()
+        natural = swatches.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        row, col = 1 + GRID // 2, GRID // 2 + 2  # a gamut swatch: a = +2 steps, b = 0 (exists at mid lightness)
+        x, y = (col + 0.5) * CELL, (row + 1) * CELL  # its middle in the palette's pixels
+        swatches.click(position={"x": x * shown["width"] / natural[0], "y": y * shown["height"] / natural[1]})
+        (first,) = re.findall(r'"color":"(#[0-9a-f]{6})"', placed)
+        page.wait_for_function("(first) => { const t = document.querySelector('#guide-hints').innerText;"
+                               " return t.includes('color') && !t.includes(first) }", arg=first, timeout=30_000)
+        picked = re.sub(r"\s", "", page.locator("#guide-hints").inner_text())
+        page.wait_for_function("(before) => document.querySelector('#guide-view img').src !== before", arg=before,
+                               timeout=30_000)
         browser.close()
-    x, y = map(int, re.search(r'"x":(\d+),"y":(\d+)', listing).groups())
-    assert abs(x - 225) <= 2 and abs(y - 150) <= 2, listing  # the middle of the 451x300 photo, in its pixels
+    x, y = map(int, re.search(r'"x":(\d+),"y":(\d+)', placed).groups())
+    assert abs(x - 225) <= 2 and abs(y - 150) <= 2, placed  # the middle of the 451x300 photo, in its pixels
+    (second,) = re.findall(r'"color":"(#[0-9a-f]{6})"', picked)
+    r, g, b = (int(second[i:i + 2], 16) for i in (1, 3, 5))
+    assert second != first and r > g and r > b - 10, (first, second)  # a = +24: towards red

@@ -47,13 +47,13 @@ def two_regions(size=32):
     return L
 
 
-def hint_map(size, points):
-    """(1,3,S,S) hint map with 2x2 hints at (row, col) of colour (a, b) in ab/110."""
+def hint_map(size, points, side=2):
+    """(1,3,S,S) hint map with side x side hints at (row, col) of colour (a, b) in ab/110."""
     ab = torch.zeros(1, 2, size, size)
     mask = torch.zeros(1, 1, size, size)
     for (r, c), colour in points:
-        ab[0, :, r:r + 2, c:c + 2] = torch.as_tensor(colour).reshape(2, 1, 1)
-        mask[0, 0, r:r + 2, c:c + 2] = 1
+        ab[0, :, r:r + side, c:c + side] = torch.as_tensor(colour).reshape(2, 1, 1)
+        mask[0, 0, r:r + side, c:c + side] = 1
     return encode_hints(ab, mask)
 
 
@@ -103,19 +103,19 @@ def test_colours_stop_at_a_strong_lightness_edge(method, tol):
 
 
 def test_fast_keeps_the_prediction_across_an_edge_from_a_hint_on_one_side():
-    L = two_regions(64)
-    ab = torch.full((1, 2, 64, 64), 0.1)
-    out = propagate(L, ab, hint_map(64, [((31, 10), (0.6, 0.4))]), "fast")
-    assert (out[0, :, :, :30] - torch.tensor([0.6, 0.4])[:, None, None]).abs().max() < 0.1  # its region takes it
-    assert (out[0, :, :, 34:] - 0.1).abs().max() < 0.02  # the far side keeps the prediction
+    L = two_regions(256)
+    ab = torch.full((1, 2, 256, 256), 0.1)
+    out = propagate(L, ab, hint_map(256, [((125, 40), (0.6, 0.4))], side=6), "fast", reach=10)
+    assert (out[0, :, :, :120] - torch.tensor([0.6, 0.4])[:, None, None]).abs().max() < 0.06  # its region takes it
+    assert (out[0, :, :, 136:] - 0.1).abs().max() < 1e-3  # the far side keeps the prediction
 
 
 def test_fast_reach_sets_how_far_a_hint_travels():
-    L = torch.zeros(1, 1, 128, 128)  # flat: only distance limits a hint
-    ab = torch.zeros(1, 2, 128, 128)
-    hints = hint_map(128, [((2, 2), (0.5, 0.0))])
-    near, far = (propagate(L, ab, hints, "fast", reach=r)[0, 0, -1, -1].item() for r in (0.1, 100.0))
-    assert near < 0.1 < 0.4 < far  # the opposite corner: the prediction at a short reach, the hint at a long one
+    L = torch.zeros(1, 1, 256, 256)  # flat: only distance limits a hint
+    hints = hint_map(256, [((125, 125), (0.6, 0.0))], side=6)
+    corner = [propagate(L, torch.zeros(1, 2, 256, 256), hints, "fast", reach=r)[0, 0, -1, -1].item()
+              for r in (0.1, 1, 10, 100)]
+    assert corner[0] < 0.02 and corner[-1] > 0.3 and corner == sorted(corner)  # further with a longer reach
 
 
 @pytest.mark.parametrize("method", PROPAGATIONS)
