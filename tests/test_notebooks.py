@@ -4,6 +4,7 @@ import ast
 import re
 import sys
 import tomllib
+import types
 from pathlib import Path
 
 import nbformat
@@ -11,6 +12,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from colorize.data import INDEX_NAME
+from colorize.files import SMOKE_FOLDER, runs_dir
 from colorize.run import BEST_NAME, GALLERY_NAME, HISTORY_NAME, LAST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,8 @@ PRODUCES = {
 # HTML a notebook's smoke run must show (a regular expression): the web app of notebooks 4 and 5, inline, on this machine only.
 SHOWS = {"04_evaluate_and_colorize": r'<iframe src="http://127\.0\.0\.1:\d+/',
          "05_colour_hints": r'<iframe src="http://127\.0\.0\.1:\d+/'}
+# The notebooks that train: they ask Colab for a GPU, keep runs on Drive when asked and guard the CPU.
+TRAINS = {"02_pretrain_generator", "03_gan_finetune", "05_colour_hints"}
 CELL_TIMEOUT_S = 300  # generous for a busy 2-core machine; a smoke notebook takes well under a minute
 
 notebooks = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -191,13 +195,58 @@ def test_notebook_installs_the_package_in_colab_from_the_project_url(path):
     url = repository_url()
     first = code_cells(nb)[0].source
     assert '"google.colab" in sys.modules' in first, "the first code cell installs only inside Colab"
-    assert re.search(rf'^\s+%pip install -q "colorize @ git\+{re.escape(url)}"$', first, re.M), (
-        f"{path.name}: the first code cell must `%pip install` colorize from {url} (pyproject's Repository)")
+    install = re.search(rf'^\s+%pip install -q "colorize(\[[\w,]+\])? @ git\+{re.escape(url)}"$', first, re.M)
+    assert install, f"{path.name}: the first code cell must `%pip install` colorize from {url} (pyproject's Repository)"
+    if any(re.search(r"^\s*(from colorize\.app import|import colorize\.app)", c.source, re.M) for c in code_cells(nb)):
+        assert "app" in (install.group(1) or ""), (
+            f'{path.name} imports colorize.app: install "colorize[app] @ ..." (Gradio) in its first cell')
     repo = url.removeprefix("https://github.com/")
     text = "\n".join(c.source for c in nb.cells)
     links = re.findall(r"(?:github\.com|colab\.research\.google\.com/github)/([\w.-]+/[\w.-]+?)(?:\.git)?[/\")\s]", text)
     assert set(links) == {repo}, (
         f"{path.name}: every GitHub link must point at {repo} (pyproject's Repository)")
+
+
+@pytest.mark.parametrize("stem", sorted(TRAINS))
+def test_a_training_notebook_asks_colab_for_a_gpu_keeps_runs_on_drive_and_guards_the_cpu(stem):
+    nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+    assert nb.metadata.get("accelerator") == "GPU" and nb.metadata.get("colab", {}).get("gpuType") == "T4", (
+        f'{stem}: metadata needs "accelerator": "GPU" and colab.gpuType "T4", as Colab writes them')
+    cells = code_cells(nb)
+    params = cells[parameters_cell(Path(stem), cells)].source
+    for line in ("USE_DRIVE = False", "ALLOW_CPU = False", 'PRESET = "colab"'):
+        assert re.search(rf"^{re.escape(line)}(\s|$)", params, re.M), f"{stem}: the parameters cell needs {line}"
+    later = "\n".join(c.source for c in cells[parameters_cell(Path(stem), cells) + 1:])
+    assert "use_drive=USE_DRIVE" in later and "allow_cpu=ALLOW_CPU" in later, (
+        f"{stem}: pass USE_DRIVE to colorize.files.runs_dir and ALLOW_CPU to the training call")
+    assert "log_to_stdout()" in cells[1].source, f"{stem}: the import cell calls colorize.files.log_to_stdout()"
+
+
+def test_each_tutorial_notebook_links_the_next_and_the_last_sums_up():
+    tutorial = NOTEBOOKS[:5]
+    for path, following in zip(tutorial, tutorial[1:]):
+        text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        assert f"]({following.name})" in text, f"{path.name} has no Next link to {following.name}"
+    last = nbformat.read(tutorial[-1], as_version=4).cells[-1]
+    assert last.cell_type == "markdown" and "Summary" in last.source, f"{tutorial[-1].name} ends with a summary"
+
+
+def test_runs_dir_keeps_runs_on_drive_in_colab_and_smoke_apart(tmp_path, monkeypatch):
+    assert runs_dir("runs") == Path("runs")
+    assert runs_dir("runs", smoke=True) == Path("runs") / SMOKE_FOLDER
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    with pytest.raises(RuntimeError, match="USE_DRIVE"):
+        runs_dir("runs", use_drive=True)
+    mounted = []
+    drive = types.SimpleNamespace(mount=mounted.append)
+    colab = types.ModuleType("google.colab")
+    colab.drive = drive
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    sys.modules["google"].colab = colab
+    assert runs_dir("runs", use_drive=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs"
+    assert runs_dir("runs", use_drive=True, smoke=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs/smoke"
+    assert mounted == [str(tmp_path)] * 2
 
 
 @notebooks
