@@ -261,23 +261,81 @@ def test_kernel_python3_is_this_interpreter():
     assert KernelManager(kernel_name="python3").format_kernel_cmd()[0] == sys.executable
 
 
-@pytest.mark.slow
-@notebooks
-def test_notebook_runs_end_to_end_in_smoke_mode(path, tmp_path):
+def execute(path: Path, folder: Path, name: str | None = None):
+    """`path` run by papermill in smoke mode in `folder` (its *_DIR parameters pointed there); the executed notebook."""
     import papermill as pm
 
-    folders = {name: str(tmp_path / name.lower()) for name in pm.inspect_notebook(path) if name.endswith("_DIR")}
-    out = tmp_path / path.name
-    pm.execute_notebook(path, out, parameters={"SMOKE": True, **folders}, kernel_name="python3", cwd=tmp_path,
+    folders = {p: str(folder / p.lower()) for p in pm.inspect_notebook(path) if p.endswith("_DIR")}
+    out = folder / (name or path.name)
+    pm.execute_notebook(path, out, parameters={"SMOKE": True, **folders}, kernel_name="python3", cwd=folder,
                         progress_bar=False, execution_timeout=CELL_TIMEOUT_S)
+    return nbformat.read(out, as_version=4)
 
-    outputs = [o for c in code_cells(nbformat.read(out, as_version=4)) for o in c.outputs]
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """Each notebook executed once in smoke mode, when a test first asks: path -> (its folder, the executed notebook)."""
+    done = {}
+
+    def run(path: Path):
+        if path.stem not in done:
+            folder = tmp_path_factory.mktemp(path.stem)
+            done[path.stem] = folder, execute(path, folder)
+        return done[path.stem]
+    return run
+
+
+def training_cell(nb):
+    """The code cell that trains the notebook's own run (a stage's train_* or fit_stage call)."""
+    cells = [c for c in code_cells(nb) if re.search(r"^[\w, ]*=? ?(fit_stage|train_\w+)\(", c.source, re.M)]
+    assert len(cells) == 1, f"expected one training cell, found {len(cells)}"
+    return cells[0]
+
+
+def stdout_of(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+@pytest.mark.slow
+@notebooks
+def test_notebook_runs_end_to_end_in_smoke_mode(path, smoke_run):
+    folder, nb = smoke_run(path)
+    outputs = [o for c in code_cells(nb) for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     globs, min_figures = PRODUCES[path.stem]
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert figures >= min_figures, f"{path.name} drew {figures} figure(s), expected at least {min_figures}"
     for pattern in globs:
-        assert list(tmp_path.glob(pattern)), f"{path.name} in smoke mode wrote no {pattern} under {tmp_path}"
+        assert list(folder.glob(pattern)), f"{path.name} in smoke mode wrote no {pattern} under {folder}"
     if path.stem in SHOWS:
         html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
         assert re.search(SHOWS[path.stem], html), f"{path.name} showed no {SHOWS[path.stem]!r}"
+    runs = folder / "runs_dir"
+    if runs.exists():  # what a smoke run writes under RUNS_DIR is in its smoke/ sub-folder, apart from real runs
+        assert [p.name for p in runs.iterdir()] == [SMOKE_FOLDER], f"{path.name} wrote {list(runs.iterdir())}"
+    assert not (folder / "data_dir").exists(), f"{path.name} in smoke mode wrote into DATA_DIR, the real photos' folder"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", sorted(TRAINS))
+def test_a_training_cell_says_where_how_long_and_shows_its_gallery_inline(stem, smoke_run):
+    folder, nb = smoke_run(ROOT / "notebooks" / f"{stem}.ipynb")
+    cell = training_cell(nb)
+    said = stdout_of(cell)
+    assert re.search(r" on cpu \(fp32\): \d+ photos per epoch, \d+ epochs?", said), f"no start line in:\n{said}"
+    assert re.search(r"about .+ for \d+ epochs? on this cpu", said), f"no projection in:\n{said}"
+    assert re.search(r"\d+ epochs? trained in ", said), f"no closing line in:\n{said}"
+    runs = list((folder / "runs_dir" / SMOKE_FOLDER).glob(f"*/{HISTORY_NAME}"))
+    assert runs, f"no smoke run under RUNS_DIR/{SMOKE_FOLDER}/"
+    shown = [o for o in cell.outputs if o.output_type == "display_data" and "image/png" in o.data]
+    assert len(shown) == 1, (f"the epoch gallery is shown inline once and updated in place (not one figure per "
+                             f"epoch): {len(shown)} figures in the training cell")
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_run_says_it_is_complete(smoke_run):
+    path = ROOT / "notebooks" / "02_pretrain_generator.ipynb"
+    folder, _ = smoke_run(path)
+    again = execute(path, folder, name="again.ipynb")  # the same RUN in the same RUNS_DIR
+    said = stdout_of(training_cell(again))
+    assert re.search(r"is complete \((\d+)/\1 epochs?\): choose a new RUN to train again", said), said
