@@ -153,8 +153,8 @@ def compile_networks(learn) -> None:
     generator = learn.model
     generator.layers = nn.ModuleList([m for m in generator.layers if not isinstance(m, ToTensorBase)])
     learn.model = Compiled(generator)
-    if hasattr(learn, "conditional_gan"):
-        learn.conditional_gan.critic = Compiled(learn.conditional_gan.critic)
+    if hasattr(learn, "gan"):
+        learn.gan.critic = Compiled(learn.gan.critic)
 
 
 class RepeatBatch:
@@ -373,7 +373,7 @@ def measure(name: str, index, args, device, pretrain, gan, n_batches: int) -> tu
         batch = learn.dls.train.one_batch()  # (L, ab) on the device
         learn.dls = DataLoaders(RepeatBatch(batch, n_batches), learn.dls.valid, device=device)
         workers = 0
-    set_memory_format([learn.model] + ([learn.conditional_gan.critic] if name == "gan" else []), args.channels_last)
+    set_memory_format([learn.model] + ([learn.gan.critic] if name == "gan" else []), args.channels_last)
     settings = {"precision": learn.precision, "memory_format": memory_format(learn.model),
                 "compile": args.compile, "workers": workers, "cache": args.cache if name != "model" else None}
     seconds, flops = time_learner(learn, args.warmup, args.steps, args.compile, gan=name == "gan")

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import typing
 import warnings
 
-from .device import PRECISIONS
-from .config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, HintsConfig, PretrainConfig, field_value,
-                     flat_fields, get_preset, override)
+from .config import (GAN_PRESETS, HINTS_PRESETS, PRECISIONS, PRETRAIN_PRESETS, GanConfig, HintsConfig, PretrainConfig,
+                     field_value, flat_fields, get_preset, override)
 
 log = logging.getLogger("colorize")
 
 
+RESIZE_HELP = "go on from a --generator trained at another size than the recipe's (default: refuse)"
 WORK_DIR_HELP = ("folder for the dataset's index and photo cache (default: beside the photos where they can be "
                  "written, else the user's cache folder)")
 
@@ -30,7 +31,8 @@ def _download(args):
 def add_config_args(parser: argparse.ArgumentParser, recipe: type, presets: dict) -> None:
     """One `--field` flag per leaf field of a recipe dataclass (`config.flat_fields`), overriding the preset's value.
 
-    Each flag's help gives the recipe's default and the presets that set another value. A flag that
+    Each flag's help gives the recipe's default and the presets that set another value; a field with
+    choices (`config.choice`) offers only those, so a typo stops in argparse before any work. A flag that
     is not given stays None and is left out by `config_from_args`.
     """
     default = recipe()
@@ -38,6 +40,7 @@ def add_config_args(parser: argparse.ArgumentParser, recipe: type, presets: dict
     for name, path in flat_fields(recipe).items():
         owner = field_value(default, path[:-1])
         hint = typing.get_type_hints(type(owner))[path[-1]]
+        choices = next(f for f in dataclasses.fields(owner) if f.name == path[-1]).metadata.get("choices")
         kind = next((t for t in typing.get_args(hint) if t is not type(None)), hint)
         value = field_value(default, path)
         others = [f"{p} {field_value(c, path)}" for p, c in presets.items() if field_value(c, path) != value]
@@ -46,7 +49,7 @@ def add_config_args(parser: argparse.ArgumentParser, recipe: type, presets: dict
         if kind is bool:
             group.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=help)
         else:
-            group.add_argument(flag, dest=name, type=kind, default=None, help=help)
+            group.add_argument(flag, dest=name, type=kind, default=None, choices=choices, help=help)
 
 
 def config_from_args(args, presets: dict, recipe: type):
@@ -58,9 +61,9 @@ def config_from_args(args, presets: dict, recipe: type):
 def _pretrain(args):
     from fastai.torch_core import rank_distrib
 
-    from .pretrain import pretrain
+    from .pretrain import train_pretrain
 
-    pretrain(args.data, args.out, config_from_args(args, PRETRAIN_PRESETS, PretrainConfig), device=args.device)
+    train_pretrain(args.data, args.out, config_from_args(args, PRETRAIN_PRESETS, PretrainConfig), device=args.device)
     if not rank_distrib():  # several processes trained: rank 0 says it
         print(f"generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv)")
 
@@ -68,10 +71,10 @@ def _pretrain(args):
 def _gan(args):
     from fastai.torch_core import rank_distrib
 
-    from .gan import finetune
+    from .gan import train_gan
 
-    finetune(args.data, args.out, config_from_args(args, GAN_PRESETS, GanConfig), generator=args.generator,
-             device=args.device)
+    train_gan(args.data, args.out, config_from_args(args, GAN_PRESETS, GanConfig), generator=args.generator,
+              device=args.device, resize=args.resize)
     if not rank_distrib():  # several processes trained: rank 0 says it
         print(f"GAN run in {args.out}: last.safetensors (the GAN generator), best.safetensors (lowest valid L1), "
               "history.csv, gallery_epochNNN.png")
@@ -81,7 +84,7 @@ def _hints(args):
     from .hints import train_hints
 
     train_hints(args.data, args.out, config_from_args(args, HINTS_PRESETS, HintsConfig), generator=args.generator,
-                device=args.device)
+                device=args.device, resize=args.resize)
     print(f"hint generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv); "
           f"use one with `colorize apply PHOTO --model {args.out}/best.safetensors --hints hints.json`")
 
@@ -180,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("pretrain", help="stage 1: train the U-Net generator on L1 (resumes if --out has a run)")
     t.add_argument("--data", required=True, help="folder of photos (any layout; train/valid/test folders are used)")
     t.add_argument("--out", required=True, help="run folder, e.g. runs/places365-l1")
-    t.add_argument("--preset", default="places365", help=f"recipe: {', '.join(PRETRAIN_PRESETS)} (default places365)")
+    t.add_argument("--preset", default="places365", choices=PRETRAIN_PRESETS, help="recipe (default places365)")
     t.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
     add_config_args(t, PretrainConfig, PRETRAIN_PRESETS)  # --epochs --size --bs --lr --arch --no-pretrained ...
     t.set_defaults(run=_pretrain)
@@ -189,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", required=True, help="folder of photos")
     g.add_argument("--out", required=True, help="run folder, e.g. runs/places365-gan")
     g.add_argument("--generator", help="L1-pretrained generator checkpoint (.safetensors); none: from scratch")
-    g.add_argument("--preset", default="pix2pix", help=f"recipe: {', '.join(GAN_PRESETS)} (default pix2pix)")
+    g.add_argument("--preset", default="pix2pix", choices=GAN_PRESETS, help="recipe (default pix2pix)")
+    g.add_argument("--resize", action="store_true", help=RESIZE_HELP)
     g.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
     add_config_args(g, GanConfig, GAN_PRESETS)
     g.set_defaults(run=_gan)
@@ -198,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     hs.add_argument("--data", required=True, help="folder of photos")
     hs.add_argument("--out", required=True, help="run folder, e.g. runs/places365-hints")
     hs.add_argument("--generator", required=True, help="trained automatic generator checkpoint (.safetensors) to widen")
-    hs.add_argument("--preset", default="places365", help=f"recipe: {', '.join(HINTS_PRESETS)} (default places365)")
+    hs.add_argument("--preset", default="places365", choices=HINTS_PRESETS, help="recipe (default places365)")
+    hs.add_argument("--resize", action="store_true", help=RESIZE_HELP)
     hs.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
     add_config_args(hs, HintsConfig, HINTS_PRESETS)
     hs.set_defaults(run=_hints)

@@ -16,15 +16,47 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-NOT_RECIPE = {"recipe": False}  # field metadata: may differ when a run resumes (see `recipe_fields`)
+# The names of every choice, once: the registries that implement them (models.ARCHS, models.CRITIC_NORMS,
+# losses.GAN_MODES, losses.L1_CONVENTIONS, device.DTYPES, propagate) are tested to have exactly these keys,
+# the recipes refuse anything else when they are made, and the CLI's flags offer them as `choices`.
+ARCHS = ("resnet18", "resnet34")  # torchvision ResNet encoders of the U-Net (models.ARCHS)
+CRITIC_NORMS = ("batch", "instance", "spectral", "none")  # the PatchGAN's normalisation (models.CRITIC_NORMS)
+GAN_MODES = ("bce", "lsgan")  # adversarial criterion (losses.GAN_MODES)
+L1_CONVENTIONS = ("additive", "convex")  # how L1 joins the adversarial term (losses.L1_CONVENTIONS)
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # arithmetic of training and inference (device.choose_precision)
+PROPAGATIONS = ("fast", "levin", "off")  # how hints spread along lightness (propagate.propagate)
+
+NOT_RECIPE = {"recipe": False}  # field metadata: may differ when a run resumes (see `recipe_dict`)
+
+
+def choice(default: str, choices: tuple[str, ...], **metadata):
+    """A dataclass field that must be one of `choices` (checked by `Recipe.__post_init__`, offered by the CLI)."""
+    return field(default=default, metadata={"choices": choices, **metadata})
 
 
 class Recipe:
-    """What every config shares: `replace` for overrides of its own fields."""
+    """What every config shares: its choice fields checked when it is made, `replace` for overrides of its own fields."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            choices, value = f.metadata.get("choices"), getattr(self, f.name)
+            if choices is not None and value not in choices:
+                raise ValueError(f"{type(self).__name__}.{f.name} is {value!r}; choose one of: {', '.join(choices)}")
+        self.check()
+
+    def check(self) -> None:
+        """Further checks of a part's values; a ValueError says which and what to use instead."""
 
     def replace(self, **changes) -> Self:
         """A copy with `changes` (any value, None included)."""
         return dataclasses.replace(self, **changes)
+
+
+def _positive(config, *names: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if value is not None and value < 1:
+            raise ValueError(f"{type(config).__name__}.{name} is {value}; it must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -36,6 +68,10 @@ class DataConfig(Recipe):
     epochs: int = 20  # tutorial: 20 epochs of L1 pretraining, then 20 of GAN training
     repeats: int = 1  # random crops drawn from each photo per epoch (>1 only for tiny photo sets)
     seed: int = 42  # split and initialisation seed
+    max_photos: int | None = None  # train on a subset of this many training photos (drawn with `seed`); None: all
+
+    def check(self):
+        _positive(self, "size", "bs", "epochs", "repeats", "max_photos")
 
 
 @dataclass(frozen=True)
@@ -44,7 +80,7 @@ class MachineConfig(Recipe):
 
     workers: int | None = None  # DataLoader workers; None = all cores (at most 8)
     cache: bool = False  # decode the photos once into a uint8 memory map (colorize.loaders)
-    precision: str = "auto"  # auto | bf16 | fp16 | fp32 (colorize.run.PRECISIONS)
+    precision: str = choice("auto", PRECISIONS)  # device.choose_precision: bf16 or fp16 on a GPU, fp32 on a CPU
     work_dir: str | None = None  # index and cache of a read-only dataset; None: beside the photos if writable
 
 
@@ -52,7 +88,7 @@ class MachineConfig(Recipe):
 class GeneratorConfig(Recipe):
     """The U-Net generator built from scratch (a checkpoint to start from brings its own)."""
 
-    arch: str = "resnet18"  # Places365 lineage (moein-shariatnia tutorial): ResNet-18 DynamicUnet
+    arch: str = choice("resnet18", ARCHS)  # Places365 lineage (moein-shariatnia tutorial): ResNet-18 DynamicUnet
     pretrained: bool = True  # ImageNet encoder weights (torchvision); False for offline runs
 
 
@@ -61,9 +97,12 @@ class CriticConfig(Recipe):
     """The conditional PatchGAN critic (models.PatchGAN)."""
 
     layers: int = 3  # pix2pix n_layers 3: 70x70 patches, a 30x30 map at 256 px
-    norm: str = "batch"  # tutorial and pix2pix: batch norm in the critic (models.CRITIC_NORMS)
+    norm: str = choice("batch", CRITIC_NORMS)  # tutorial and pix2pix: batch norm in the critic
     ndf: int = 64  # pix2pix: 64 filters in the critic's first conv
     init: bool = True  # tutorial and pix2pix: N(0, 0.02) init of the critic
+
+    def check(self):
+        _positive(self, "layers", "ndf")
 
 
 @dataclass(frozen=True)
@@ -97,10 +136,17 @@ class GanConfig(Recipe):
     beta2: float = 0.999
     decay_steps: float | None = None  # lr * 0.1^(step / decay_steps), G and D; None/0: constant (tutorial)
     min_lr: float = 0.0  # floor of the decayed learning rates
-    gan_mode: str = "bce"  # tutorial and pix2pix: 'vanilla' GAN, BCE on logits (losses.GAN_MODES)
+    gan_mode: str = choice("bce", GAN_MODES)  # tutorial and pix2pix: 'vanilla' GAN, BCE on logits
     smoothing: float = 1.0  # tutorial: real label 1.0, no one-sided label smoothing
-    l1_mode: str = "additive"  # pix2pix: G = adv + lambda * L1 (losses.L1_CONVENTIONS)
+    l1_mode: str = choice("additive", L1_CONVENTIONS)  # pix2pix: G = adv + lambda * L1 (losses.generator_loss)
     l1_weight: float = 100.0  # tutorial and pix2pix: lambda_L1 = 100
+
+    def check(self):
+        if self.l1_mode == "convex" and not 0.0 <= self.l1_weight <= 1.0:
+            raise ValueError(f"GanConfig.l1_weight is {self.l1_weight}, outside [0, 1] for l1_mode 'convex' "
+                             f"(G = (1 - w) * adv + w * L1); for G = adv + {self.l1_weight} * L1 use l1_mode 'additive'")
+        if not 0.0 < self.smoothing <= 1.0:
+            raise ValueError(f"GanConfig.smoothing is {self.smoothing}: the critic's target for real pairs is in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -121,18 +167,37 @@ class HintsConfig(Recipe):
     hint_min_side: int = 1  # Zhang et al.: --sample_Ps 1 2 ... 9, patch side uniform in 1..9 px
     hint_max_side: int = 9
 
+    def check(self):
+        if not 0.0 < self.hint_p <= 1.0 or not 1 <= self.hint_min_side <= self.hint_max_side:
+            raise ValueError(f"HintsConfig: hint_p {self.hint_p} must be in (0, 1] and 1 <= hint_min_side "
+                             f"({self.hint_min_side}) <= hint_max_side ({self.hint_max_side})")
+
 
 # The tiny and the short recipes, each size written once: tests and notebooks in SMOKE mode (seconds on a
 # CPU, no network) and `colorize demo` (minutes on a 2-core CPU, on the photos shipped with scikit-image/-learn).
 SMOKE_DATA = DataConfig(size=32, bs=4, epochs=1, repeats=2)
+SMOKE_MAX_EPOCHS = 3  # smoke stages and the tests' variations of them train 1 to 3 epochs
 SMOKE_MACHINE = MachineConfig(workers=0)
 DEMO_DATA = DataConfig(size=64, bs=8, epochs=12, repeats=16)
 DEMO_MACHINE = MachineConfig(workers=0)
 OFFLINE = GeneratorConfig(pretrained=False)
 
+# The learner's whole path (L1, GAN, hints, evaluation) in about one hour on one free T4 (Colab, Kaggle): the
+# notebooks' default. PROJECTED, not measured: `benchmarks/budget.py` counts each stage's FLOPs per photo with
+# torch's FlopCounterMode (256 px: 170 GFLOP to train the generator on one photo, 226 with the GAN's critic, 57
+# for a forward pass) and divides by an assumed 6 TFLOP/s effective on a T4 in fp16 (NVIDIA's ResNet-50 AMP
+# training, ~250 images/s at 24.6 GFLOP each; the tutorial's "an hour on Colab" for 20 epochs of 8,000 photos
+# implies ~7.5). Its output for these presets on the Kaggle Places365 subset (29.2k/3.65k/3.65k train/valid/test):
+#     L1 19 min + GAN 15 min + hints 8 min + validation 6 min + evaluation 5 min = about 53 min
+# Crops stay 256 px (the tutorial's, and the evaluation's), so the three stages' checkpoints fit one another.
+COLAB_DATA = DataConfig(max_photos=8_000)  # the tutorial's 8,000 training photos (moein-shariatnia, COCO subset)
+COLAB_MACHINE = MachineConfig(cache=True)  # 8,000 + the valid photos decoded once: Colab has two CPU cores
+
 PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
     # The Places365 recipe of the tutorial this project descends from; photos decoded once into the cache.
     "places365": PretrainConfig(machine=MachineConfig(cache=True)),
+    # One free T4 hour for the whole path (see COLAB_DATA): 5 epochs of 8,000 photos, the tutorial's lr.
+    "colab": PretrainConfig(data=COLAB_DATA.replace(epochs=5), machine=COLAB_MACHINE),
     "demo": PretrainConfig(data=DEMO_DATA, machine=DEMO_MACHINE, generator=OFFLINE, lr=1e-3),
     "smoke": PretrainConfig(data=SMOKE_DATA, machine=SMOKE_MACHINE, generator=OFFLINE, lr=1e-3),
 }
@@ -151,6 +216,7 @@ _CIFAR = GanConfig(
     critic=CriticConfig(layers=2),  # see above: 6x6 map, 34 px receptive field at 32x32
     gan_mode="bce",  # study: sigmoid + nn.BCELoss
     l1_mode="convex",  # study: G = (1 - l1_weight) * adv + l1_weight * L1
+    l1_weight=0.99,  # study's batch-norm README command (--l1_weight=0.99); the presets below set theirs
     beta1=0.5,  # study: Adam betas (0.5, 0.999) for both networks
     beta2=0.999,
     min_lr=1e-6,  # study's adjust_learning_rate floors the decayed lr at 1e-6
@@ -161,6 +227,8 @@ SPECTRAL = CriticConfig(norm="spectral", init=False)
 GAN_PRESETS: dict[str, GanConfig] = {
     # The Places365 lineage's GAN stage, started from the `places365` L1 checkpoint (--generator).
     "pix2pix": GanConfig(machine=MachineConfig(cache=True)),
+    # One free T4 hour for the whole path (see COLAB_DATA): pix2pix for 3 epochs of 8,000 photos, from `colab` L1.
+    "colab": GanConfig(data=COLAB_DATA.replace(epochs=3), machine=COLAB_MACHINE),
     # pix2pix with the CIFAR study's spectral-norm critic instead of batch norm (the tutorial's comparison).
     "pix2pix-spectral": GanConfig(machine=MachineConfig(cache=True), critic=SPECTRAL),
     # README, batch norm: --max_epoch=200 --smoothing=0.9 --l1_weight=0.99 --base_lr_gen=3e-4
@@ -187,12 +255,21 @@ GAN_PRESETS: dict[str, GanConfig] = {
 HINTS_PRESETS: dict[str, HintsConfig] = {
     # Zhang et al. 2017's hint stage on Places365, from the `places365` L1 checkpoint (--generator).
     "places365": HintsConfig(machine=MachineConfig(cache=True)),
+    # One free T4 hour for the whole path (see COLAB_DATA): 2 epochs of 8,000 photos from the `colab` L1 generator,
+    # at 10x Zhang et al.'s lr so the hint weights (zero at the start) learn in 1,000 steps rather than their 10 epochs.
+    "colab": HintsConfig(data=COLAB_DATA.replace(epochs=2), machine=COLAB_MACHINE, lr=1e-4),
     # `colorize demo`: from the `demo` L1 generator (64 px) on the sample photos; a larger lr, as the demo's
     # stage 1, so the hint weights (zero at the start) learn within a CPU minute or two.
     "demo": HintsConfig(data=DEMO_DATA.replace(epochs=6), machine=DEMO_MACHINE, lr=1e-3),
     # After the `smoke` L1 generator (32 px).
     "smoke": HintsConfig(data=SMOKE_DATA, machine=SMOKE_MACHINE, lr=1e-3),
 }
+
+
+def is_smoke(config) -> bool:
+    """A recipe as small as the smoke presets' (crops of at most `SMOKE_DATA.size` px, at most `SMOKE_MAX_EPOCHS`
+    epochs): seconds on a CPU, so it needs no GPU (see `run.fit_run`'s `allow_cpu`)."""
+    return config.data.size <= SMOKE_DATA.size and config.data.epochs <= SMOKE_MAX_EPOCHS
 
 
 def get_preset(presets: dict, name: str):
@@ -243,14 +320,19 @@ def override(config, **changes: Any):
     if unknown:
         raise ValueError(f"unknown recipe field(s) {', '.join(sorted(unknown))} for {type(config).__name__}; "
                          f"choose from: {', '.join(paths)}")
+    tree: dict = {}  # the changes nested as the recipe is, so each part is made (and checked) once with all of its own
     for name, value in changes.items():
-        config = _set(config, paths[name], value)
-    return config
+        *parts, leaf = paths[name]
+        node = tree
+        for part in parts:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return _apply(config, tree)
 
 
-def _set(config, path: tuple[str, ...], value):
-    head, *rest = path
-    return dataclasses.replace(config, **{head: _set(getattr(config, head), tuple(rest), value) if rest else value})
+def _apply(config, tree: dict):
+    return dataclasses.replace(config, **{k: _apply(getattr(config, k), v) if isinstance(v, dict) else v
+                                          for k, v in tree.items()})
 
 
 def recipe_dict(config) -> dict:

@@ -16,7 +16,7 @@ from accelerate import PartialState
 from fastai.torch_core import default_device, num_distrib
 from torch.amp import autocast
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from .config import PRECISIONS
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 NATIVE_BF16_FROM = (8, 0)  # compute capability of the first GPUs with bf16 tensor cores (A100); T4 is 7.5
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
 import os
 import sys
 import tempfile
@@ -26,6 +27,25 @@ def bars_can_draw() -> bool:
     kernel, which shows none of the displays a fork sends.
     """
     return (IN_NOTEBOOK and num_distrib() <= 1) or sys.stdout.isatty()
+
+
+def in_notebook() -> bool:
+    """Whether this process runs in a Jupyter kernel (IPython's notebook front ends: Jupyter, Colab, Kaggle)."""
+    return IN_NOTEBOOK
+
+
+def log_to_stdout(level: int = logging.INFO) -> None:
+    """Show colorize's log lines from `level` up on stdout, so a notebook prints them below the cell that logs them.
+
+    Once: a second call adds no second handler. The command line sets its logging up itself.
+    """
+    logger = logging.getLogger("colorize")
+    if not any(getattr(h, "colorize_stdout", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.colorize_stdout = True
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(level)
 
 
 def default_workers() -> int:

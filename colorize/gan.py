@@ -28,17 +28,15 @@ from fastai.callback.core import Callback
 from fastai.callback.fp16 import AMPMode
 from fastai.callback.schedule import ParamScheduler, SchedExp
 from fastai.learner import Learner, ValueMetric
-from fastai.torch_core import set_seed
 from torch import nn
 from torch.amp import GradScaler
 
 from .config import GanConfig
 from .device import sum_over_processes
-from .files import ensure_file
-from .loaders import make_dataloaders
+from .learner import StagePlan, at_recipe_size, on_device, stage_learner, start_size
 from .losses import GANLoss, generator_loss
 from .models import build_critic, build_generator, checkpoint_identity, load_generator
-from .run import GENERATOR_NAMES, fit_run, stage_learner
+from .run import LAST_NAME, fit_run
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +74,6 @@ class ConditionalGAN(Callback):
         self.critic, self.gan_loss, self.critic_opt = critic, gan_loss, critic_opt
         self.l1_mode, self.l1_weight = l1_mode, l1_weight
         self.sums, self.count = dict.fromkeys(self.STATS, 0.0), 0
-        generator_loss(torch.zeros(()), torch.zeros(()), l1_mode, l1_weight)  # a bad mode or weight fails here
 
     def metrics(self) -> list[ValueMetric]:
         """fastai metrics reading this callback's means over the last training epoch, one per statistic."""
@@ -94,7 +91,7 @@ class ConditionalGAN(Callback):
         self.critic.train()  # on the device already: gan_learner put it there before its optimiser was made
         # D's own step runs it in DistributedDataParallel in a distributed fit (gradients averaged over the
         # processes); G's adversarial term runs the critic itself, which gets no gradient there
-        trainer = getattr(self.learn, "distributed_trainer", None)  # run.DistributedTrainer, in a distributed fit
+        trainer = getattr(self.learn, "distributed_trainer", None)  # parallel.DistributedTrainer, in a distributed fit
         self.parallel_critic = self.critic if trainer is None else trainer.wrap(self.critic)  # same parameters
 
     def before_train(self):
@@ -134,9 +131,9 @@ class ConditionalGAN(Callback):
         values = dict(zip(stats, torch.stack([v.detach().float() for v in stats.values()]).tolist()))
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
-            run = getattr(self.learn, "run_checkpoint", None)  # colorize.run's checkpoint callback, in a run
-            kept = (f"the last good checkpoint is {run.last}, untouched; rerunning the same command resumes from it"
-                    if run is not None and run.last.exists() else "no epoch of this run had been saved yet")
+            last = Path(self.learn.path) / LAST_NAME  # the run folder's (run.fit_run sets learn.path)
+            kept = (f"the last good checkpoint is {last}, untouched; rerunning the same command resumes from it"
+                    if last.exists() else "no epoch of this run had been saved yet")
             raise RuntimeError(
                 f"non-finite GAN loss {bad} at epoch {self.epoch + 1} of {self.n_epoch}, batch {self.iter + 1} of "
                 f"{self.n_iter}: training stopped before this step; {kept}. Lower lr_g/lr_d, or try the "
@@ -158,59 +155,47 @@ class CriticSchedule(Callback):
             group["lr"] = self.sched(self.pct_train)
 
 
-def gan_learner(data, config: GanConfig, generator=None, device=None) -> Learner:
-    """A fastai Learner for conditional-GAN fine-tuning: model = generator, loss_func = L1, the GAN in a callback.
+def gan_learner(data, config: GanConfig, *, generator=None, device=None, resize: bool = False) -> Learner:
+    """A fastai Learner for conditional-GAN fine-tuning: model = generator, loss_func = L1, the GAN in a callback
+    (`learn.gan`, a `ConditionalGAN`).
 
-    `generator`: an L1-pretrained checkpoint (.safetensors) to start from; None builds a fresh one
-    (`config.generator`), as the CIFAR study trains from scratch. G and D each get Adam with the
-    config's betas and eps 1e-8, no weight decay, constant learning rates `lr_g`/`lr_d` (`fit_gan`
-    adds the decay). Device settings from `run.stage_learner`, for both networks.
+    `generator`: an L1-pretrained checkpoint (.safetensors) to start from (one of another size than the
+    recipe's stops here, before any photo is indexed, unless `resize`); None builds a fresh one
+    (`config.generator`), as the CIFAR study trains from scratch. G and D each get Adam with the config's
+    betas and eps 1e-8, no weight decay; both learning rates follow `step_decay` (G through fastai's
+    ParamScheduler, D through `CriticSchedule`). Device settings from `learner.stage_learner`, for both networks.
     """
-    set_seed(config.data.seed)
-    dls = make_dataloaders(data, config.data, config.machine, device=device)
-    if generator is None:
-        model = build_generator(config.generator.arch, size=config.data.size, pretrained=config.generator.pretrained)
-    else:
-        model = load_generator(generator, device=dls.device)
-    critic = build_critic(config.critic).to(dls.device)
+    if generator is not None:
+        start_size(generator, config, resize=resize)
+
+    def make_model():
+        if generator is None:
+            return build_generator(config.generator.arch, size=config.data.size, pretrained=config.generator.pretrained)
+        return at_recipe_size(load_generator(generator), config)
+
+    learn = stage_learner(data, config, make_model, stage="gan", lr=config.lr_g, mom=config.beta1, sqr_mom=config.beta2,
+                          device=device)
+    critic = on_device(learn, build_critic(config.critic), config)
     critic_opt = torch.optim.Adam(critic.parameters(), lr=config.lr_d, betas=(config.beta1, config.beta2), eps=1e-8,
                                   fused=True)
-    gan = ConditionalGAN(critic, GANLoss(config.gan_mode, config.smoothing), config.l1_mode, config.l1_weight,
-                         critic_opt)
-    return stage_learner(dls, model, size=config.data.size, lr=config.lr_g, mom=config.beta1, sqr_mom=config.beta2,
-                         precision=config.machine.precision, metrics=gan.metrics(), cbs=[gan], more=(critic,))
-
-
-def fit_gan(learn: Learner, run_dir, config: GanConfig, generator=None) -> Learner:
-    """Train `learn` (from `gan_learner`) for `config.data.epochs` into `run_dir`, resuming after its last saved epoch.
-
-    Both learning rates follow `step_decay` (G through fastai's ParamScheduler). `generator` is the
-    checkpoint the run started from: the run records it and refuses to resume from another.
-    """
-    gan = learn.conditional_gan
+    learn.gan = ConditionalGAN(critic, GANLoss(config.gan_mode, config.smoothing), config.l1_mode, config.l1_weight,
+                               critic_opt)
+    learn.add_cb(learn.gan)
+    learn.metrics = [*learn.metrics, *learn.gan.metrics()]
     n_steps = config.data.epochs * len(learn.dls.train)
     lr_g, lr_d = (step_decay(lr, config.decay_steps, n_steps, config.min_lr) for lr in (config.lr_g, config.lr_d))
-    cbs = [ParamScheduler({"lr": lr_g}), CriticSchedule(gan.critic_opt, lr_d)]
-    return fit_run(learn, run_dir, config, learn.fit, stage="gan", epochs=config.data.epochs, cbs=cbs,
-                   parts={"critic": gan.critic, "critic_opt": gan.critic_opt},
-                   generator=checkpoint_identity(generator))
+    schedules = [ParamScheduler({"lr": lr_g}), CriticSchedule(critic_opt, lr_d)]
+
+    def fit(epochs: int, cbs, start_epoch: int = 0):
+        return learn.fit(epochs, cbs=[*schedules, *cbs], start_epoch=start_epoch)
+
+    learn.stage = StagePlan("gan", fit, parts={"critic": critic, "critic_opt": critic_opt})
+    return learn
 
 
-def finetune(data, run_dir, config: GanConfig, generator=None, device=None) -> Learner:
-    """Stage 2 end to end: the GAN Learner on the photos under `data`, trained (or resumed) into `run_dir`."""
-    return fit_gan(gan_learner(data, config, generator, device=device), run_dir, config, generator)
-
-
-def ensure_finetuned(path, config: GanConfig, data, generator=None, train_if_missing: bool = False, device=None):
-    """The GAN generator at `path` (a run folder's last/best.safetensors, or an `hf://` path), trained first if missing.
-
-    A missing checkpoint is fine-tuned into its run folder with `config` on the photos under `data`, from
-    `generator`, when `train_if_missing` (a stand-in, e.g. for a smoke run where no notebook-3 run exists);
-    otherwise it is a FileNotFoundError that says how to make it. Returns `path` as given.
-    """
-    run_dir = Path(path).parent
-    return ensure_file(path, lambda: finetune(data, run_dir, config, generator=generator, device=device),
-                       writes=GENERATOR_NAMES, make_if_missing=train_if_missing,
-                       missing=f"no GAN generator at {path}: run notebook 03_gan_finetune.ipynb (or `colorize gan "
-                               f"--data PHOTOS --generator L1_CHECKPOINT --out {run_dir}`) first, or name a "
-                               "checkpoint that exists")
+def train_gan(data, run_dir, config: GanConfig, *, generator=None, device=None, allow_cpu: bool = True,
+              resize: bool = False) -> Learner:
+    """Stage 2 end to end: the GAN Learner on the photos under `data`, trained (or resumed) into `run_dir`, which
+    records the checkpoint it started from (`generator`) and refuses to resume from another."""
+    learn = gan_learner(data, config, generator=generator, device=device, resize=resize)
+    return fit_run(learn, run_dir, config, allow_cpu=allow_cpu, generator=checkpoint_identity(generator))

@@ -23,9 +23,11 @@ reported, left out, and listed in the .json.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import random
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,6 +199,17 @@ def device_augmentation(min_scale: float) -> list:
                           p_affine=1.0)
 
 
+def train_subset(index: DatasetIndex, max_photos: int | None, seed: int) -> DatasetIndex:
+    """`index` with at most `max_photos` of its training photos, drawn with `seed` (the same ones on every run and
+    resume); valid and test are kept whole, so scores compare with a run on every photo. None: `index` itself."""
+    train = [item for item in index.items if item[1] == "train"]
+    if max_photos is None or len(train) <= max_photos:
+        return index
+    kept = set(random.Random(seed).sample(range(len(train)), max_photos))
+    drop = {train[i][0] for i in range(len(train)) if i not in kept}
+    return dataclasses.replace(index, items=[item for item in index.items if item[0] not in drop])
+
+
 def _check_batch_size(n_train: int, bs: int) -> None:
     processes = max(1, num_distrib())  # in a distributed launch each process trains on its share of the crops
     share = -(-n_train // processes)
@@ -232,6 +245,7 @@ def make_dataloaders(
     device = process_device(device)  # in a distributed launch: this process's GPU, and the process group joined
     with main_process_first():  # several processes: rank 0 indexes and caches, the others then read its files
         index = source if isinstance(source, DatasetIndex) else index_dataset(source, seed=data.seed, work_dir=work_dir)
+        index = train_subset(index, data.max_photos, data.seed)
         train, valid = index.files("train") * repeats, index.files("valid")
         if not train or not valid:
             raise ValueError(f"{index.root} needs photos in both train and valid splits, found {index.counts}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -70,7 +71,7 @@ class DistributedTrainer(FastaiDistributedTrainer):
 
     def __init__(self, device: torch.device):
         on_cpu = device.type == "cpu"
-        # precision is colorize's own (tune_for_device): accelerate's autocast, e.g. from `accelerate launch
+        # precision is colorize's own (learner.tune): accelerate's autocast, e.g. from `accelerate launch
         # --mixed_precision`, would wrap the model's forward a second time
         super().__init__(sync_bn=not on_cpu, cpu=on_cpu, mixed_precision="no")
         if device.type == "cuda" and self.accelerator.device != device:
@@ -118,18 +119,20 @@ def distributed(learn: Learner):
         learn.detach_distributed()
 
 
-def launch(function: Callable, *args, processes: int = 2, port: int = 29500):
-    """`function(*args)` (e.g. `pretrain(data, run_dir, config)`) in `processes` processes training together, one per GPU.
+def launch(function: Callable, *args, processes: int = 2, port: int = 29500, **kwargs):
+    """`function(*args, **kwargs)` (e.g. `train_pretrain(data, run_dir, config)`) in `processes` processes training
+    together, one per GPU.
 
     For a notebook: accelerate's `notebook_launcher` forks the processes from the kernel, so no cell may
     have used the GPU before (restart the kernel and run only the cells this call needs). Each process
     trains on its GPU with its share of every batch; rank 0 alone writes the run folder and logs. The
     result stays there (`best.safetensors`, `history.csv`...) and None is returned. `processes=1`:
-    `function(*args)` here, returning its result.
+    `function(*args, **kwargs)` here, returning its result.
     """
     if processes == 1:
-        return function(*args)
-    notebook_launcher(_one_of_several, (function, *args), num_processes=processes, use_port=str(port))
+        return function(*args, **kwargs)
+    notebook_launcher(_one_of_several, (partial(function, **kwargs), *args), num_processes=processes,
+                      use_port=str(port))
     return None
 
 

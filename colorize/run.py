@@ -1,23 +1,27 @@
-"""A run folder for any training stage: recipe check, one writer, resume, checkpoints, logs, galleries, precision.
+"""A run folder for any training stage: recipe check, one writer, resume, checkpoints, logs, galleries, the clock.
 
-A stage builds a fastai Learner whose model is the generator and calls `fit_run` once. The run folder:
+A stage's Learner (`colorize.learner`, its plan in `learn.stage`) trains through `fit_run`. The run folder:
     config.json              the recipe, the machine settings and precision used, and facts such as the
                              checkpoint the run started from; a resume with another recipe is refused
-    state.pt                 model + optimiser + every other state owner (`parts`, e.g. a critic and its
-                             optimiser) + epoch, rewritten atomically after every epoch (weights only, no code)
+    state.pt                 model + optimiser + every other state owner (the plan's `parts`, e.g. a critic and
+                             its optimiser) + epoch, rewritten atomically after every epoch (weights only, no code)
     last.safetensors         the generator after the last completed epoch (self-describing, see models.py)
     best.safetensors         the generator with the lowest validation loss so far
     history.csv              one row per epoch: the Recorder's losses and metrics
-    gallery_epoch{N:03d}.png grayscale | generated | original on a fixed validation batch after N epochs
+    gallery_epoch{N:03d}.png grayscale | generated | original on a fixed validation batch after N epochs (in a
+                             notebook also shown below the cell, one figure updated in place)
     .lock, .lock.owner       held while a process trains the run; a second one stops at once
 
 Kill it at any point (even kill -9) and call `fit_run` again: it resumes after the last epoch whose
 state.pt was written (state.pt is the commit point).
 
+The run speaks through logging ("colorize.run"; `files.log_to_stdout` shows it in a notebook): where and
+how it trains, a projection of the whole run after its first few batches, and the total time at the end.
+
 Started in several processes (`torchrun --nproc_per_node N -m colorize ...`, `accelerate launch`, or
 `launch` from a notebook), a run trains data-parallel through fastai's DistributedTrainer (accelerate
 underneath): every process resumes from the same state.pt, trains on its share of every epoch (`bs`
-photos a step each) and keeps the same weights; rank 0 alone holds the lock and writes the folder.
+photos a step each) and keeps the same weights; rank 0 alone (`is_writer`) holds the lock and writes the folder.
 """
 
 from __future__ import annotations
@@ -28,29 +32,24 @@ import json
 import logging
 import os
 import shutil
-from functools import partial
+import time
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 import numpy as np
 import torch
 from fastai.callback.core import Callback
-from fastai.callback.fp16 import AMPMode
-from fastai.callback.fp16 import MixedPrecision as FastaiMixedPrecision
 from fastai.callback.progress import CSVLogger
 from fastai.distributed import DistributedDL as FastaiDistributedDL
 from fastai.learner import Learner
-from fastai.optimizer import OptimWrapper
 from fastai.torch_core import distrib_barrier, num_distrib, rank_distrib
 from fastcore.foundation import L
 from filelock import FileLock, Timeout
 from torch import nn
-from torch.amp import GradScaler, autocast
 
-from .config import recipe_dict
-from .device import DTYPES, choose_precision
-from .files import atomic_path, atomic_write_text, bars_can_draw
-from .metrics import ColorPSNR
+from .config import is_smoke, recipe_dict
+from .files import atomic_path, atomic_write_text, bars_can_draw, in_notebook
+from .learner import StagePlan, StateOwner
 from .models import read_checkpoint_metadata, save_generator
 from .parallel import agreed_start, compare_weights, distributed, unwrap
 from .plots import batch_gallery, save_figure
@@ -61,81 +60,31 @@ STATE_NAME, LAST_NAME, BEST_NAME = "state.pt", "last.safetensors", "best.safeten
 GENERATOR_NAMES = (BEST_NAME, LAST_NAME)  # the generator checkpoints a run writes
 HISTORY_NAME, CONFIG_NAME, LOCK_NAME = "history.csv", "config.json", ".lock"
 GALLERY_NAME = "gallery_epoch{:03d}.png"  # N = epochs completed
-
-# ------------------------------------------------------------------------------------- device settings
-
-
-class MixedPrecision(FastaiMixedPrecision):
-    """fastai's MixedPrecision callback on the Learner's own device type.
-
-    fastai 2.8 builds its autocast and GradScaler for 'cuda' whatever the device, which on a CPU
-    silently disables both, and it refuses bf16 where `is_bf16_supported()` says no; the precision
-    was chosen by `choose_precision` already. Everything else is fastai's.
-    """
-
-    def before_fit(self):
-        device = self.dls.device.type
-        dtype = DTYPES[self.amp_mode.value]
-        self.kwargs["enabled"] = dtype == torch.float16  # loss scaling: fp16 only (bf16 has fp32's range)
-        self.autocast, self.learn.scaler, self.scales = autocast(device, dtype=dtype), GradScaler(device, **self.kwargs), L()
+MEASURED_BATCHES = 3  # training batches timed for the projection, after one warm-up batch (cuDNN autotuning, caches)
+VALID_BATCH_COST = 1 / 3  # a validation batch (forward only) against a training one (forward and backward)
 
 
-def adam(mom: float = 0.9, sqr_mom: float = 0.999, eps: float = 1e-8):
-    """fastai `opt_func`: fastai's Adam (decoupled weight decay) computed by torch's fused AdamW, for a Learner.
-
-    The same update as `fastai.optimizer.Adam(mom=, sqr_mom=, eps=)`: fastai schedules `mom` and sets
-    `wd` through `OptimWrapper`, and torch's AdamW decays weights decoupled as fastai's Adam does. One
-    difference: a weight decay above 0 also decays norm and bias parameters (the Learner's
-    `wd_bn_bias=False` does not reach a wrapped torch optimiser). Every preset trains with wd 0.
-    Fused: a few multi-tensor kernels per step instead of a few ops for each of the generator's 106
-    parameter tensors (the README's performance table has the measured difference).
-    """
-    return partial(OptimWrapper, opt=partial(torch.optim.AdamW, betas=(mom, sqr_mom), eps=eps, weight_decay=0.0,
-                                             fused=True))
+def is_writer() -> bool:
+    """Whether this process writes the run folder and speaks: the only one, or rank 0 of a distributed fit."""
+    return rank_distrib() == 0
 
 
-class CudnnAutotune(Callback):
-    """cuDNN tries the convolution algorithms on the first batch of each shape and keeps the fastest, for one fit.
-
-    Every training batch has the same shape (fixed crop size, last partial batch dropped), so the search
-    is paid once. The global flag is restored after the fit.
-    """
-
-    def before_fit(self):
-        self.previous, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, True
-
-    def after_fit(self):
-        torch.backends.cudnn.benchmark = self.previous
+def new_run() -> str:
+    """How the user starts another run: the notebook's RUN parameter, the command line's --out."""
+    return "choose a new RUN" if in_notebook() else "choose a new --out folder"
 
 
-CPU_CHANNELS_LAST_FROM = 64  # px: on the CPU, NHWC convolutions are faster from 64 px crops, slower at 32
+def duration(seconds: float) -> str:
+    """'1 h 40 min', '12 min', '40 s': a time as a person reads it."""
+    minutes = round(seconds / 60)
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
-def tune_for_device(learn: Learner, size: int, precision: str = "auto", *more: nn.Module) -> Learner:
-    """Device settings for `learn` (crops of `size` px) and the networks in `more` (a critic). Returns `learn`.
-
-    channels_last (NHWC) weights on CUDA, and on the CPU from `CPU_CHANNELS_LAST_FROM` px; mixed
-    precision as `choose_precision` decides (recorded as `learn.precision`); cuDNN autotuning on CUDA.
-    """
-    device = learn.dls.device
-    if device.type == "cuda" or size >= CPU_CHANNELS_LAST_FROM:
-        for net in (learn.model, *more):
-            net.to(memory_format=torch.channels_last)  # in place: optimisers holding the parameters stay valid
-    learn.precision = choose_precision(device, precision)
-    if learn.precision != "fp32":
-        learn.add_cb(MixedPrecision(amp_mode=AMPMode(learn.precision)))
-    if device.type == "cuda":
-        learn.add_cb(CudnnAutotune())
-    return learn
-
-
-def stage_learner(dls, model: nn.Module, *, size: int, lr: float, precision: str = "auto", mom: float = 0.9,
-                  sqr_mom: float = 0.999, wd: float = 0.0, metrics=(), cbs=(), more: tuple[nn.Module, ...] = ()) -> Learner:
-    """The Learner of a training stage: the generator `model` with L1 as its loss and validation loss, fused Adam,
-    the validation PSNR and the stage's `metrics` and `cbs`; device settings for it and the networks in `more`."""
-    learn = Learner(dls, model, loss_func=nn.L1Loss(), opt_func=adam(mom=mom, sqr_mom=sqr_mom, eps=1e-8), lr=lr, wd=wd,
-                    metrics=[ColorPSNR(), *metrics], cbs=list(cbs))
-    return tune_for_device(learn, size, precision, *more)
+def device_name(device: torch.device) -> str:
+    """The device by name: "Tesla T4", "NVIDIA H100 80GB HBM3", "cpu"."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 # ------------------------------------------------------------------------------------ run callbacks
@@ -154,7 +103,7 @@ class RunCallback(Callback):
         return self.epoch >= self.start_epoch
 
     def after_epoch(self):
-        if self.new_epoch and rank_distrib() == 0:
+        if self.new_epoch and is_writer():
             self.after_new_epoch()
 
     def after_new_epoch(self):
@@ -173,7 +122,7 @@ class ResumableCSVLogger(RunCallback, CSVLogger):
         CSVLogger.__init__(self, HISTORY_NAME, append=True)
 
     def before_fit(self):
-        if rank_distrib() != 0:
+        if not is_writer():
             return
         path = self.run_dir / HISTORY_NAME
         rows = path.read_text().splitlines() if path.exists() else []
@@ -193,7 +142,7 @@ class ResumableCSVLogger(RunCallback, CSVLogger):
         pass  # the Recorder writes through `_write_line`
 
     def after_fit(self):
-        if rank_distrib() == 0:
+        if is_writer():
             super().after_fit()
 
 
@@ -207,21 +156,13 @@ class EpochLog(Callback):
     order = CSVLogger.order - 1  # the CSV logger wraps this one and writes its row first
 
     def before_fit(self):
-        if rank_distrib() == 0:  # the other processes of a distributed fit log nothing (fastai's DistributedTrainer)
+        if is_writer():  # the other processes of a distributed fit log nothing (fastai's DistributedTrainer)
             self.learn.logger = self._log
 
     def _log(self, row):
         names = self.recorder.metric_names
         stats = "  ".join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(names[1:], row[1:]))
         log.info("epoch %d/%d  %s", row[0] + 1, self.n_epoch, stats)
-
-
-class StateOwner(Protocol):
-    """Anything whose state a run keeps: a module or an optimiser."""
-
-    def state_dict(self) -> dict: ...
-
-    def load_state_dict(self, state: dict) -> None: ...
 
 
 def plain(obj):
@@ -278,17 +219,41 @@ class RunCheckpoint(RunCallback):
             torch.save(state, tmp)
 
 
+class InlineFigure:
+    """One figure in a notebook cell's output, replaced in place by the next one (IPython's display handle)."""
+
+    def __init__(self, display: Callable):
+        self.display, self.handle = display, None  # display: IPython.display.display
+
+    def show(self, fig) -> None:
+        if self.handle is None:
+            self.handle = self.display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+
+
+def inline_figure() -> InlineFigure | None:
+    """An `InlineFigure` in IPython (a notebook); None elsewhere: a terminal, a script, a process of a distributed
+    launch (a fork shows none of its displays)."""
+    if not in_notebook() or num_distrib() > 1:
+        return None
+    from IPython.display import display
+
+    return InlineFigure(display)
+
+
 class EpochGallery(RunCallback):
-    """After every epoch: the generator on one fixed validation batch, saved as gallery_epochNNN.png."""
+    """After every epoch: the generator on one fixed validation batch, saved as gallery_epochNNN.png and, given an
+    `InlineFigure` (`inline`), shown there in place of the previous epoch's."""
 
     order = RunCheckpoint.order + 1  # after the checkpoint
 
-    def __init__(self, run_dir, start_epoch: int = 0, max_rows: int = 8):
+    def __init__(self, run_dir, start_epoch: int = 0, max_rows: int = 8, inline: InlineFigure | None = None):
         super().__init__(run_dir, start_epoch)
-        self.max_rows = max_rows
+        self.max_rows, self.inline = max_rows, inline
 
     def before_fit(self):
-        if rank_distrib() != 0:
+        if not is_writer():
             return
         valid = self.dls.valid
         if isinstance(valid, FastaiDistributedDL):  # the whole loader's first batch, no collective on rank 0 alone
@@ -305,7 +270,66 @@ class EpochGallery(RunCallback):
         L = self.xb[0][:, :1]  # (k,1,H,W): the lightness channel of the input
         fig = batch_gallery(L.cpu(), {"generated": pred.cpu()}, self.ab.cpu(), max_rows=self.max_rows,
                             title=f"after epoch {self.epoch + 1}")
+        if self.inline is not None:
+            self.inline.show(fig)
         save_figure(fig, self.run_dir / GALLERY_NAME.format(self.epoch + 1))  # and closes it
+
+
+class CpuGuardStop(RuntimeError):
+    """A run that is not smoke was about to train on a CPU without being allowed to (`allow_cpu=False`)."""
+
+
+class RunClock(RunCallback):
+    """The run's voice: a start line (where, how, how much), a projection after the first few training batches,
+    the total time at the end; with `guard`, a CpuGuardStop right after the projection (before the first epoch
+    ends, so nothing is saved)."""
+
+    order = -10  # times the batch from before every other callback's work
+
+    def __init__(self, run_dir, start_epoch: int, *, precision: str, guard: bool = False):
+        super().__init__(run_dir, start_epoch)
+        self.precision, self.guard = precision, guard
+
+    def before_fit(self):
+        self.started, self.device = time.perf_counter(), self.dls.device
+        self.to_run = self.n_epoch - self.start_epoch
+        train = self.dls.train
+        if is_writer():
+            log.info("%s %s on %s (%s): %d photos per epoch, %d epochs", f"resuming after epoch {self.start_epoch}:"
+                     if self.start_epoch else "training", self.run_dir, device_name(self.device), self.precision,
+                     train.n * max(1, num_distrib()), self.n_epoch)
+        n_iter = len(train)
+        self.first = 1 if n_iter > 2 else 0  # the first batch warms up (autotuning, caches): not timed
+        self.last = min(self.first + MEASURED_BATCHES, n_iter) - 1
+
+    def before_batch(self):
+        if self.training and self.epoch == self.start_epoch and self.iter == self.first:
+            self.t0 = self._now()
+
+    def after_batch(self):
+        if not (self.training and self.epoch == self.start_epoch and self.iter == self.last):
+            return
+        per_batch = (self._now() - self.t0) / (self.last - self.first + 1)
+        per_epoch = per_batch * (len(self.dls.train) + VALID_BATCH_COST * len(self.dls.valid))
+        projection = (f"about {duration(per_epoch * self.to_run)} for {self.to_run} epochs on this "
+                      f"{device_name(self.device)} (projected from {self.last - self.first + 1} batches)")
+        if is_writer():
+            log.info("%s: %s", self.run_dir, projection)
+        if self.guard:
+            raise CpuGuardStop(
+                f"{self.run_dir}: training this recipe on the CPU would take {projection}. Stopped before the first "
+                "epoch ended (nothing saved): use a GPU (in Colab: Runtime > Change runtime type > T4 GPU), a smoke "
+                "recipe, or set ALLOW_CPU = True to train on the CPU anyway")
+
+    def after_fit(self):
+        if is_writer():
+            log.info("%s: %d epochs trained in %s (%d/%d done)", self.run_dir, self.to_run,
+                     duration(time.perf_counter() - self.started), self.n_epoch, self.n_epoch)
+
+    def _now(self) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)  # the GPU's queued work counts in the batch that queued it
+        return time.perf_counter()
 
 
 # ------------------------------------------------------------------------------------------ the run
@@ -322,7 +346,7 @@ def run_lock(run_dir: Path):
     An OS file lock (released by the OS when its process dies, so kill -9 never leaves a lock that
     blocks). The owner's process id is written beside it, for the message.
     """
-    if rank_distrib() != 0:  # rank 0 holds it for the whole distributed job
+    if not is_writer():  # rank 0 holds it for the whole distributed job
         yield
         return
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -340,20 +364,31 @@ def run_lock(run_dir: Path):
 
 
 def check_config(run_dir: Path, config, **facts) -> None:
-    """Write the run's config on its first start; refuse to resume with another recipe or other `facts`.
+    """Refuse to resume `run_dir` with another recipe or other `facts`, naming only the fields that differ.
 
     The recipe is every field of `config` not marked NOT_RECIPE (how this machine loads photos and
     its precision may change on resume); `facts` are further things the run must keep, such as the
-    checkpoint it started from. config.json also records the machine settings of the latest start.
+    checkpoint it started from. A new run folder passes.
     """
     path = run_dir / CONFIG_NAME
-    now = {"recipe": recipe_dict(config), **facts}
-    if path.exists():
-        saved = json.loads(path.read_text())
-        changed = {k: (saved.get(k), v) for k, v in now.items() if saved.get(k) != v}
-        if changed:
-            raise ValueError(f"{run_dir} was started with a different recipe {changed} (saved, now); "
-                             "use a new --out folder, or the same settings to resume")
+    if not path.exists():
+        return
+    saved = json.loads(path.read_text())
+    saved, now = _flat({"recipe": saved.get("recipe", {}), **{k: saved.get(k) for k in facts}}), \
+        _flat({"recipe": recipe_dict(config), **facts})
+    changed = [f"{k.removeprefix('recipe.')} {saved.get(k)!r} -> {now.get(k)!r}"
+               for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if changed:
+        raise ValueError(f"{run_dir} was started with a different recipe: {', '.join(changed)} (saved -> now); "
+                         f"{new_run()} to train this one, or use the same settings to resume")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    """{"recipe": {"data": {"bs": 16}}} -> {"recipe.data.bs": 16}."""
+    out = {}
+    for k, v in tree.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
 
 
 def write_config(run_dir: Path, config, machine: dict, **facts) -> None:
@@ -382,45 +417,45 @@ def restore(learn: Learner, run_dir: Path, parts: dict[str, StateOwner]) -> int:
     return state["epoch"]
 
 
-def fit_run(learn: Learner, run_dir, config, fit: Callable, *, stage: str, epochs: int,
-            parts: dict[str, StateOwner] | None = None, cbs: list[Callback] | None = None, **facts) -> Learner:
-    """Train `learn` into the run folder `run_dir`, resuming after its last saved epoch.
+def fit_run(learn: Learner, run_dir, config, *, allow_cpu: bool = True, **facts) -> Learner:
+    """Train a stage's Learner (its plan in `learn.stage`) into the run folder `run_dir`, resuming after its last
+    saved epoch; `config.data.epochs` in all.
 
-    `fit(epochs, cbs=..., start_epoch=...)` is the stage's fastai fit (e.g. `fit_one_cycle` with its
-    learning rate bound); `cbs` are the stage's own callbacks; `parts` more state owners to keep
-    (e.g. {"critic": critic, "critic_opt": critic_opt}); `facts` are checked on resume like the recipe.
-    Adds the checkpoint, CSV history, epoch gallery, and a bar where it can draw (else a log line
-    per epoch). One process at a time per run folder, or one distributed job (see the module's
-    docstring; a network trained beside the model, such as a critic, goes through `DistributedTrainer.wrap`). A CUDA
+    `facts` are checked on resume like the recipe (e.g. the checkpoint the run started from). Adds the clock, the
+    checkpoint, CSV history, epoch gallery (inline too in a notebook), and a bar where it can draw (else a log line
+    per epoch). `allow_cpu=False`: a recipe that is not smoke stops on a CPU after the projection (`CpuGuardStop`).
+    One process at a time per run folder, or one distributed job (see the module's docstring). A CUDA
     out-of-memory error stops with a message that names the batch and crop size; the last completed
     epoch's checkpoint is kept.
     """
-    run_dir, parts = Path(run_dir), parts or {}
+    plan: StagePlan = learn.stage
+    run_dir, epochs = Path(run_dir), config.data.epochs
     with run_lock(run_dir), distributed(learn):
-        if rank_distrib() == 0:
+        if is_writer():
             check_config(run_dir, config, **facts)
         distrib_barrier()  # other processes read the run folder once rank 0 holds it and has checked the recipe
-        start = agreed_start(restore(learn, run_dir, parts), run_dir)  # before DistributedTrainer wraps the model
-        machine = {**dataclasses.asdict(config.machine), "precision_used": getattr(learn, "precision", "fp32"),
+        start = agreed_start(restore(learn, run_dir, plan.parts), run_dir)  # before DistributedTrainer wraps the model
+        precision = getattr(learn, "precision", "fp32")
+        machine = {**dataclasses.asdict(config.machine), "precision_used": precision,
                    "device": str(learn.dls.device), "world_size": max(1, num_distrib())}
-        if rank_distrib() == 0:
+        if is_writer():
             write_config(run_dir, config, machine, **facts)
         if start >= epochs:
-            log.info("%s has finished its %d epochs: nothing to train (a new --out folder starts a new run)", run_dir,
-                     epochs)
+            if is_writer():
+                log.info("%s is complete (%d/%d epochs): %s to train again", run_dir, start, epochs, new_run())
             return learn
-        log.info("%s %s (%d epochs, %s on %s)", f"resuming after epoch {start}:" if start else "training", run_dir,
-                 epochs, machine["precision_used"], machine["device"])
-        learn.path = run_dir
-        cbs = [*(cbs or []), RunCheckpoint(run_dir, start, stage, parts), ResumableCSVLogger(run_dir, start),
-               EpochGallery(run_dir, start)]
+        learn.path = run_dir  # where ConditionalGAN's message finds the last checkpoint
+        guard = not allow_cpu and learn.dls.device.type == "cpu" and not is_smoke(config)
+        cbs = [RunClock(run_dir, start, precision=precision, guard=guard),
+               RunCheckpoint(run_dir, start, plan.name, plan.parts), ResumableCSVLogger(run_dir, start),
+               EpochGallery(run_dir, start, inline=inline_figure() if is_writer() else None)]
         try:
             if bars_can_draw():
-                fit(epochs, cbs=cbs, start_epoch=start)
+                plan.fit(epochs, cbs=cbs, start_epoch=start)
             else:
                 with learn.no_bar():
-                    fit(epochs, cbs=[*cbs, EpochLog()], start_epoch=start)
-            compare_weights({"model": learn.model, **{k: v for k, v in parts.items() if isinstance(v, nn.Module)}})
+                    plan.fit(epochs, cbs=[*cbs, EpochLog()], start_epoch=start)
+            compare_weights({"model": learn.model, **{k: v for k, v in plan.parts.items() if isinstance(v, nn.Module)}})
         except torch.OutOfMemoryError:
             bs, size = config.data.bs, config.data.size
             raise RuntimeError(

@@ -154,5 +154,5 @@ def test_spectral_norm_is_applied_after_the_normal_init():
 def test_bad_arguments_say_what_to_choose():
     with pytest.raises(ValueError, match="batch, instance, spectral, none"):
         build_critic(CriticConfig(norm="layer"))
-    with pytest.raises(ValueError, match="n_layers"):
+    with pytest.raises(ValueError, match="layers is 0"):
         build_critic(CriticConfig(layers=0))

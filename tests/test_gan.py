@@ -11,7 +11,8 @@ from fastai.callback.core import Callback, CancelFitException
 from PIL import Image
 
 from colorize.config import GAN_PRESETS, GanConfig, field_value, flat_fields, get_preset, override
-from colorize.gan import ConditionalGAN, ensure_finetuned, fit_gan, gan_learner, step_decay
+from colorize.gan import ConditionalGAN, gan_learner, step_decay
+from colorize.stages import ensure_trained, fit_stage
 from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
 from colorize.run import load_state, plain
 
@@ -55,7 +56,7 @@ def interrupted_run(photos, tmp_path_factory):
     assert all(torch.equal(v, start[k]) for k, v in learn.model.state_dict().items())  # starts from the checkpoint
     learn.add_cb(KillBeforeEpoch(1))
     with pytest.raises(Killed):
-        fit_gan(learn, root / "run", RUN, generator=ckpt)
+        fit_stage(learn, root / "run", RUN, generator=ckpt)
     return root / "run", ckpt
 
 
@@ -74,7 +75,7 @@ class CheckSteps(Callback):
         self.seen["g_by_d_step"] = _changed(self.g0, self.model)
         self.seen["d_by_d_step"] = _changed(self.d0, self.critic)
         self.seen["g_grads_after_d_step"] = [p.grad for p in self.model.parameters() if p.grad is not None]
-        gan = self.learn.conditional_gan  # one batch: its sums are this batch's terms
+        gan = self.learn.gan  # one batch: its sums are this batch's terms
         self.seen["backpropagated"] = self.learn.loss_grad.item()
         self.seen["adv"], self.seen["l1"] = gan.sums["g_adv"], gan.sums["g_l1"]
         self.g1, self.d1 = _params(self.model), _params(self.critic)
@@ -92,7 +93,7 @@ class CheckSteps(Callback):
 
 def test_critic_step_moves_only_d_and_generator_step_moves_only_g(photos):
     learn = gan_learner(photos, TINY)
-    check = CheckSteps(learn.conditional_gan.critic)
+    check = CheckSteps(learn.gan.critic)
     learn.fit(1, cbs=[check])
     seen = check.seen
     assert not any(seen["g_by_d_step"]) and not seen["g_grads_after_d_step"]  # D's step: G untouched, no grad
@@ -106,8 +107,8 @@ def test_critic_step_moves_only_d_and_generator_step_moves_only_g(photos):
 
 
 def test_both_networks_train_channels_last_with_the_critic_optimiser_still_on_its_weights(photos):
-    learn = gan_learner(photos, override(TINY, size=64))  # the CPU goes NHWC from 64 px (run.tune_for_device)
-    gan = learn.conditional_gan
+    learn = gan_learner(photos, override(TINY, size=64))  # the CPU goes NHWC from 64 px (learner.on_device)
+    gan = learn.gan
     for net in (learn.model, gan.critic):
         assert all(p.is_contiguous(memory_format=torch.channels_last) for p in net.parameters() if p.ndim == 4)
     held = [p for group in gan.critic_opt.param_groups for p in group["params"]]
@@ -123,7 +124,7 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
     first_row = read_history(run)[0]
 
     learn = gan_learner(photos, RUN, generator=interrupted_run[1])
-    gan, seen = learn.conditional_gan, {}
+    gan, seen = learn.gan, {}
 
     class CheckRestored(Callback):
         order = -20  # the first batch of the resumed epoch, before anything is stepped
@@ -139,7 +140,7 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
             seen["lr_g"], seen["lr_d"] = self.opt.hypers[0]["lr"], gan.critic_opt.param_groups[0]["lr"]
 
     learn.add_cb(CheckRestored())
-    fit_gan(learn, run, RUN, generator=interrupted_run[1])
+    fit_stage(learn, run, RUN, generator=interrupted_run[1])
 
     assert seen["epoch"] == 1  # continued with the second epoch
     _assert_equal(seen["g_opt"], saved["opt"]["state"])
@@ -166,7 +167,7 @@ def test_resume_refuses_another_starting_generator(interrupted_run, photos, tmp_
     other = save_generator(build_generator(size=32, pretrained=False), tmp_path / "l1.safetensors")  # same name, other weights
     for generator in (other, None):
         with pytest.raises(ValueError, match="different recipe.*generator"):
-            fit_gan(gan_learner(photos, RUN, generator=generator), run, RUN, generator=generator)
+            fit_stage(gan_learner(photos, RUN, generator=generator), run, RUN, generator=generator)
     assert load_state(run)["epoch"] == 1  # nothing trained
 
 
@@ -190,10 +191,10 @@ def test_nan_in_the_critic_stops_the_run_and_keeps_the_last_good_checkpoint(inte
     shutil.copytree(interrupted_run[0], run)
     before = {name: (run / name).read_bytes() for name in ("last.safetensors", "best.safetensors", "state.pt")}
     learn = gan_learner(photos, RUN, generator=interrupted_run[1])
-    critic = learn.conditional_gan.critic
+    critic = learn.gan.critic
     critic.forward = lambda L, ab: torch.full_like(L[:, :, :6, :6], float("nan"))  # (B,1,6,6) logits
     with pytest.raises(RuntimeError, match=r"non-finite GAN loss .*'d_real': nan.* at epoch 2 of 2, batch 1 of 1") as e:
-        fit_gan(learn, run, RUN, generator=interrupted_run[1])
+        fit_stage(learn, run, RUN, generator=interrupted_run[1])
     assert f"last good checkpoint is {run / 'last.safetensors'}" in str(e.value)
     assert {name: (run / name).read_bytes() for name in before} == before  # the last good epoch, byte for byte
     assert len(read_history(run)) == 1 and not (run / "gallery_epoch002.png").exists()
@@ -210,7 +211,7 @@ class NaNL1(Callback):
 
 def test_nan_in_the_generator_loss_stops_before_g_steps(photos):
     learn = gan_learner(photos, TINY)
-    g, d = learn.model, learn.conditional_gan.critic
+    g, d = learn.model, learn.gan.critic
     g0 = _params(g)
     with pytest.raises(RuntimeError, match=r"non-finite GAN loss \{'g_l1': nan\} at epoch 1 of 1, batch 1 of 1.*"
                                            r"no epoch of this run had been saved yet"):
@@ -262,10 +263,10 @@ def test_ensure_finetuned_trains_a_missing_checkpoint_only_when_allowed(photos, 
     path = tmp_path / "gan" / "last.safetensors"
     recipe = override(TINY, epochs=1)
     with pytest.raises(FileNotFoundError, match="03_gan_finetune"):
-        ensure_finetuned(path, recipe, photos, generator=l1)
+        ensure_trained(path, recipe, photos, generator=l1)
     assert not path.parent.exists()
 
-    assert ensure_finetuned(path, recipe, photos, generator=l1, train_if_missing=True) == path
+    assert ensure_trained(path, recipe, photos, generator=l1, train_if_missing=True) == path
     assert read_checkpoint_metadata(path)["extra"]["stage"] == "gan"
     assert [r["epoch"] for r in read_history(path.parent)] == ["0"]
-    assert ensure_finetuned(path, recipe, tmp_path / "no-photos", generator=l1) == path  # there now: left alone
+    assert ensure_trained(path, recipe, tmp_path / "no-photos", generator=l1) == path  # there now: left alone

@@ -20,7 +20,7 @@ from colorize.config import PRETRAIN_PRESETS
 from colorize.data import index_dataset, open_photo
 from colorize.download import sample_photos
 from colorize.loaders import make_dataloaders
-from colorize.pretrain import pretrain
+from colorize.pretrain import train_pretrain
 
 SIZE = 48
 
@@ -134,7 +134,7 @@ def test_train_batches_draw_a_crop_and_flip_for_each_photo(index):
 
 
 def test_a_cached_training_run(index, tmp_path):
-    learn = pretrain(index.root, tmp_path / "run", override(PRETRAIN_PRESETS["smoke"], cache=True))
+    learn = train_pretrain(index.root, tmp_path / "run", override(PRETRAIN_PRESETS["smoke"], cache=True))
     assert (tmp_path / "run" / "last.safetensors").exists()
     assert learn.recorder.values and all(np.isfinite(v).all() for v in learn.recorder.values)
     assert any((index.root / CACHE_DIR).glob("train-32px-*.npy"))

@@ -15,8 +15,10 @@ from fastai.optimizer import Adam
 
 from colorize.config import PRETRAIN_PRESETS, override
 from colorize.models import load_generator, read_checkpoint_metadata, save_generator
-from colorize.pretrain import ensure_generator, fit_pretrain, pretrain, pretrain_learner
-from colorize.run import CudnnAutotune, adam, check_config, load_state, write_config
+from colorize.pretrain import pretrain_learner, train_pretrain
+from colorize.stages import ensure_trained, fit_stage
+from colorize.learner import CudnnAutotune, adam
+from colorize.run import check_config, load_state, write_config
 
 
 
@@ -40,7 +42,7 @@ def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, cap
     run = tmp_path / "run"
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)  # output to a file: a log line per epoch, no bar
     caplog.set_level("INFO", logger="colorize")
-    pretrain(photos, run, override(PRETRAIN_PRESETS["smoke"], epochs=2))
+    train_pretrain(photos, run, override(PRETRAIN_PRESETS["smoke"], epochs=2))
     assert [m.split("  ")[0] for m in caplog.messages if m.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
     assert "\r" not in capsys.readouterr().out
     assert {"state.pt", "last.safetensors", "best.safetensors", "history.csv", "config.json"} <= {p.name for p in run.iterdir()}
@@ -55,7 +57,7 @@ def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, cap
 
 @pytest.mark.parametrize("wd", [0.0, 0.1])
 def test_fused_adam_takes_the_steps_of_fastais_adam(wd):
-    """run.adam against its definition, fastai's Adam: the same weights after steps with scheduled mom, lr and wd."""
+    """learner.adam against its definition, fastai's Adam: the same weights after steps with scheduled mom, lr and wd."""
     torch.manual_seed(0)
     ours_net = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3), torch.nn.Flatten(), torch.nn.Linear(16, 3))
     fastai_net, start = copy.deepcopy(ours_net), copy.deepcopy(ours_net)
@@ -80,7 +82,7 @@ def _channels_last(module):
 
 @pytest.mark.parametrize("size, nhwc", [(32, False), (64, True)])
 def test_cpu_learner_is_channels_last_from_64_px_and_never_autocasts(photos, size, nhwc, tmp_path):
-    """tune_for_device on the CPU: NHWC weights where they were faster; by default no autocast, no autotuning.
+    """learner.tune on the CPU: NHWC weights where they were faster; by default no autocast, no autotuning.
 
     Either layout saves to an ordinary checkpoint that rebuilds the same generator.
     """
@@ -162,10 +164,10 @@ def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_p
     config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
     learn = pretrain_learner(photos, config)
     learn.add_cb(StopBetweenLogAndSave())
-    fit_pretrain(learn, tmp_path, config)
+    fit_stage(learn, tmp_path, config)
     logged = read_history(tmp_path)
     assert len(logged) == 2 and load_state(tmp_path)["epoch"] == 1  # the checkpoint comes after the log
-    pretrain(photos, tmp_path, config)
+    train_pretrain(photos, tmp_path, config)
     rows = read_history(tmp_path)
     assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0] == logged[0] and rows[1] != logged[1]
     assert load_state(tmp_path)["epoch"] == 2
@@ -176,11 +178,11 @@ def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(
     config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
     learn = pretrain_learner(photos, config)
     learn.add_cb(StopBetweenLogAndSave())
-    fit_pretrain(learn, tmp_path, config)
+    fit_stage(learn, tmp_path, config)
     save_generator(learn.model, tmp_path / "best.safetensors", valid_loss=1e-6)
     state = load_state(tmp_path)
     torch.save({**state, "best": 1e9}, tmp_path / "state.pt")  # so any epoch would beat what state.pt knows
-    pretrain(photos, tmp_path, config)
+    train_pretrain(photos, tmp_path, config)
     assert read_checkpoint_metadata(tmp_path / "best.safetensors")["extra"]["valid_loss"] == 1e-6
 
 
@@ -190,8 +192,8 @@ def test_resume_on_cuda(photos, tmp_path):
     config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
     learn = pretrain_learner(photos, config, device="cuda")
     learn.add_cb(StopBetweenLogAndSave())
-    fit_pretrain(learn, tmp_path, config)
-    learn = pretrain(photos, tmp_path, config, device="cuda")
+    fit_stage(learn, tmp_path, config)
+    learn = train_pretrain(photos, tmp_path, config, device="cuda")
     assert load_state(tmp_path)["epoch"] == 2
     assert all(t.is_cuda for s in learn.opt.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
 
@@ -200,13 +202,13 @@ def test_ensure_generator_trains_a_missing_checkpoint_only_when_allowed(photos, 
     """Missing: a FileNotFoundError that names notebook 2, nothing written; allowed: trained there with the recipe."""
     path = tmp_path / "l1" / "best.safetensors"
     with pytest.raises(FileNotFoundError, match="02_pretrain_generator"):
-        ensure_generator(path, PRETRAIN_PRESETS["smoke"], photos)
+        ensure_trained(path, PRETRAIN_PRESETS["smoke"], photos)
     assert not path.parent.exists()
     with pytest.raises(ValueError, match="best.safetensors"):  # a name training would never write
-        ensure_generator(tmp_path / "l1" / "mine.safetensors", PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True)
+        ensure_trained(tmp_path / "l1" / "mine.safetensors", PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True)
     assert not path.parent.exists()
 
-    assert ensure_generator(path, PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True) == path
+    assert ensure_trained(path, PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True) == path
     meta = read_checkpoint_metadata(path)
     assert meta["size"] == PRETRAIN_PRESETS["smoke"].data.size and meta["extra"]["stage"] == "pretrain"
     assert [r["epoch"] for r in read_history(path.parent)] == ["0"]  # the smoke recipe's one epoch
@@ -219,5 +221,5 @@ def test_ensure_generator_leaves_an_existing_checkpoint_alone(tmp_path):
     path.write_bytes(b"a checkpoint")
     missing_photos = tmp_path / "no-photos"
     for given in (path, "hf://someone/colorizer"):
-        assert ensure_generator(given, PRETRAIN_PRESETS["smoke"], missing_photos, train_if_missing=True) == given
+        assert ensure_trained(given, PRETRAIN_PRESETS["smoke"], missing_photos, train_if_missing=True) == given
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.safetensors"]

@@ -15,10 +15,11 @@ from PIL import Image
 from colorize.cli import main
 from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, override
 from colorize.device import choose_precision
-from colorize.gan import fit_gan, gan_learner
+from colorize.gan import gan_learner
 from colorize.inference import colorize_image
 from colorize.models import load_generator
-from colorize.pretrain import fit_pretrain, pretrain, pretrain_learner
+from colorize.pretrain import pretrain_learner, train_pretrain
+from colorize.stages import fit_stage
 from colorize.run import load_state
 
 # ------------------------------------------------------------------------------------------ choice
@@ -96,7 +97,7 @@ def test_l1_stage_trains_in_mixed_precision_on_the_cpu(photos, tmp_path, read_hi
     learn = pretrain_learner(photos, config)
     probe = Autocasting()
     learn.add_cb(probe)
-    fit_pretrain(learn, tmp_path, config)
+    fit_stage(learn, tmp_path, config)
     assert probe.dtypes == {dtype} and (probe.scaling == (True, "cpu") if scaled else probe.scaling in (None, (False, "cpu")))
     rows = read_history(tmp_path)
     assert [r["epoch"] for r in rows] == ["0"] and _finite_rows(rows)
@@ -111,9 +112,9 @@ def test_a_mixed_precision_run_resumes_in_its_precision(photos, tmp_path, read_h
     learn = pretrain_learner(photos, config)
     learn.add_cb(StopAfterEpoch(0))
     with pytest.raises(Stopped):
-        fit_pretrain(learn, tmp_path, config)
+        fit_stage(learn, tmp_path, config)
     assert load_state(tmp_path)["epoch"] == 1
-    learn = pretrain(photos, tmp_path, config)  # the same command again: resumes the killed run
+    learn = train_pretrain(photos, tmp_path, config)  # the same command again: resumes the killed run
     assert learn.precision == "bf16" and load_state(tmp_path)["epoch"] == 2
     rows = read_history(tmp_path)
     assert [r["epoch"] for r in rows] == ["0", "1"] and _finite_rows(rows)
@@ -126,10 +127,10 @@ def test_gan_stage_trains_in_mixed_precision_on_the_cpu(photos, tmp_path, read_h
     config = override(GAN_PRESETS["smoke"], epochs=1, repeats=1, precision=precision)
     ckpt = tiny_checkpoint(tmp_path / "l1.safetensors")
     learn = gan_learner(photos, config, generator=ckpt)
-    gan = learn.conditional_gan
+    gan = learn.gan
     probe = Autocasting(gan.critic)
     learn.add_cb(probe)
-    fit_gan(learn, tmp_path / "run", config, generator=ckpt)
+    fit_stage(learn, tmp_path / "run", config, generator=ckpt)
     assert probe.dtypes == {dtype}  # both networks computed in the reduced precision
     assert gan.critic_scaler.is_enabled() is (precision == "fp16")
     rows = read_history(tmp_path / "run")
@@ -215,7 +216,7 @@ def test_out_of_memory_names_the_batch_and_size_and_keeps_the_last_checkpoint(ph
     learn = pretrain_learner(photos, config)
     learn.add_cb(OutOfMemoryInSecondEpoch())
     with pytest.raises(RuntimeError) as e:
-        fit_pretrain(learn, tmp_path, config)
+        fit_stage(learn, tmp_path, config)
     message = str(e.value)
     assert "batch size 4 and 32 px" in message and "--bs 2" in message and str(tmp_path) in message
     assert e.value.__cause__ is None and e.value.__suppress_context__  # no chained raw traceback
