@@ -188,7 +188,7 @@ OFFLINE = GeneratorConfig(pretrained=False)
 # for a forward pass) and divides by an assumed 6 TFLOP/s effective on a T4 in fp16 (NVIDIA's ResNet-50 AMP
 # training, ~250 images/s at 24.6 GFLOP each; the tutorial's "an hour on Colab" for 20 epochs of 8,000 photos
 # implies ~7.5). Its output for these presets on the Kaggle Places365 subset (29.2k/3.65k/3.65k train/valid/test):
-#     L1 19 min + GAN 15 min + hints 8 min + validation 6 min + evaluation 5 min = about 53 min
+#     training L1 19 min + GAN 15 min + hints 8 min, validation 6 min, evaluation 6 min: about 53 min
 # Crops stay 256 px (the tutorial's, and the evaluation's), so the three stages' checkpoints fit one another.
 COLAB_DATA = DataConfig(max_photos=8_000)  # the tutorial's 8,000 training photos (moein-shariatnia, COCO subset)
 COLAB_MACHINE = MachineConfig(cache=True)  # 8,000 + the valid photos decoded once: Colab has two CPU cores

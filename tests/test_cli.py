@@ -25,9 +25,12 @@ def test_every_recipe_field_is_a_flag_and_overrides_the_preset():
     assert (config.generator.pretrained, config.data.epochs, config.lr) == (False, 3, 1e-4)
 
 
-def test_unknown_preset_is_a_clear_error(caplog):
-    assert main(["pretrain", "--data", "d", "--out", "o", "--preset", "nope"]) == 2
-    assert "unknown preset 'nope'; choose one of: places365, demo, smoke" in caplog.text
+def test_unknown_preset_is_a_clear_error(capsys):
+    with pytest.raises(SystemExit) as stop:  # argparse, before any work
+        main(["pretrain", "--data", "d", "--out", "o", "--preset", "nope"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'nope'" in err and all(name in err for name in ("places365", "colab", "demo", "smoke"))
 
 
 def test_download_without_credentials_says_what_to_do(tmp_path, monkeypatch, caplog):

@@ -5,7 +5,7 @@ import logging
 import sys
 
 import pytest
-import torch
+from matplotlib.text import Text
 
 import colorize.run
 from colorize import config as cfg
@@ -98,7 +98,7 @@ class FakeHandle:
         self.shown = shown
 
     def update(self, fig):
-        self.shown.append(("update", fig.axes[0].get_title() or fig._suptitle.get_text()))
+        self.shown.append(("update", " ".join(t.get_text() for t in fig.findobj(Text))))
 
 
 def test_a_run_speaks_shows_its_gallery_in_place_and_names_what_to_change(photos, tmp_path, caplog, monkeypatch):
