@@ -179,7 +179,7 @@ def time_learner(learn, warmup: int, steps: int, compile: bool, gan: bool = Fals
     timer = Throughput(warmup, steps, compile)
     with learn.no_bar(), learn.no_logging():
         if gan:
-            learn.fit(1, cbs=[timer])  # as colorize.gan.fit_gan: constant learning rates
+            learn.fit(1, cbs=[timer])  # as the GAN stage without its step decay: constant learning rates
         else:
             learn.fit_one_cycle(1, learn.lr, cbs=[timer])  # as colorize.train.fit_resumable
     if timer.seconds is None:

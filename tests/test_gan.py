@@ -253,11 +253,11 @@ def test_the_spectral_pix2pix_preset_is_pix2pix_with_the_spectral_critic():
 
 
 def test_unknown_preset_lists_the_choices():
-    with pytest.raises(KeyError, match="pix2pix, pix2pix-spectral, cifar-batchnorm, cifar-spectral"):
+    with pytest.raises(KeyError, match="pix2pix, colab, pix2pix-spectral, cifar-batchnorm, cifar-spectral"):
         get_preset(GAN_PRESETS, "pix2pixhd")
 
 
-def test_ensure_finetuned_trains_a_missing_checkpoint_only_when_allowed(photos, tmp_path, tiny_checkpoint, read_history):
+def test_ensure_trained_trains_a_missing_gan_checkpoint_only_when_allowed(photos, tmp_path, tiny_checkpoint, read_history):
     """Missing: a FileNotFoundError that names notebook 3, nothing written; allowed: fine-tuned from the generator."""
     l1 = tiny_checkpoint(tmp_path / "l1.safetensors")
     path = tmp_path / "gan" / "last.safetensors"

@@ -198,7 +198,7 @@ def test_resume_on_cuda(photos, tmp_path):
     assert all(t.is_cuda for s in learn.opt.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
 
 
-def test_ensure_generator_trains_a_missing_checkpoint_only_when_allowed(photos, tmp_path, read_history):
+def test_ensure_trained_trains_a_missing_l1_checkpoint_only_when_allowed(photos, tmp_path, read_history):
     """Missing: a FileNotFoundError that names notebook 2, nothing written; allowed: trained there with the recipe."""
     path = tmp_path / "l1" / "best.safetensors"
     with pytest.raises(FileNotFoundError, match="02_pretrain_generator"):
@@ -214,7 +214,7 @@ def test_ensure_generator_trains_a_missing_checkpoint_only_when_allowed(photos, 
     assert [r["epoch"] for r in read_history(path.parent)] == ["0"]  # the smoke recipe's one epoch
 
 
-def test_ensure_generator_leaves_an_existing_checkpoint_alone(tmp_path):
+def test_ensure_trained_leaves_an_existing_checkpoint_alone(tmp_path):
     """An existing file or a Hub path is returned as it is: nothing trained, nothing downloaded, the data not read."""
     path = tmp_path / "run" / "last.safetensors"
     path.parent.mkdir()
