@@ -88,6 +88,32 @@ def can_write_in(folder: str | os.PathLike) -> bool:
     return True
 
 
+DRIVE_MOUNT = Path("/content/drive")  # where Colab mounts Google Drive
+DRIVE_RUNS = Path("MyDrive/colorize")  # where runs_dir keeps the runs on it: a relative RUNS_DIR goes under this
+SMOKE_FOLDER = "smoke"  # smoke runs (and their photos' index) live in this sub-folder of the runs folder
+
+
+def runs_dir(runs: str | os.PathLike, use_drive: bool = False, smoke: bool = False,
+             drive_mount: Path = DRIVE_MOUNT) -> Path:
+    """The folder a notebook keeps its runs (and reports) in: `runs`, on Google Drive if `use_drive`.
+
+    Colab wipes the session's disk when it ends; on Drive a run survives it, and a cut-off run resumes from its
+    last finished epoch when the same cell runs again. `use_drive` mounts Drive (Colab asks for permission once)
+    and puts a relative `runs` under MyDrive/colorize/. A smoke run goes into a `smoke` sub-folder, so a real
+    run never meets a smoke checkpoint.
+    """
+    folder = Path(runs)
+    if use_drive:
+        if "google.colab" not in sys.modules:
+            raise RuntimeError("USE_DRIVE = True needs Google Colab (it mounts Google Drive there); elsewhere set "
+                               "USE_DRIVE = False and RUNS_DIR to a folder that outlives the session")
+        from google.colab import drive
+
+        drive.mount(str(drive_mount))
+        folder = drive_mount / DRIVE_RUNS / folder
+    return folder / SMOKE_FOLDER if smoke else folder
+
+
 
 def fingerprint(root: Path, rels: list[str], salt: str) -> str:
     """A hash of the files `rels` under `root` (names, sizes, modification times) and `salt`: it changes with them."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
-from .lab import gray_rgb, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net
+from .lab import AB_SCALE, L_SCALE, gray_rgb, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net
 
 
 def _as_array(img) -> np.ndarray:
@@ -64,10 +67,20 @@ def photo_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
 
 
 def batch_gallery(L: torch.Tensor, predictions: dict[str, torch.Tensor], ab_true: torch.Tensor | None = None,
-                  max_rows: int = 8, cell: float = 2.5, title: str | None = None):
-    """Gallery of a batch: L (B,1,H,W) in [-1,1], each prediction and the truth as ab (B,2,H,W) scaled by 1/110."""
+                  max_rows: int = 8, cell: float = 2.5, title: str | None = None, hints: torch.Tensor | None = None,
+                  mask: bool = False):
+    """Gallery of a batch, in every gallery's column order: grayscale (input) | hints | each model | original.
+
+    L (B,1,H,W) in [-1,1]; each prediction and the truth ab (B,2,H,W) scaled by 1/110; hints (B,3,H,W) as
+    `lab.encode_hints` (a hint model's input besides L), drawn on the gray photo when given, and their mask
+    in a column of its own if `mask`.
+    """
     k = min(max_rows, L.shape[0])
-    cols = {"grayscale": list(gray_rgb(L[:k]))}  # (k,3,H,W) in [0,1]
+    cols = {"grayscale (input)": list(gray_rgb(L[:k]))}  # (k,3,H,W) in [0,1]
+    if hints is not None:
+        cols["hints (input)"] = list(hints_picture(L[:k], hints[:k]))
+        if mask:
+            cols["mask"] = list(hints[:k, 2:3])
     for name, ab in predictions.items():
         cols[name] = list(lab_net_to_rgb(L[:k], ab[:k]))
     if ab_true is not None:
@@ -76,29 +89,98 @@ def batch_gallery(L: torch.Tensor, predictions: dict[str, torch.Tensor], ab_true
     return gallery(rows, list(cols), cell=cell, title=title)
 
 
+LAB_SPLIT_L = 70.0  # the lightness (Lab units) at which lab_split draws a and b as the colours they are
+
+
+def ab_colormap(channel: int, extent: float, lightness: float = LAB_SPLIT_L, n: int = 256) -> ListedColormap:
+    """The colours of a (channel 0) or b (channel 1) from -extent to +extent Lab units, the other one 0, at a
+    fixed lightness: gray in the middle (a = 0 or b = 0 is no colour), green-red for a, blue-yellow for b."""
+    values = torch.linspace(-extent, extent, n) / AB_SCALE  # (n,) ab/110
+    ab = torch.zeros(1, 2, 1, n)
+    ab[0, channel, 0] = values
+    L = torch.full((1, 1, 1, n), lightness / L_SCALE - 1.0)  # (1,1,1,n) in [-1,1]
+    rgb = lab_net_to_rgb(L, ab)[0, :, 0].T.numpy()  # (n,3) in [0,1]
+    return ListedColormap(rgb, name="ab"[channel])
+
+
 def lab_split(img: Image.Image, cell: float = 3.0):
-    """One photo shown as the model sees it: RGB, the L channel (input) and the a and b channels (target)."""
+    """One photo as the model sees it: RGB, the L channel (input), and a and b (target) in Lab units.
+
+    a and b are drawn as the colours they are at a fixed lightness (gray where they are 0), on one symmetric
+    scale with a colour bar, so a = 0 and b = 0 look neutral and the two channels compare directly.
+    """
     rgb = pixels_to_rgb(img.convert("RGB"))  # (1,3,H,W) in [0,1]
     L, ab = rgb_to_lab_net(rgb)  # (1,1,H,W), (1,2,H,W)
-    panels = [("photo (RGB)", _as_array(rgb[0]), None), ("L: lightness (input)", _as_array(gray_rgb(L)[0]), None),
-              ("a: green - red (target)", ab[0, 0].numpy(), "RdYlGn_r"), ("b: blue - yellow (target)", ab[0, 1].numpy(), "YlGnBu_r")]
-    fig, axes = plt.subplots(1, 4, figsize=(cell * 4, cell))
-    for ax, (name, a, cmap) in zip(axes, panels):
-        ax.imshow(a, cmap=cmap, **({"vmin": -0.5, "vmax": 0.5} if name[0] in "ab" else {}))
-        ax.set_title(name, fontsize=9)
+    ab_lab = (ab[0] * AB_SCALE).numpy()  # (2,H,W) in Lab units
+    extent = max(10.0, 10.0 * math.ceil(np.percentile(np.abs(ab_lab), 99.5) / 10))  # symmetric: 0 in the middle
+    fig, axes = plt.subplots(1, 4, figsize=(cell * 4.4, cell))
+    axes[0].imshow(_as_array(rgb[0]))
+    axes[0].set_title("photo (RGB)", fontsize=9)
+    shown = axes[1].imshow((L[0, 0].numpy() + 1.0) * L_SCALE, cmap="gray", vmin=0, vmax=100)
+    axes[1].set_title("L: lightness (input)", fontsize=9)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04, label="L (0 black, 100 white)")
+    for channel, (ax, name) in enumerate(zip(axes[2:], ("a: green (-) to red (+)", "b: blue (-) to yellow (+)"))):
+        shown = ax.imshow(ab_lab[channel], cmap=ab_colormap(channel, extent), vmin=-extent, vmax=extent)
+        ax.set_title(f"{name} (target)", fontsize=9)
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label=f"{'ab'[channel]} (Lab units; 0: no colour)")
+    for ax in axes:
         ax.axis("off")
     fig.tight_layout()
     return fig
 
 
-def history_curves(history, columns: Sequence[str] | None = None, title: str | None = None):
-    """Loss/metric curves from a history table (a pandas DataFrame read from history.csv), one panel per column."""
-    columns = list(columns or [c for c in history.columns if c not in ("epoch", "time")])
-    fig, axes = plt.subplots(1, len(columns), figsize=(3.2 * len(columns), 2.8), squeeze=False)
-    for ax, c in zip(axes[0], columns):
-        ax.plot(history["epoch"] + 1, history[c], marker="o")
-        ax.set_title(c, fontsize=9)
+# history.csv columns drawn together on one panel: (title, y label, {column: legend}, reference line, y range).
+# The critic's panels have fixed ranges so a wiggle of 0.004 around ln 2 does not fill the axis like a climb.
+LOSS_PANELS = (
+    ("L1 loss", "mean |ab error| / 110", {"train_loss": "train", "g_l1": "train (G's L1 term)", "valid_loss": "valid"},
+     None, None),
+    ("generator's adversarial loss", "BCE (nats)", {"g_adv": "train"}, None, (0, None)),
+    ("critic's loss", "BCE (nats)", {"d_real": "on real pairs", "d_fake": "on generated pairs"},
+     (math.log(2), "ln 2: guessing"), (0, None)),
+    ("critic's accuracy", "fraction of patches right", {"d_acc_real": "on real pairs", "d_acc_fake": "on generated pairs"},
+     (0.5, "0.5: guessing"), (0, 1.02)),
+    ("validation PSNR", "dB (higher is better)", {"psnr": "valid"}, None, None),
+)
+
+
+def _loss_panels(columns: Sequence[str]) -> list[tuple]:
+    """The panels of LOSS_PANELS a history has, then one panel per other column."""
+    gan = "g_l1" in columns  # a GAN's train_loss is G's whole objective, not an L1: it gets a panel of its own
+    panels = [(t, y, {c: label for c, label in curves.items() if c in columns and not (gan and c == "train_loss")},
+               ref, ylim) for t, y, curves, ref, ylim in LOSS_PANELS]
+    panels = [p for p in panels if p[2]]
+    drawn = {c for p in panels for c in p[2]}
+    objective = ("generator's objective", "adversarial + weighted L1")
+    return panels + [(*(objective if gan and c == "train_loss" else (c, c)), {c: "train"}, None, None)
+                     for c in columns if c not in drawn]
+
+
+def history_curves(history, title: str | None = None, per_row: int = 3):
+    """A run's history.csv (a pandas DataFrame) as curves that read: related losses on shared axes (train with
+    valid; the critic's losses with an ln 2 line, its accuracies with a 0.5 line), whole-epoch ticks, units."""
+    numeric = [c for c in history.columns if c not in ("epoch", "time") and np.issubdtype(history[c].dtype, np.number)]
+    panels = _loss_panels(numeric)
+    ncols = min(per_row, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    epochs = history["epoch"] + 1  # history.csv counts from 0; the first epoch is epoch 1
+    for ax, (name, ylabel, curves, ref, ylim) in zip(axes.flat, panels):
+        for column, label in curves.items():
+            ax.plot(epochs, history[column], marker="o", label=label)
+        if ref is not None:
+            ax.axhline(ref[0], color="gray", linestyle="--", linewidth=1, label=ref[1])
+        if ylim is not None:
+            top = max(1.0, float(np.nanmax(history[list(curves)].to_numpy())) * 1.05)
+            ax.set_ylim(ylim[0], ylim[1] if ylim[1] is not None else top)
+        ax.set_title(name, fontsize=10)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel, fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if len(curves) > 1 or ref is not None:
+            ax.legend(fontsize=8)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
@@ -137,14 +219,15 @@ def before_after(before: Image.Image, after: Image.Image, position: float, divid
 def hint_curve(curve: dict, title: str | None = None):
     """PSNR RGB and ab against the number of colour hints (the "hint_curve" of an evaluation's results.json).
 
-    One line per method (every model, with the hints spread along lightness, and the no-network row). The x
-    axis is linear up to 1 hint and logarithmic above, so 0 hints has its place.
+    One line per method: solid for a model that reads hints, dashed for an automatic model whose colours the hints
+    correct along lightness (and the no-network row). The x axis is linear up to 1 hint and logarithmic above,
+    so 0 hints has its place.
     """
     counts = curve["counts"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for ax, (key, label) in zip(axes, (("psnr_rgb", "PSNR RGB (dB)"), ("psnr_ab", "PSNR ab (dB)"))):
         for name, row in curve["models"].items():
-            ax.plot(counts, row[key], marker="o", label=name)
+            ax.plot(counts, row[key], marker="o", linestyle="-" if row["takes_hints"] else "--", label=name)
         ax.set_xscale("symlog", linthresh=1)
         ax.set_xticks(counts, [str(c) for c in counts])
         ax.set_xlabel("colour hints per photo")
@@ -161,21 +244,15 @@ def hints_picture(L: torch.Tensor, hints: torch.Tensor) -> torch.Tensor:
     """The hint map drawn on its photo: the hint colours (with the photo's L) where hinted, the gray photo
     dimmed elsewhere. L (B,1,H,W) in [-1,1], hints (B,3,H,W) as `lab.encode_hints` -> RGB (B,3,H,W) in [0,1]."""
     mask = hints[:, 2:3]
-    gray = lab_net_to_rgb(L, torch.zeros_like(hints[:, :2])) * 0.6  # dimmed so the patches stand out
+    gray = gray_rgb(L) * 0.6  # dimmed so the patches stand out
     return torch.where(mask > 0, lab_net_to_rgb(L, hints[:, :2]), gray)
 
 
 def hint_gallery(L: torch.Tensor, hints: torch.Tensor, predictions: dict[str, torch.Tensor],
                  ab_true: torch.Tensor | None = None, max_rows: int = 4, cell: float = 2.5, title: str | None = None):
-    """What a hint generator sees and makes, one row per photo: grayscale L, the hints on it, the mask,
-    each prediction (ab (B,2,H,W) scaled by 1/110) and the original."""
-    k = min(max_rows, L.shape[0])
-    cols = {"grayscale (input)": list((L[:k] + 1) / 2), "hints (a, b)": list(hints_picture(L[:k], hints[:k])),
-            "mask": list(hints[:k, 2:3])}
-    cols.update({name: list(lab_net_to_rgb(L[:k], ab[:k])) for name, ab in predictions.items()})
-    if ab_true is not None:
-        cols["original"] = list(lab_net_to_rgb(L[:k], ab_true[:k]))
-    return gallery([[cols[c][i] for c in cols] for i in range(k)], list(cols), cell=cell, title=title)
+    """What a hint generator sees and makes (`batch_gallery` with its hints and their mask): grayscale (input) |
+    hints (input) | mask | each prediction | original."""
+    return batch_gallery(L, predictions, ab_true, max_rows=max_rows, cell=cell, title=title, hints=hints, mask=True)
 
 
 def hint_counts(counts: Sequence[int], p: float, title: str | None = None):

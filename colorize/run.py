@@ -267,9 +267,9 @@ class EpochGallery(RunCallback):
         model = unwrap(self.model).eval()  # rank 0 alone: the network itself, not its DistributedDataParallel
         with torch.no_grad():
             pred = model(*self.xb).float()  # (k,2,H,W)
-        L = self.xb[0][:, :1]  # (k,1,H,W): the lightness channel of the input
+        L, hints = self.xb[0][:, :1], self.xb[0][:, 1:]  # (k,1,H,W) L; (k,3,H,W) a hint model's hints, else (k,0,H,W)
         fig = batch_gallery(L.cpu(), {"generated": pred.cpu()}, self.ab.cpu(), max_rows=self.max_rows,
-                            title=f"after epoch {self.epoch + 1}")
+                            title=f"after epoch {self.epoch + 1}", hints=hints.cpu() if hints.shape[1] else None)
         if self.inline is not None:
             self.inline.show(fig)
         save_figure(fig, self.run_dir / GALLERY_NAME.format(self.epoch + 1))  # and closes it

@@ -4,6 +4,7 @@ import ast
 import re
 import sys
 import tomllib
+import types
 from pathlib import Path
 
 import nbformat
@@ -11,6 +12,7 @@ import pytest
 from IPython.core.inputtransformer2 import TransformerManager
 
 from colorize.data import INDEX_NAME
+from colorize.files import SMOKE_FOLDER, runs_dir
 from colorize.run import BEST_NAME, GALLERY_NAME, HISTORY_NAME, LAST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +30,8 @@ PRODUCES = {
 # HTML a notebook's smoke run must show (a regular expression): the web app of notebooks 4 and 5, inline, on this machine only.
 SHOWS = {"04_evaluate_and_colorize": r'<iframe src="http://127\.0\.0\.1:\d+/',
          "05_colour_hints": r'<iframe src="http://127\.0\.0\.1:\d+/'}
+# The notebooks that train: they ask Colab for a GPU, keep runs on Drive when asked and guard the CPU.
+TRAINS = {"02_pretrain_generator", "03_gan_finetune", "05_colour_hints"}
 CELL_TIMEOUT_S = 300  # generous for a busy 2-core machine; a smoke notebook takes well under a minute
 
 notebooks = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -191,13 +195,58 @@ def test_notebook_installs_the_package_in_colab_from_the_project_url(path):
     url = repository_url()
     first = code_cells(nb)[0].source
     assert '"google.colab" in sys.modules' in first, "the first code cell installs only inside Colab"
-    assert re.search(rf'^\s+%pip install -q "colorize @ git\+{re.escape(url)}"$', first, re.M), (
-        f"{path.name}: the first code cell must `%pip install` colorize from {url} (pyproject's Repository)")
+    install = re.search(rf'^\s+%pip install -q "colorize(\[[\w,]+\])? @ git\+{re.escape(url)}"$', first, re.M)
+    assert install, f"{path.name}: the first code cell must `%pip install` colorize from {url} (pyproject's Repository)"
+    if any(re.search(r"^\s*(from colorize\.app import|import colorize\.app)", c.source, re.M) for c in code_cells(nb)):
+        assert "app" in (install.group(1) or ""), (
+            f'{path.name} imports colorize.app: install "colorize[app] @ ..." (Gradio) in its first cell')
     repo = url.removeprefix("https://github.com/")
     text = "\n".join(c.source for c in nb.cells)
     links = re.findall(r"(?:github\.com|colab\.research\.google\.com/github)/([\w.-]+/[\w.-]+?)(?:\.git)?[/\")\s]", text)
     assert set(links) == {repo}, (
         f"{path.name}: every GitHub link must point at {repo} (pyproject's Repository)")
+
+
+@pytest.mark.parametrize("stem", sorted(TRAINS))
+def test_a_training_notebook_asks_colab_for_a_gpu_keeps_runs_on_drive_and_guards_the_cpu(stem):
+    nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+    assert nb.metadata.get("accelerator") == "GPU" and nb.metadata.get("colab", {}).get("gpuType") == "T4", (
+        f'{stem}: metadata needs "accelerator": "GPU" and colab.gpuType "T4", as Colab writes them')
+    cells = code_cells(nb)
+    params = cells[parameters_cell(Path(stem), cells)].source
+    for line in ("USE_DRIVE = False", "ALLOW_CPU = False", 'PRESET = "colab"'):
+        assert re.search(rf"^{re.escape(line)}(\s|$)", params, re.M), f"{stem}: the parameters cell needs {line}"
+    later = "\n".join(c.source for c in cells[parameters_cell(Path(stem), cells) + 1:])
+    assert "use_drive=USE_DRIVE" in later and "allow_cpu=ALLOW_CPU" in later, (
+        f"{stem}: pass USE_DRIVE to colorize.files.runs_dir and ALLOW_CPU to the training call")
+    assert "log_to_stdout()" in cells[1].source, f"{stem}: the import cell calls colorize.files.log_to_stdout()"
+
+
+def test_each_tutorial_notebook_links_the_next_and_the_last_sums_up():
+    tutorial = NOTEBOOKS[:5]
+    for path, following in zip(tutorial, tutorial[1:]):
+        text = "\n".join(c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown")
+        assert f"]({following.name})" in text, f"{path.name} has no Next link to {following.name}"
+    last = nbformat.read(tutorial[-1], as_version=4).cells[-1]
+    assert last.cell_type == "markdown" and "Summary" in last.source, f"{tutorial[-1].name} ends with a summary"
+
+
+def test_runs_dir_keeps_runs_on_drive_in_colab_and_smoke_apart(tmp_path, monkeypatch):
+    assert runs_dir("runs") == Path("runs")
+    assert runs_dir("runs", smoke=True) == Path("runs") / SMOKE_FOLDER
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    with pytest.raises(RuntimeError, match="USE_DRIVE"):
+        runs_dir("runs", use_drive=True)
+    mounted = []
+    drive = types.SimpleNamespace(mount=mounted.append)
+    colab = types.ModuleType("google.colab")
+    colab.drive = drive
+    monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    sys.modules["google"].colab = colab
+    assert runs_dir("runs", use_drive=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs"
+    assert runs_dir("runs", use_drive=True, smoke=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs/smoke"
+    assert mounted == [str(tmp_path)] * 2
 
 
 @notebooks
@@ -212,23 +261,90 @@ def test_kernel_python3_is_this_interpreter():
     assert KernelManager(kernel_name="python3").format_kernel_cmd()[0] == sys.executable
 
 
-@pytest.mark.slow
-@notebooks
-def test_notebook_runs_end_to_end_in_smoke_mode(path, tmp_path):
+def execute(path: Path, folder: Path, up_to_training: bool = False):
+    """`path` run by papermill in smoke mode in `folder` (its *_DIR parameters pointed there); the executed notebook.
+
+    `up_to_training`: only its cells up to the training cell, into a file of its own (a rerun of the training cell).
+    """
     import papermill as pm
 
-    folders = {name: str(tmp_path / name.lower()) for name in pm.inspect_notebook(path) if name.endswith("_DIR")}
-    out = tmp_path / path.name
-    pm.execute_notebook(path, out, parameters={"SMOKE": True, **folders}, kernel_name="python3", cwd=tmp_path,
+    folders = {p: str(folder / p.lower()) for p in pm.inspect_notebook(path) if p.endswith("_DIR")}
+    out = folder / path.name
+    if up_to_training:
+        nb = nbformat.read(path, as_version=4)
+        nb.cells = nb.cells[: nb.cells.index(training_cell(nb)) + 1]
+        path, out = folder / f"{path.stem}_up_to_training.ipynb", folder / f"{path.stem}_up_to_training_run.ipynb"
+        nbformat.write(nb, path)
+    pm.execute_notebook(path, out, parameters={"SMOKE": True, **folders}, kernel_name="python3", cwd=folder,
                         progress_bar=False, execution_timeout=CELL_TIMEOUT_S)
+    return nbformat.read(out, as_version=4)
 
-    outputs = [o for c in code_cells(nbformat.read(out, as_version=4)) for o in c.outputs]
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """Each notebook executed once in smoke mode, when a test first asks: path -> (its folder, the executed notebook)."""
+    done = {}
+
+    def run(path: Path):
+        if path.stem not in done:
+            folder = tmp_path_factory.mktemp(path.stem)
+            done[path.stem] = folder, execute(path, folder)
+        return done[path.stem]
+    return run
+
+
+def training_cell(nb):
+    """The code cell that trains the notebook's own run (a stage's train_* or fit_stage call)."""
+    cells = [c for c in code_cells(nb) if re.search(r"^[\w, ]*=? ?(fit_stage|train_\w+)\(", c.source, re.M)]
+    assert len(cells) == 1, f"expected one training cell, found {len(cells)}"
+    return cells[0]
+
+
+def stdout_of(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+@pytest.mark.slow
+@notebooks
+def test_notebook_runs_end_to_end_in_smoke_mode(path, smoke_run):
+    folder, nb = smoke_run(path)
+    outputs = [o for c in code_cells(nb) for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     globs, min_figures = PRODUCES[path.stem]
     figures = sum("image/png" in o.get("data", {}) for o in outputs)
     assert figures >= min_figures, f"{path.name} drew {figures} figure(s), expected at least {min_figures}"
     for pattern in globs:
-        assert list(tmp_path.glob(pattern)), f"{path.name} in smoke mode wrote no {pattern} under {tmp_path}"
+        assert list(folder.glob(pattern)), f"{path.name} in smoke mode wrote no {pattern} under {folder}"
     if path.stem in SHOWS:
         html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
         assert re.search(SHOWS[path.stem], html), f"{path.name} showed no {SHOWS[path.stem]!r}"
+    runs = folder / "runs_dir"
+    if runs.exists():  # what a smoke run writes under RUNS_DIR is in its smoke/ sub-folder, apart from real runs
+        assert [p.name for p in runs.iterdir()] == [SMOKE_FOLDER], f"{path.name} wrote {list(runs.iterdir())}"
+    assert not (folder / "data_dir").exists(), f"{path.name} in smoke mode wrote into DATA_DIR, the real photos' folder"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", sorted(TRAINS))
+def test_a_training_cell_says_where_how_long_and_shows_its_gallery_inline(stem, smoke_run):
+    folder, nb = smoke_run(ROOT / "notebooks" / f"{stem}.ipynb")
+    cell = training_cell(nb)
+    said = stdout_of(cell)
+    assert re.search(r" on cpu \(fp32\): \d+ photos per epoch, \d+ epochs?", said), f"no start line in:\n{said}"
+    assert re.search(r"about .+ for \d+ epochs? on this cpu", said), f"no projection in:\n{said}"
+    assert re.search(r"\d+ epochs? trained in ", said), f"no closing line in:\n{said}"
+    runs = list((folder / "runs_dir" / SMOKE_FOLDER).glob(f"*/{HISTORY_NAME}"))
+    assert runs, f"no smoke run under RUNS_DIR/{SMOKE_FOLDER}/"
+    closing = max(i for i, o in enumerate(cell.outputs) if re.search(r"\d+ epochs? trained in ", o.get("text", "")))
+    shown = [o for o in cell.outputs[:closing] if o.output_type == "display_data" and "image/png" in o.data]
+    assert len(shown) == 1, (f"the epoch gallery is shown inline while training, once, and updated in place (not "
+                             f"one figure per epoch): {len(shown)} figures before the closing line")
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_run_says_it_is_complete(smoke_run):
+    path = ROOT / "notebooks" / "02_pretrain_generator.ipynb"
+    folder, _ = smoke_run(path)
+    again = execute(path, folder, up_to_training=True)  # the training cell again: the same RUN in the same RUNS_DIR
+    said = stdout_of(training_cell(again))
+    assert re.search(r"is complete \((\d+)/\1 epochs?\): choose a new RUN to train again", said), said
