@@ -249,3 +249,33 @@ def test_video_plan_refuses_to_overwrite_an_input(tmp_path, clips):
     with pytest.raises(ValueError, match="overwrite"):
         plan_videos([tmp_path / "clip.mp4"], tmp_path)
     assert plan_videos([tmp_path], tmp_path / "out") == [(tmp_path / "clip.mp4", tmp_path / "out" / "clip.mp4")]
+
+
+def test_app_video_tab_colorizes_a_short_clip_and_refuses_a_long_one(clips, monkeypatch):
+    from colorize import app
+
+    models = {"m": Flickering().eval()}
+    steps = []
+    player, download = app.colorize_video_upload(models, str(clips["pan"]), "m", 32, 0.5,
+                                                 progress=lambda p, **kw: steps.append(p))
+    assert player == download and probe(download).frames == 16 and steps[-1] == (16, 16)
+    monkeypatch.setattr(app, "MAX_VIDEO_SECONDS", 0.5)
+    with pytest.raises(app.gr.Error, match=r"pan.mp4 lasts 1 s.*colorize apply pan.mp4"):
+        app.colorize_video_upload(models, str(clips["pan"]), "m", 32)
+    with pytest.raises(app.gr.Error, match="upload a video"):
+        app.colorize_video_upload(models, None)
+    names = {fn.api_name for fn in app.build_app(models).fns.values()}
+    assert "colorize_video" in names
+
+
+def test_benchmark_reports_frames_per_second_per_frame_and_stabilised(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("video_speed", Path(__file__).parents[1] / "benchmarks" / "video_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    summary = bench.main(["--frames", "3", "--size", "64x48", "--render-size", "32"])
+    assert [r["temporal"] for r in summary["runs"]] == [0.0, DEFAULT_TEMPORAL]
+    assert all(r["frames"] == 3 and r["fps_wall"] > 0 for r in summary["runs"])
+    assert "frames/s" in capsys.readouterr().out
