@@ -309,3 +309,42 @@ def plan_videos(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike)
     if clash:
         raise ValueError(f"writing to {out_dir} would overwrite the input video {clash[0]}; choose another output folder")
     return pairs
+
+
+def relate_frames(previous: np.ndarray, current: np.ndarray) -> FramePair:
+    """How frame `current` relates to `previous` (both RGB (H,W,3) uint8), as the stabiliser sees it: flow
+    both ways and the trusted mask at the working resolution, and whether it is a cut. For drawing."""
+    H, W = current.shape[:2]
+    stab = Stabiliser(W, H)
+    for frame in (previous, current):
+        pair = stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy())
+    return pair
+
+
+def pan_zoom_clip(photo: Image.Image, dst: str | os.PathLike, frames: int = 48, size: tuple[int, int] = (640, 360),
+                  fps: int = 25, tone_hz: float = 440.0) -> Path:
+    """A colour clip to try video on: a camera panning across `photo` and zooming in, `frames` long at `size`
+    (W,H, even), H.264, with a tone as AAC audio. Written to a temporary name, then renamed to `dst`."""
+    photo, (W, H), dst = photo.convert("RGB"), size, Path(dst)
+    pw, ph = photo.size
+    rate = 16000
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst, ".part") as tmp, av.open(str(tmp), "w", format="mp4") as c:
+        v = c.add_stream("libx264", rate=fps, options={"crf": str(CRF)})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream("aac", rate=rate)
+        for i in range(frames):
+            cw = min(pw, ph * W / H) * (0.8 - 0.25 * i / max(1, frames))  # the crop narrows: a zoom in
+            ch = cw * H / W
+            x0, y0 = (pw - cw) * i / max(1, frames), (ph - ch) / 2  # and moves right: a pan
+            crop = photo.resize((W, H), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+            c.mux(v.encode(av.VideoFrame.from_image(crop)))
+        c.mux(v.encode(None))
+        n = rate * frames // fps
+        tone = (0.2 * np.sin(2 * np.pi * tone_hz * np.arange(n) / rate)).astype(np.float32)[None]  # (1,n)
+        for k in range(0, n, 1024):
+            f = av.AudioFrame.from_ndarray(tone[:, k:k + 1024], format="flt", layout="mono")
+            f.sample_rate, f.pts = rate, k
+            c.mux(a.encode(f))
+        c.mux(a.encode(None))
+    return dst
