@@ -279,3 +279,15 @@ def test_benchmark_reports_frames_per_second_per_frame_and_stabilised(capsys):
     assert [r["temporal"] for r in summary["runs"]] == [0.0, DEFAULT_TEMPORAL]
     assert all(r["frames"] == 3 and r["fps_wall"] > 0 for r in summary["runs"])
     assert "frames/s" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_flicker_command_writes_its_report(clips, tmp_path, tiny_checkpoint, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "run-a" / "best.safetensors")
+    assert main(["flicker", str(clips["cut"]), "--models", str(ckpt), "--out", str(tmp_path / "report"),
+                 "--render-size", "32", "--temporal", "0", "0.5"]) == 0
+    table = (tmp_path / "report" / "flicker.md").read_text()
+    assert "run-a/best, per frame" in table and "run-a/best, temporal 0.5" in table and ORIGINAL in table
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"flicker.md", "flicker.json", "strip.png",
+                                                                 "ab_over_time.png"}
+    assert "warping error" in capsys.readouterr().out
