@@ -94,9 +94,10 @@ def _apply(args):
     from .hintmaps import read_hints_file
     from .inference import colorize_files
     from .models import load_generator
-    from .video import BadVideoError, VIDEO_EXTS, colorize_video, is_video, plan_videos, probe
+    from .video import BadVideoError, VIDEO_EXTS, colorize_video, is_video, plan_videos
 
     hints = read_hints_file(args.hints) if args.hints else None
+    model = load_generator(args.model, device=args.device or default_device())
     videos = plan_videos(args.inputs, args.out)  # videos given, and those inside folders
     photo_inputs = [p for p in args.inputs if not is_video(p)]
     photos = [p for p in list_images(photo_inputs) if not is_video(p)]
@@ -105,23 +106,13 @@ def _apply(args):
     if hints and len(photos) + len(videos) > 1:
         raise ValueError(f"hints belong to one photo or video, but {len(photos) + len(videos)} were given: colorize "
                          "that one alone with its hints file")
-    written, failed, readable = [], [], []
-    alone = len(videos) == 1 and not photos  # then a bad video is the error itself, not a skipped file
-    for src, dst in videos:  # a header that does not read is found before the model loads
-        try:
-            probe(src)
-            readable.append((src, dst))
-        except BadVideoError as e:
-            if alone:
-                raise
-            log.warning("skipped %s: %s", src, e)
-            failed.append((src, str(e)))
-    model = load_generator(args.model, device=args.device or default_device())
+    written, failed = [], []
     if photos:
         result = colorize_files(model, photo_inputs, args.out, render_size=args.render_size,
                                 precision=args.precision, hints=hints)
-        written, failed = written + result.written, failed + result.failed
-    for src, dst in readable:
+        written, failed = list(result.written), list(result.failed)
+    alone = len(videos) == 1 and not photos  # then a bad video is the error itself, not a skipped file
+    for src, dst in videos:
         try:
             written.append(colorize_video(model, src, dst, render_size=args.render_size, precision=args.precision,
                                           temporal=args.temporal, hints=hints).path)
