@@ -109,8 +109,12 @@ class FlickerReport:
     @property
     def markdown(self) -> str:
         head = "| method | PSNR RGB (dB) | colourfulness | ΔCF | warping error | CDC |\n|---|---|---|---|---|---|\n"
-        return head + "".join(f"| {n} | {f['psnr_rgb']:.2f} | {f['colourfulness']:.1f} | {f['delta_cf']:+.1f} | "
+        return head + "".join(f"| {n} | {_db(f['psnr_rgb'])} | {f['colourfulness']:.1f} | {f['delta_cf']:+.1f} | "
                               f"{f['warp_error']:.5f} | {f['cdc']:.5f} |\n" for n, f in self.figures.items())
+
+
+def _db(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "—"  # the original against itself: no error to measure
 
 
 def method_name(model: str, temporal: float) -> str:
