@@ -204,14 +204,21 @@ BAD = {
 
 
 @pytest.mark.parametrize("kind", BAD)
-def test_a_bad_video_is_refused_with_a_message_and_leaves_nothing(kind, clips, tmp_path, tiny_checkpoint, caplog):
+def test_a_bad_video_is_refused_with_a_message_and_leaves_nothing(kind, clips, tmp_path):
     bad = tmp_path / "in" / "bad.mkv"
     bad.parent.mkdir()
     BAD[kind](clips, bad)
+    with pytest.raises(BadVideoError, match=r"bad\.mkv.*(truncated|damaged)"):
+        colorize_video(Flickering().eval(), bad, tmp_path / "out" / "bad.mp4", render_size=32, progress=False)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_apply_says_what_is_wrong_with_a_bad_video_without_a_traceback(clips, tmp_path, tiny_checkpoint, caplog):
+    bad = tmp_path / "bad.mp4"
+    BAD["truncated mp4"](clips, bad)
     ckpt = tiny_checkpoint(tmp_path / "g.safetensors")
     assert main(["apply", str(bad), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--render-size", "32"]) == 2
-    err = caplog.text
-    assert "bad.mkv" in err and "Traceback" not in err and ("truncated" in err or "damaged" in err)
+    assert "bad.mp4" in caplog.text and "Traceback" not in caplog.text and "damaged or cut short" in caplog.text
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
