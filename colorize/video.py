@@ -261,8 +261,8 @@ def _colorize_open(model, src: Path, c, dst: Path, render_size, precision, tempo
                 write_audio, flush_audio = _audio_writer(out, info, template) if template else (None, lambda: None)
                 frames = _frames(src, c, audio=write_audio)
                 colour = colorized_frames(model, frames, render_size, precision, temporal, hints, batch, stabs)
-                if progress and bars_can_draw():
-                    colour = progress_bar(colour, total=info.frames or None)
+                if progress and bars_can_draw() and info.frames:  # a bar needs the length
+                    colour = progress_bar(colour, total=info.frames)
                 n = 0
                 for n, rgb in enumerate(colour, start=1):
                     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
