@@ -91,9 +91,12 @@ class Meter:
         self.hists.append(h)
 
     def figures(self) -> dict:
-        mean = lambda xs: float(np.mean(xs)) if xs else float("nan")  # noqa: E731
-        return {"psnr_rgb": mean(self.psnr), "colourfulness": mean(self.cf), "delta_cf": mean(self.delta_cf),
-                "warp_error": mean(self.warp), "cdc": mean([mean(self.cdc[g]) for g in CDC_GAPS if self.cdc[g]])}
+        return {"psnr_rgb": _mean(self.psnr), "colourfulness": _mean(self.cf), "delta_cf": _mean(self.delta_cf),
+                "warp_error": _mean(self.warp), "cdc": _mean([_mean(self.cdc[g]) for g in CDC_GAPS if self.cdc[g]])}
+
+
+def _mean(values: list) -> float:
+    return float(np.mean(values)) if values else float("nan")  # nan: too few frames for the figure
 
 
 @dataclass
