@@ -65,7 +65,7 @@ class Flickering(nn.Module):
     """A stand-in generator that flickers: ab from L by a fixed random conv, plus a random colour cast drawn per
     frame (what per-frame colorizers do to a clip, exaggerated)."""
 
-    spec = SimpleNamespace(in_channels=1)  # takes no hints
+    spec = SimpleNamespace(in_channels=1, takes_hints=False)  # takes no hints
 
     def __init__(self, cast: float = 0.08):
         super().__init__()
