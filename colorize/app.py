@@ -10,6 +10,8 @@ Endpoints (for `gradio_client.Client(url).predict(..., api_name=...)`):
     /colorize_many  list of photo files [, model name, render size] -> gallery of PNGs, one zip of them
     /guide          photo file, hints as a JSON string (a hints file's text) [, model, render size, propagation,
                     reach] -> the PNG
+    /colorize_video video file [, model name, render size, temporal] -> the colorized MP4 (clips up to
+                    MAX_VIDEO_SECONDS; longer ones: `colorize apply`)
 
 The Guide tab works with every model, on the photo uploaded in the Colorize tab: a click on the result
 places a hint there; suggested colours (the model's own there, those used, every colour that exists at
@@ -36,12 +38,14 @@ from torch import nn
 
 from .data import IMAGE_EXTS, BadImageError, load_rgb
 from .config import PROPAGATIONS
-from .hintmaps import check_hints, read_hints_file
 from .device import inference_device
+from .hintmaps import check_hints, read_hints_file
 from .inference import (PNG_COMPRESS_LEVEL, REACH, RENDER_SIZE, RENDER_SIZES, check_render_size, colorize_files,
                         colorize_image)
 from .models import load_generator, model_name
 from .swatches import Palette, lightness_at, suggest
+from .temporal import DEFAULT_TEMPORAL
+from .video import VIDEO_EXTS, BadVideoError, colorize_video, probe
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ DEFAULT_PORT = 7860  # Gradio's usual port
 CACHE_CLEANUP = (3600, 3600)  # Gradio's delete_cache: every hour, delete uploads and results over an hour old
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
+MAX_VIDEO_SECONDS = 20  # a longer clip is the CLI's: on a CPU a 256 px model colorizes a few frames a second
 SHARE_WARNING = ("--share: Gradio makes a public link to this app through its relay server; anyone with the link "
                  "can use the app, run your models and see what is uploaded until you stop it")
 
@@ -435,8 +440,58 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
             guide_png = gr.File(label="guided PNG", visible=False)
             gr.Button(visible=False).click(partial(guide, models), [photo, hints_text, *settings], guide_png,
                                            api_name="guide", concurrency_id="model")
+        video_tab(models, model, render_size)
     app.queue(default_concurrency_limit=1)  # one photo at a time: a CPU has nothing to spare for a second
     return app
+
+
+def colorize_video_upload(models: Mapping[str, nn.Module], clip: str | None, model: str | None = None,
+                          render_size: int = RENDER_SIZE, temporal: float = DEFAULT_TEMPORAL,
+                          progress=gr.Progress()) -> tuple[str, str]:
+    """An uploaded clip -> its colorized MP4 (twice: for the player and the download), with progress in frames.
+
+    A clip that is not a readable video, or lasts more than MAX_VIDEO_SECONDS, raises `gr.Error`; the
+    message for a long one names the `colorize apply` command that does it.
+    """
+    if clip is None:
+        raise _refuse("upload a video first")
+    generator, size = _model(models, model), _check_size(render_size)
+    name = Path(clip).name
+    try:
+        info = probe(clip)
+    except BadVideoError as e:
+        raise _refuse(str(e).replace(clip, name)) from e
+    seconds = float(info.frames / info.fps)
+    if seconds > MAX_VIDEO_SECONDS:
+        raise _refuse(f"{name} lasts {seconds:.0f} s; this app takes clips up to {MAX_VIDEO_SECONDS} s. Colorize it "
+                      f"from a terminal: colorize apply {name} --model CHECKPOINT --out colorized")
+    out = _results_dir() / f"{Path(name).stem}-colorized.mp4"
+    try:
+        colorize_video(generator, clip, out, render_size=size, temporal=float(temporal), progress=False,
+                       on_frame=lambda done, total: progress((done, total or None), desc="colorizing", unit="frames"))
+    except (BadVideoError, ValueError) as e:
+        raise _refuse(str(e).replace(clip, name)) from e
+    log.info("colorized %s (%d frames, %dx%d) with %s at %d px", name, info.frames, info.width, info.height, model, size)
+    return str(out), str(out)
+
+
+def video_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: gr.Slider) -> None:
+    """The Video tab (inside `build_app`'s Blocks): upload a short clip, watch and download its colorized MP4."""
+    with gr.Tab("Video", elem_id="video-tab"):
+        gr.Markdown(f"A clip up to {MAX_VIDEO_SECONDS} s comes back as an MP4 with its sound; longer ones with "
+                    "`colorize apply CLIP --model ... --out ...` from a terminal. Colour is carried along the "
+                    "motion from frame to frame so it does not flicker; 0 colorizes every frame on its own.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                clip = gr.File(label="video", file_types=sorted(VIDEO_EXTS), type="filepath", elem_id="video")
+                temporal = gr.Slider(0, 0.95, step=0.05, value=DEFAULT_TEMPORAL,
+                                     label="steadiness (weight of the colour carried from the previous frame)")
+                run = gr.Button("Colorize video", variant="primary")
+                download = gr.File(label="colorized MP4", interactive=False, elem_id="video-result")
+            with gr.Column(scale=3):
+                player = gr.Video(label="colorized", format="mp4", interactive=False, elem_id="video-player")
+        run.click(partial(colorize_video_upload, models), [clip, model, render_size, temporal], [player, download],
+                  api_name="colorize_video", concurrency_id="model")
 
 
 def launch(app: gr.Blocks, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, share: bool = False,

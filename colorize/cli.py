@@ -11,6 +11,7 @@ import warnings
 
 from .config import (GAN_PRESETS, HINTS_PRESETS, PRECISIONS, PRETRAIN_PRESETS, PROPAGATIONS, GanConfig, HintsConfig,
                      PretrainConfig, field_value, flat_fields, get_preset, override)
+from .temporal import DEFAULT_TEMPORAL
 
 log = logging.getLogger("colorize")
 
@@ -90,19 +91,59 @@ def _hints(args):
 
 
 def _apply(args):
+    from .data import list_images
     from .device import inference_device
     from .hintmaps import read_hints_file
     from .inference import colorize_files
     from .models import load_generator
+    from .video import BadVideoError, VIDEO_EXTS, colorize_video, is_video, plan_videos
 
     hints = read_hints_file(args.hints) if args.hints else None
     model = load_generator(args.model, device=inference_device(args.device))
-    result = colorize_files(model, args.inputs, args.out, render_size=args.render_size, precision=args.precision,
-                            hints=hints, propagation=args.propagation, reach=args.reach)
-    print(f"wrote {len(result.written)} photo(s) to {args.out}" +
-          (f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
-           if result.failed else ""))
-    return 1 if result.failed and not result.written else 0
+    videos = plan_videos(args.inputs, args.out)  # videos given, and those inside folders
+    photo_inputs = [p for p in args.inputs if not is_video(p)]
+    photos = [p for p in list_images(photo_inputs) if not is_video(p)]
+    if not photos and not videos:
+        raise FileNotFoundError(f"no photos or videos ({', '.join(sorted(VIDEO_EXTS))}) found in {', '.join(args.inputs)}")
+    if hints and len(photos) + len(videos) > 1:
+        raise ValueError(f"hints belong to one photo or video, but {len(photos) + len(videos)} were given: colorize "
+                         "that one alone with its hints file")
+    written, failed = [], []
+    if photos:
+        result = colorize_files(model, photo_inputs, args.out, render_size=args.render_size,
+                                precision=args.precision, hints=hints, propagation=args.propagation, reach=args.reach)
+        written, failed = list(result.written), list(result.failed)
+    alone = len(videos) == 1 and not photos  # then a bad video is the error itself, not a skipped file
+    for src, dst in videos:
+        try:
+            written.append(colorize_video(model, src, dst, render_size=args.render_size, precision=args.precision,
+                                          temporal=args.temporal, hints=hints, propagation=args.propagation,
+                                          reach=args.reach).path)
+        except BadVideoError as e:
+            if alone:
+                raise
+            log.warning("skipped %s: %s", src, e)
+            failed.append((src, str(e)))
+    print(f"wrote {len(written)} file(s) to {args.out}" +
+          (f"; skipped {len(failed)} unreadable: " + ", ".join(str(p) for p, _ in failed) if failed else ""))
+    return 1 if failed and not written else 0
+
+
+def _flicker(args):
+    from .device import inference_device
+    from .flicker import measure_flicker, write_flicker_report
+    from .models import load_generator, model_name
+
+    names = args.names or [model_name(m) for m in args.models]
+    if len(names) != len(args.models):
+        raise ValueError(f"{len(names)} --names for {len(args.models)} --models: give one name per model")
+    device = inference_device(args.device)
+    models = {n: load_generator(m, device=device) for n, m in zip(names, args.models)}
+    report = measure_flicker(args.clip, models, temporals=tuple(args.temporal), render_size=args.render_size,
+                             precision=args.precision)
+    paths = write_flicker_report(report, args.out)
+    print(report.markdown)
+    print("\n".join(f"{k}: {v}" for k, v in paths.items()))
 
 
 def _evaluate(args):
@@ -220,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .inference import REACH, RENDER_SIZE
 
-    a = sub.add_parser("apply", help="colorize photos or folders at full resolution")
-    a.add_argument("inputs", nargs="+", help="image files or folders (searched recursively)")
+    a = sub.add_parser("apply", help="colorize photos, videos or folders at full resolution")
+    a.add_argument("inputs", nargs="+", help="image or video files (mp4, mov, avi, mkv, webm), or folders (searched "
+                   "recursively); a video becomes <stem>.mp4")
     a.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
     a.add_argument("--out", required=True, help="folder for the colorized photos")
     a.add_argument("--render-size", type=_render_size, default=RENDER_SIZE,
@@ -235,7 +277,23 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     a.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto (default): bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU")
+    a.add_argument("--temporal", type=float, default=DEFAULT_TEMPORAL,
+                   help=f"videos: weight of the colour carried along the optical flow from the previous frame, in "
+                        f"[0, 1) (default {DEFAULT_TEMPORAL}; 0 colorizes every frame on its own)")
     a.set_defaults(run=_apply)
+
+    f = sub.add_parser("flicker", help="flicker of colorized video: a colour clip as ground truth, per frame vs stabilised")
+    f.add_argument("clip", help="a colour video (its gray frames are colorized and compared with it)")
+    f.add_argument("--models", nargs="+", required=True, help="generator checkpoints (.safetensors)")
+    f.add_argument("--out", required=True, help="report folder: flicker.md, flicker.json, strip.png, ab_over_time.png")
+    f.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
+    f.add_argument("--temporal", type=float, nargs="+", default=[0.0, DEFAULT_TEMPORAL],
+                   help=f"blend weights to compare (default 0 {DEFAULT_TEMPORAL}: per frame and stabilised)")
+    f.add_argument("--render-size", type=_render_size, default=RENDER_SIZE,
+                   help=f"size the model sees: a multiple of 32 from 32 to 1024 (default {RENDER_SIZE})")
+    f.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    f.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default, the protocol) or auto/bf16/fp16")
+    f.set_defaults(run=_flicker)
 
     e = sub.add_parser("evaluate", help="metrics, galleries and hardest cases of models vs the grayscale baseline")
     e.add_argument("--data", required=True, help="dataset folder (its held-out split is used)")

@@ -269,3 +269,39 @@ def hint_counts(counts: Sequence[int], p: float, title: str | None = None):
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def ab_over_time(series: dict[str, np.ndarray], title: str | None = "mean colour of each frame"):
+    """Each frame's mean a and mean b (Lab units) over time, one line per method: flicker shows as jitter.
+
+    `series`: {method: (T,2) array of (mean a, mean b)}.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.2), sharex=True)
+    for name, ab in series.items():
+        for k, ax in enumerate(axes):
+            ax.plot(np.asarray(ab)[:, k], label=name, lw=1.2)
+    for ax, channel in zip(axes, "ab"):
+        ax.set_xlabel("frame")
+        ax.set_ylabel(f"mean {channel}")
+    axes[1].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def flow_picture(flow: np.ndarray) -> np.ndarray:
+    """Optical flow (H,W,2) in pixels -> (H,W,3) uint8, the usual colour wheel: hue = direction, value = speed."""
+    import matplotlib.colors as mcolors
+
+    dx, dy = flow[..., 0], flow[..., 1]
+    speed = np.hypot(dx, dy)
+    hsv = np.stack([(np.arctan2(dy, dx) / (2 * np.pi)) % 1, np.ones_like(speed),
+                    speed / max(float(speed.max()), 1e-6)], axis=-1)
+    return (mcolors.hsv_to_rgb(hsv) * 255).round().astype(np.uint8)
+
+
+def flow_and_mask(previous: np.ndarray, current: np.ndarray, flow: np.ndarray, trusted: np.ndarray):
+    """Two frames, the flow between them (colour wheel) and the mask of pixels whose flow is trusted (white)."""
+    return gallery([[previous, current, flow_picture(flow), trusted.astype(np.float32)]],
+                   ["frame t-1", "frame t", "flow t -> t-1", "trusted (not occluded)"], cell=3.0)

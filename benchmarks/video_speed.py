@@ -1,0 +1,100 @@
+"""Video speed: frames per second colorizing a 640x360 clip at render size 256, per frame and stabilised.
+
+    .venv/bin/python benchmarks/video_speed.py [--model CKPT] [--frames 48] [--render-size 256] [--device cpu]
+
+The clip is a pan and zoom over scikit-image's chelsea, made here with PyAV (H.264, with a tone as audio).
+Each mode runs `colorize_video` end to end (decode, model, flow and blend, Lab to RGB, H.264 encode, audio
+copy) after a warm-up on a 2-frame clip; wall and CPU frames per second are reported, because on a shared machine the
+wall clock also counts time spent waiting for a core. Without --model an untrained ResNet-18 U-Net stands
+in: speed does not depend on the weights. Target: stabilisation adds at most 50% to the per-frame time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+from colorize.models import build_generator, load_generator
+from colorize.temporal import DEFAULT_TEMPORAL
+from colorize.video import colorize_video
+
+TARGET_OVERHEAD = 0.5  # stabilised time / per-frame time - 1
+
+
+def make_clip(path: Path, frames: int, size: tuple[int, int], fps: int = 25) -> Path:
+    """A pan and zoom over chelsea, `frames` long at `size` (W,H), with a 440 Hz tone as AAC audio."""
+    from skimage import data
+
+    photo = Image.fromarray(data.chelsea()).resize((1200, 900))
+    W, H = size
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fps)
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream("aac", rate=16000)
+        for i in range(frames):
+            cw = int(1200 * (0.7 - 0.2 * i / frames))
+            ch, x0 = cw * H // W, int((1200 - cw) * i / frames)
+            crop = photo.crop((x0, (900 - ch) // 2, x0 + cw, (900 - ch) // 2 + ch)).resize(size)
+            c.mux(v.encode(av.VideoFrame.from_image(crop)))
+        c.mux(v.encode(None))
+        n = 16000 * frames // fps
+        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)[None]
+        for k in range(0, n, 1024):
+            f = av.AudioFrame.from_ndarray(tone[:, k:k + 1024], format="flt", layout="mono")
+            f.sample_rate, f.pts = 16000, k
+            c.mux(a.encode(f))
+        c.mux(a.encode(None))
+    return path
+
+
+def timed(model, clip: Path, out: Path, render_size: int, temporal: float) -> dict:
+    w, c = time.perf_counter(), time.process_time()
+    result = colorize_video(model, clip, out, render_size=render_size, temporal=temporal, progress=False)
+    wall, cpu = time.perf_counter() - w, time.process_time() - c
+    return {"temporal": temporal, "frames": result.frames, "fps_wall": result.frames / wall,
+            "fps_cpu": result.frames / cpu}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", help="generator checkpoint (default: an untrained ResNet-18 U-Net)")
+    p.add_argument("--frames", type=int, default=48)
+    p.add_argument("--size", default="640x360", help="WxH of the clip (default 640x360)")
+    p.add_argument("--render-size", type=int, default=256)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = tuple(int(x) for x in args.size.split("x"))
+    model = (load_generator(args.model, device=args.device) if args.model
+             else build_generator("resnet18", size=args.render_size, pretrained=False).to(args.device).eval())
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = make_clip(Path(tmp) / "clip.mp4", args.frames, size)
+        warm = make_clip(Path(tmp) / "warm.mp4", 2, size)  # first calls (allocator, DIS, x264) are not timed
+        timed(model, warm, Path(tmp) / "warm-out.mp4", args.render_size, DEFAULT_TEMPORAL)
+        runs = [timed(model, clip, Path(tmp) / f"out{t}.mp4", args.render_size, t) for t in (0.0, DEFAULT_TEMPORAL)]
+    per, steady = runs
+    summary = {"clip": args.size, "render_size": args.render_size, "device": args.device,
+               "torch_threads": torch.get_num_threads(), "runs": runs,
+               "overhead_cpu": per["fps_cpu"] / steady["fps_cpu"] - 1,
+               "overhead_wall": per["fps_wall"] / steady["fps_wall"] - 1, "target_overhead": TARGET_OVERHEAD}
+    for r in runs:
+        print(f"temporal {r['temporal']:g}: {r['fps_wall']:.2f} frames/s wall, {r['fps_cpu']:.2f} frames/s of CPU time "
+              f"({r['frames']} frames {args.size}, render size {args.render_size}, {args.device})")
+    print(f"stabilisation adds {summary['overhead_cpu']:.0%} CPU time ({summary['overhead_wall']:.0%} wall); "
+          f"target <= {TARGET_OVERHEAD:.0%}")
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

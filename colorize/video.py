@@ -1,0 +1,357 @@
+"""Colorize video: frames in (PyAV), colorized in batches, stabilised along the flow (`temporal`), frames out.
+
+Output is H.264 in yuv420p (plays in browsers) in an MP4, every frame at the source's size and frame rate
+(constant: the average rate), the audio stream kept (copied when MP4 can hold its codec, else re-encoded
+to AAC). Each frame keeps its own full-resolution lightness, as photos do (`lab.lab_net_to_rgb`); the
+model sees the frame squeezed to `render_size`. Memory holds one batch of frames, whatever the length.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import av
+import numpy as np
+import torch
+import torch.nn.functional as F
+from fastprogress.fastprogress import progress_bar
+from PIL import Image
+from torch import nn
+
+from .device import autocast_for, choose_precision
+from .files import atomic_path, bars_can_draw
+from .hintmaps import HintPoint, check_hints, user_hint_map
+from .inference import REACH, RENDER_SIZE, Rendering
+from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
+from .propagate import propagate
+from .temporal import DEFAULT_TEMPORAL, FramePair, Stabiliser, carry_point, check_temporal
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm"}
+BATCH = 8  # frames through the model at once
+CRF = 18  # x264 quality: visually lossless for most footage (23 is x264's default)
+MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}  # audio codecs an MP4 holds as they are
+ODD_SIZE_FIX = 'ffmpeg -i IN -vf "crop=trunc(iw/2)*2:trunc(ih/2)*2" OUT'
+
+
+class BadVideoError(ValueError):
+    """A video that cannot be colorized as it is: unreadable, truncated, no video stream, odd frame size."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a video file holds."""
+
+    width: int
+    height: int
+    fps: Fraction  # average frame rate
+    frames: int  # as the container declares it, or estimated from the duration (0 if neither is known)
+    audio: str | None  # the first audio stream's codec, if any
+
+
+@dataclass
+class VideoResult:
+    """A written video: its path, the frames written and where scene cuts were found (stabilised runs)."""
+
+    path: Path
+    frames: int
+    cuts: list[int] = field(default_factory=list)
+
+
+def is_video(path: str | os.PathLike) -> bool:
+    return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+def _open(path: Path):
+    try:
+        return av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as e:
+        raise BadVideoError(f"{path} is not a video FFmpeg can read ({e}); is it damaged or cut short?") from None
+
+
+def _info(path: Path, container) -> VideoInfo:
+    if not container.streams.video:
+        raise BadVideoError(f"{path} has no video stream (only {len(container.streams)} other stream(s))")
+    v = container.streams.video[0]
+    w, h = v.codec_context.width, v.codec_context.height
+    if w % 2 or h % 2:
+        raise BadVideoError(f"{path} is {w}x{h}: H.264 in yuv420p (what browsers play) needs an even width and "
+                            f"height; crop a pixel first, e.g. {ODD_SIZE_FIX}")
+    fps = v.average_rate or v.guessed_rate
+    if not fps:
+        raise BadVideoError(f"{path}: its frame rate is unknown; remux it first, e.g. ffmpeg -i IN -r 25 OUT.mp4")
+    frames = v.frames or (round(container.duration / av.time_base * fps) if container.duration else 0)
+    audio = container.streams.audio[0].codec_context.name if container.streams.audio else None
+    return VideoInfo(w, h, Fraction(fps), int(frames), audio)
+
+
+def probe(path: str | os.PathLike) -> VideoInfo:
+    """Size, frame rate, frame count and audio codec of a video, or a BadVideoError saying what is wrong."""
+    path = Path(path)
+    with _open(path) as c:
+        return _info(path, c)
+
+
+def read_frames(path: str | os.PathLike) -> Iterator[np.ndarray]:
+    """The frames of a video as RGB (H,W,3) uint8, in order; a BadVideoError if it is bad (see `_frames`)."""
+    path = Path(path)
+    with _open(path) as c:
+        _info(path, c)
+        yield from _frames(path, c)
+
+
+def _frames(path: Path, c, audio: Callable | None = None) -> Iterator[np.ndarray]:
+    """The frames of the open container `c` as RGB (H,W,3) uint8; `audio(packet)` gets the first audio
+    stream's packets as they are demuxed. A file that stops decoding, or ends before the frames it
+    declares, is a BadVideoError."""
+    streams = [c.streams.video[0]] + ([c.streams.audio[0]] if audio and c.streams.audio else [])
+    n = 0
+    try:
+        for packet in c.demux(streams):
+            if packet.stream.type == "audio":
+                audio(packet)
+                continue
+            for frame in packet.decode():
+                yield frame.to_ndarray(format="rgb24")
+                n += 1
+    except av.FFmpegError as e:
+        raise BadVideoError(f"{path} stops decoding after frame {n} ({e}): it is truncated or damaged") from None
+    declared = c.streams.video[0].frames  # exact where the container counts them (MP4, MOV)
+    expected = declared or _info(path, c).frames  # else estimated from the duration (Matroska, WebM)
+    if n < expected - (0 if declared else 2 + expected // 50):
+        raise BadVideoError(f"{path} ends after {n} of the {expected} frames its header promises: it is truncated")
+    if n == 0:
+        raise BadVideoError(f"{path} holds no frame that decodes")
+
+
+def frame_hints(hints: list | None, size: tuple[int, int]) -> dict[int, list[HintPoint]]:
+    """Hint entries (a hints file's list) -> {frame: points}. An entry's optional "frame" (default 0) is the
+    frame it is placed on; from there it is carried along the flow."""
+    by_frame: dict[int, list] = {}
+    for i, entry in enumerate(hints or [], start=1):
+        frame = entry.get("frame", 0) if isinstance(entry, dict) else 0
+        if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+            raise ValueError(f"hint {i} {entry}: \"frame\" must be a frame number >= 0")
+        point = {k: v for k, v in entry.items() if k != "frame"} if isinstance(entry, dict) else entry
+        by_frame.setdefault(frame, []).append(point)
+    return {f: check_hints(entries, size) for f, entries in by_frame.items()}
+
+
+def _check_model(model: nn.Module) -> None:
+    if model.training:
+        raise ValueError("the generator is in training mode; call model.eval() first")
+
+
+@torch.inference_mode()
+def colorized_frames(model: nn.Module, frames: Iterable[np.ndarray], render_size: int = RENDER_SIZE,
+                     precision: str = "auto", temporal: float = DEFAULT_TEMPORAL, hints: list | None = None,
+                     batch: int = BATCH, stabiliser_out: list | None = None, propagation: str = "fast",
+                     reach: float = REACH) -> Iterator[np.ndarray]:
+    """RGB frames (H,W,3) uint8 in -> colorized RGB frames (H,W,3) uint8 out, one for one, in order.
+
+    The model (eval mode, any device; L (B,1,S,S) -> ab/110 (B,2,S,S), or cat(L, hint map) for a hint
+    model) sees `batch` frames at a time at `render_size`; ab is upsampled and joined with each frame's
+    own full-resolution L. `temporal` > 0 blends the colour carried along the flow (`temporal.Stabiliser`).
+    `hints`: points of a hints file, each with an optional "frame", carried along the flow; as for a photo
+    (`inference.colorize_image`), every model takes them: a hint model reads them, and what the prediction
+    still misses at them is spread along lightness (`propagation`, `reach`). `stabiliser_out`, a list,
+    receives the Stabiliser, for its scene cuts.
+    """
+    temporal = check_temporal(temporal)
+    Rendering(render_size, precision, propagation, reach)  # refuses a bad setting before any frame
+    _check_model(model)
+    device = next(model.parameters()).device
+    precision = choose_precision(device, precision)
+    it = iter(frames)
+    stab = placed = None
+    points: list[HintPoint] = []
+    t = 0
+    while chunk := [f for _, f in zip(range(batch), it)]:
+        H, W = chunk[0].shape[:2]
+        if stab is None:
+            stab = Stabiliser(W, H, temporal)
+            placed = frame_hints(hints, (W, H))
+            if stabiliser_out is not None:
+                stabiliser_out.append(stab)
+        scale = (W / stab.size[0], H / stab.size[1])
+        flows = temporal > 0 or bool(placed)
+        Ls, pairs, maps = [], [], []
+        for k, frame in enumerate(chunk):
+            L = rgb_to_lightness(pixels_to_rgb(frame, device))  # (1,1,H,W) in [-1,1], full resolution
+            Ls.append(L)
+            pair = stab.relate(L[0, 0].cpu().numpy()) if flows else None
+            pairs.append(pair)
+            if placed:
+                moved = [(pt, carry_point(pair, pt.x, pt.y, scale)) for pt in points]
+                points = [dataclasses.replace(pt, x=min(W - 1, max(0, p[0])), y=min(H - 1, max(0, p[1])))
+                          for pt, p in moved if p is not None] + placed.get(t + k, [])
+                maps.append(user_hint_map(points, (W, H), render_size, device))
+        small = np.stack([np.asarray(Image.fromarray(f).resize((render_size, render_size), Image.Resampling.BILINEAR))
+                          for f in chunk])
+        x = rgb_to_lightness(pixels_to_rgb(small, device))  # (B,1,S,S)
+        hint_map = torch.cat(maps) if maps else None  # (B,3,S,S)
+        with autocast_for(device, precision):
+            ab = model(generator_input(x, hint_map) if model.spec.takes_hints else x).float()  # (B,2,S,S) ab/110
+        if hint_map is not None:
+            ab = propagate(x, ab, hint_map, propagation, reach)  # what the model missed, spread along lightness
+        for k in range(len(chunk)):
+            a = ab[k : k + 1]
+            if temporal > 0:
+                w, h = stab.size
+                small_ab = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)  # (1,2,h,w)
+                steady = stab.blend(small_ab[0].permute(1, 2, 0).cpu().numpy(), pairs[k])  # (h,w,2)
+                a = torch.from_numpy(steady).permute(2, 0, 1)[None].to(device)
+            a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)  # (1,2,H,W)
+            yield rgb_to_pixels(lab_net_to_rgb(Ls[k], a))[0]
+        t += len(chunk)
+
+
+def _audio_writer(out, info: VideoInfo, template):
+    """A function that writes the source's audio packets into `out` (copied, or re-encoded to AAC), and a flush."""
+    if info.audio in MP4_AUDIO:
+        stream = out.add_stream_from_template(template)
+
+        def copy(packet):
+            if packet.dts is not None:
+                packet.stream = stream
+                out.mux(packet)
+
+        return copy, lambda: None
+    stream = out.add_stream("aac", rate=template.codec_context.sample_rate)
+
+    def encode(packet):
+        for frame in packet.decode():
+            frame.pts = None
+            out.mux(stream.encode(frame))
+
+    return encode, lambda: out.mux(stream.encode(None))
+
+
+def colorize_video(model: nn.Module, src: str | os.PathLike, dst: str | os.PathLike, render_size: int = RENDER_SIZE,
+                   precision: str = "auto", temporal: float = DEFAULT_TEMPORAL, hints: list | None = None,
+                   batch: int = BATCH, progress: bool = True,
+                   on_frame: Callable[[int, int], None] | None = None, propagation: str = "fast",
+                   reach: float = REACH) -> VideoResult:
+    """Colorize the video `src` into the MP4 `dst` (see the module docstring); `dst` appears only when complete.
+
+    `on_frame(done, total)` is called after each frame (total 0 when unknown). A bad input is a
+    BadVideoError before or while writing, and nothing is left at `dst`.
+    """
+    src, dst = Path(src), Path(dst)
+    check_temporal(temporal)
+    rendering = Rendering(render_size, precision, propagation, reach)
+    _check_model(model)
+    with _open(src) as c:
+        return _colorize_open(model, src, c, dst, rendering, temporal, hints, batch, progress, on_frame)
+
+
+def _colorize_open(model, src: Path, c, dst: Path, rendering: Rendering, temporal, hints, batch, progress,
+                   on_frame) -> VideoResult:
+    info = _info(src, c)
+    template = c.streams.audio[0] if c.streams.audio else None
+    frame_hints(hints, (info.width, info.height))  # a bad hint: an error before anything is written
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    stabs: list[Stabiliser] = []
+    with atomic_path(dst, ".part") as tmp:
+        try:
+            with av.open(str(tmp), "w", format="mp4") as out:
+                v = out.add_stream("libx264", rate=info.fps, options={"crf": str(CRF)})
+                v.width, v.height, v.pix_fmt = info.width, info.height, "yuv420p"
+                write_audio, flush_audio = _audio_writer(out, info, template) if template else (None, lambda: None)
+                frames = _frames(src, c, audio=write_audio)
+                colour = colorized_frames(model, frames, rendering.size, rendering.precision, temporal, hints, batch,
+                                          stabs, rendering.propagation, rendering.reach)
+                if progress and bars_can_draw() and info.frames:  # a bar needs the length
+                    colour = progress_bar(colour, total=info.frames)
+                n = 0
+                for n, rgb in enumerate(colour, start=1):
+                    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+                    frame.pts, frame.time_base = n - 1, 1 / info.fps
+                    out.mux(v.encode(frame))
+                    if on_frame:
+                        on_frame(n, info.frames)
+                out.mux(v.encode(None))
+                flush_audio()
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    cuts = stabs[0].cuts if stabs else []
+    log.info("colorized %s: %d frames at %dx%d -> %s%s", src, n, info.width, info.height, dst,
+             f" (scene cuts at frames {cuts})" if cuts else "")
+    return VideoResult(dst, n, cuts)
+
+
+def list_videos(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Video files among `paths` (files as given, folders searched recursively), sorted within each folder."""
+    found = []
+    for p in map(Path, paths):
+        found += sorted(f for f in p.rglob("*") if f.is_file() and is_video(f)) if p.is_dir() else [p] * is_video(p)
+    return found
+
+
+def plan_videos(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """(input, output) pairs of the videos among `inputs`: `<stem>.mp4` in `out_dir`, folders keep their
+    subfolders; videos already inside `out_dir` are not picked up; a plan that would overwrite an input is refused."""
+    out_dir, pairs, taken = Path(out_dir), [], set()
+    for root in map(Path, inputs):
+        for f in list_videos([root]):
+            if root.is_dir() and f.resolve().is_relative_to(out_dir.resolve()):
+                continue
+            rel = f.relative_to(root) if root.is_dir() else Path(f.name)
+            out, n = out_dir / rel.with_suffix(".mp4"), 1
+            while out in taken:
+                n += 1
+                out = out_dir / rel.with_name(f"{rel.stem}-{n}.mp4")
+            taken.add(out)
+            pairs.append((f, out))
+    sources = {f.resolve() for f, _ in pairs}
+    clash = [out for _, out in pairs if out.resolve() in sources]
+    if clash:
+        raise ValueError(f"writing to {out_dir} would overwrite the input video {clash[0]}; choose another output folder")
+    return pairs
+
+
+def relate_frames(previous: np.ndarray, current: np.ndarray) -> FramePair:
+    """How frame `current` relates to `previous` (both RGB (H,W,3) uint8), as the stabiliser sees it: flow
+    both ways and the trusted mask at the working resolution, and whether it is a cut. For drawing."""
+    H, W = current.shape[:2]
+    stab = Stabiliser(W, H)
+    for frame in (previous, current):
+        pair = stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy())
+    return pair
+
+
+def pan_zoom_clip(photo: Image.Image, dst: str | os.PathLike, frames: int = 48, size: tuple[int, int] = (640, 360),
+                  fps: int = 25, tone_hz: float = 440.0) -> Path:
+    """A colour clip to try video on: a camera panning across `photo` and zooming in, `frames` long at `size`
+    (W,H, even), H.264, with a tone as AAC audio. Written to a temporary name, then renamed to `dst`."""
+    photo, (W, H), dst = photo.convert("RGB"), size, Path(dst)
+    pw, ph = photo.size
+    rate = 16000
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(dst, ".part") as tmp, av.open(str(tmp), "w", format="mp4") as c:
+        v = c.add_stream("libx264", rate=fps, options={"crf": str(CRF)})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream("aac", rate=rate)
+        for i in range(frames):
+            cw = min(pw, ph * W / H) * (0.8 - 0.25 * i / max(1, frames))  # the crop narrows: a zoom in
+            ch = cw * H / W
+            x0, y0 = (pw - cw) * i / max(1, frames), (ph - ch) / 2  # and moves right: a pan
+            crop = photo.resize((W, H), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+            c.mux(v.encode(av.VideoFrame.from_image(crop)))
+        c.mux(v.encode(None))
+        n = rate * frames // fps
+        tone = (0.2 * np.sin(2 * np.pi * tone_hz * np.arange(n) / rate)).astype(np.float32)[None]  # (1,n)
+        for k in range(0, n, 1024):
+            f = av.AudioFrame.from_ndarray(tone[:, k:k + 1024], format="flt", layout="mono")
+            f.sample_rate, f.pts = rate, k
+            c.mux(a.encode(f))
+        c.mux(a.encode(None))
+    return dst

@@ -1,0 +1,311 @@
+"""Video: frames in and out with PyAV, stabilisation along the flow, flicker measured, bad input refused.
+
+Every clip is made here with PyAV from the photos bundled with scikit-image: a pan and zoom over a photo, a
+cut between two photos, with a 440 Hz tone as the audio track. The colour clip is the known original.
+"""
+
+from types import SimpleNamespace
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy.spatial.distance import jensenshannon
+from skimage import color, data
+from torch import nn
+
+from colorize.cli import main
+from colorize.flicker import ORIGINAL, js_divergence, measure_flicker, method_name, write_flicker_report
+from colorize.lab import pixels_to_rgb, rgb_to_lightness
+from colorize.models import build_generator
+from colorize.temporal import DEFAULT_TEMPORAL, Stabiliser, carry_point, check_temporal, consistent, new_flow, warp
+from colorize.video import (BadVideoError, colorize_video, colorized_frames, frame_hints, plan_videos, probe,
+                            read_frames)
+
+SIZE = (96, 64)  # (W,H): small, even
+RATE = 16000  # audio sample rate
+
+
+def pan_zoom(photo: np.ndarray, n: int, size=SIZE) -> list[np.ndarray]:
+    """n frames (H,W,3) uint8 of a camera panning right and zooming in over `photo`."""
+    W, H = size
+    ph, pw = photo.shape[:2]
+    frames = []
+    for i in range(n):
+        cw = int(pw * (0.6 - 0.15 * i / n))
+        ch = int(cw * H / W)
+        x0, y0 = int((pw - cw) * i / n), (ph - ch) // 2
+        frames.append(np.asarray(Image.fromarray(photo[y0:y0 + ch, x0:x0 + cw]).resize(size, Image.Resampling.BILINEAR)))
+    return frames
+
+
+def write_clip(path, frames, fps=24, audio="aac", codec="libx264", pix_fmt="yuv420p"):
+    """A clip of `frames` with a tone as its audio track (`audio` codec, or None for none)."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream(codec, rate=fps)
+        v.height, v.width = frames[0].shape[:2]
+        v.pix_fmt = pix_fmt
+        a = c.add_stream(audio, rate=RATE) if audio else None
+        for f in frames:
+            c.mux(v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
+        c.mux(v.encode(None))
+        if a:
+            n = RATE * len(frames) // fps
+            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / RATE)).astype(np.float32)[None]
+            for k in range(0, n, 1024):
+                frame = av.AudioFrame.from_ndarray(tone[:, k:k + 1024], format="flt", layout="mono")
+                frame.sample_rate, frame.pts = RATE, k
+                c.mux(a.encode(frame))
+            c.mux(a.encode(None))
+    return path
+
+
+class Flickering(nn.Module):
+    """A stand-in generator that flickers: ab from L by a fixed random conv, plus a random colour cast drawn per
+    frame (what per-frame colorizers do to a clip, exaggerated)."""
+
+    spec = SimpleNamespace(in_channels=1, takes_hints=False)  # takes no hints
+
+    def __init__(self, cast: float = 0.08):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.cast = nn.Conv2d(1, 2, 3, padding=1), cast
+        self.noise = torch.Generator().manual_seed(1)
+
+    def forward(self, L):  # (B,1,S,S) -> (B,2,S,S) ab/110
+        return 0.3 * torch.tanh(self.conv(L)) + self.cast * torch.randn(L.shape[0], 2, 1, 1, generator=self.noise)
+
+
+@pytest.fixture(scope="module")
+def pan():
+    return pan_zoom(data.astronaut(), 16)
+
+
+@pytest.fixture(scope="module")
+def cut():
+    return pan_zoom(data.astronaut(), 10) + pan_zoom(data.coffee(), 10)
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory, pan, cut):
+    d = tmp_path_factory.mktemp("clips")
+    return {"pan": write_clip(d / "pan.mp4", pan), "cut": write_clip(d / "cut.mp4", cut),
+            "mkv": write_clip(d / "pan.mkv", pan, audio="libopus")}
+
+
+def test_colorized_video_keeps_frames_size_rate_lightness_and_audio(clips, tmp_path, pan):
+    out = colorize_video(Flickering().eval(), clips["pan"], tmp_path / "pan.mp4", render_size=32, progress=False)
+    assert out.path == tmp_path / "pan.mp4" and out.frames == len(pan)
+    info = probe(out.path)
+    assert (info.width, info.height, info.fps, info.frames, info.audio) == (*SIZE, 24, len(pan), "aac")
+    with av.open(str(out.path)) as c:
+        assert c.streams.video[0].codec_context.name == "h264" and c.streams.video[0].format.name == "yuv420p"
+        audio_in, audio_out = (sum(p.size for p in av.open(str(f)).demux(audio=0)) for f in (clips["pan"], out.path))
+    assert audio_out == audio_in  # AAC fits an MP4: copied, not re-encoded
+    source = np.stack(list(read_frames(clips["pan"])))
+    result = np.stack(list(read_frames(out.path)))
+    L_in, L_out = (rgb_to_lightness(pixels_to_rgb(x)) * 50 for x in (source, result))  # CIE L
+    assert (L_in - L_out).abs().mean() < 1.5  # the frames' own lightness, up to H.264 and chroma subsampling
+    assert not list(tmp_path.glob("*.part"))
+
+
+def test_audio_that_mp4_cannot_hold_is_reencoded_to_aac(tmp_path, pan):
+    src = write_clip(tmp_path / "pcm.mkv", pan[:6], audio="pcm_s16le")
+    out = colorize_video(Flickering().eval(), src, tmp_path / "out" / "pcm.mp4", render_size=32, temporal=0,
+                         progress=False)
+    assert probe(out.path).audio == "aac"
+
+
+def test_warp_and_occlusion_follow_a_known_shift():
+    img = np.asarray(Image.fromarray(data.camera()).resize((128, 96)))
+    shifted = np.roll(img, 3, axis=1)  # content moves 3 px right
+    flow = new_flow().calc(shifted, img, None)  # (H,W,2) shifted -> img: about -3 px in x
+    back = new_flow().calc(img, shifted, None)
+    inner = (slice(8, -8), slice(8, -8))
+    assert np.median(flow[inner][..., 0]) == pytest.approx(-3, abs=0.3)
+    assert np.abs(warp(img.astype(np.float32), flow)[inner] - shifted[inner]).mean() < 6
+    ok = consistent(flow, back)
+    assert ok[inner].mean() > 0.9 and ok[:, :3].mean() < 0.5  # the 3 columns that came in from the left: occluded
+
+
+def test_a_hint_is_carried_along_the_flow():
+    img = np.asarray(Image.fromarray(data.camera()).resize((128, 96)))
+    L = img.astype(np.float32) / 127.5 - 1
+    stab = Stabiliser(128, 96)
+    assert stab.relate(L) is None
+    pair = stab.relate(np.roll(L, 4, axis=1))
+    assert carry_point(pair, 60.0, 50.0, (1.0, 1.0)) == pytest.approx((64.0, 50.0), abs=0.6)
+    assert carry_point(pair, 126.0, 50.0, (1.0, 1.0)) is None  # carried out of the frame
+
+
+@pytest.mark.slow
+def test_hints_with_frame_numbers_reach_a_hint_model(pan):
+    hints = [{"x": 20, "y": 20, "color": "#d02020"}, {"x": 50, "y": 30, "color": "#2040d0", "frame": 2}]
+    assert sorted(frame_hints(hints, SIZE)) == [0, 2]
+    with pytest.raises(ValueError, match="frame"):
+        frame_hints([{"x": 1, "y": 1, "color": "red", "frame": -1}], SIZE)
+    torch.manual_seed(0)
+    model = build_generator("resnet18", size=32, pretrained=False, in_channels=4).eval()  # untrained: hints count
+    plain = list(colorized_frames(model, pan[:4], render_size=32, temporal=0))
+    hinted = list(colorized_frames(model, pan[:4], render_size=32, temporal=0, hints=hints))
+    assert all(not np.array_equal(a, b) for a, b in zip(plain, hinted))  # the first hint is carried through
+
+
+def test_an_automatic_model_takes_hints_in_a_video_spread_along_lightness(pan):
+    """As for a photo: the hint's colour replaces the prediction where it is placed, and a bad setting is refused."""
+    hints = [{"x": 40, "y": 30, "color": "#d02020", "size": 8}]
+    plain = list(colorized_frames(Flickering().eval(), pan[:3], render_size=32, temporal=0))
+    hinted = list(colorized_frames(Flickering().eval(), pan[:3], render_size=32, temporal=0, hints=hints))
+    redness = lambda frame: color.rgb2lab(frame[27:34, 37:44])[..., 1].mean()  # Lab a around the hint
+    assert redness(hinted[0]) > redness(plain[0]) + 15
+    gray = [rgb_to_lightness(pixels_to_rgb(f)) for f in (plain[0], hinted[0])]  # the frame's lightness is kept
+    assert (gray[0] - gray[1]).abs().max() < 0.02
+    with pytest.raises(ValueError, match="propagation"):
+        list(colorized_frames(Flickering().eval(), pan[:1], render_size=32, hints=hints, propagation="levn"))
+
+
+def test_a_scene_cut_restarts_the_blend(clips):
+    out = colorize_video(Flickering().eval(), clips["cut"], clips["cut"].parent / "out" / "cut.mp4", render_size=32,
+                         progress=False)
+    assert out.cuts == [10]
+
+
+@pytest.mark.slow
+def test_stabilised_video_flickers_less_without_losing_colour_or_accuracy(clips):
+    """Done means: warping error at most half-way from the original's to per frame's; PSNR within 0.3 dB of per
+    frame's; colourfulness at least 90% of per frame's."""
+    for name in ("pan", "cut"):
+        r = measure_flicker(clips[name], {"m": Flickering().eval()}, render_size=32, strip=0).figures
+        per, steady, floor = r[method_name("m", 0)], r[method_name("m", DEFAULT_TEMPORAL)], r[ORIGINAL]
+        assert steady["warp_error"] <= (floor["warp_error"] + per["warp_error"]) / 2, (name, r)
+        assert steady["psnr_rgb"] >= per["psnr_rgb"] - 0.3, (name, r)
+        assert steady["colourfulness"] >= 0.9 * per["colourfulness"], (name, r)
+        assert steady["cdc"] < per["cdc"], (name, r)
+
+
+def test_js_divergence_matches_scipy():
+    rng = np.random.default_rng(0)
+    p, q = rng.random((2, 3, 256))
+    p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
+    assert js_divergence(p, q) == pytest.approx([jensenshannon(a, b) ** 2 for a, b in zip(p, q)], rel=1e-9)
+    assert js_divergence(p, p) == pytest.approx(0, abs=1e-12)
+
+
+def test_flicker_report_files(clips, tmp_path):
+    report = measure_flicker(clips["pan"], {"m": Flickering().eval()}, temporals=(0.0,), render_size=32, strip=3)
+    assert report.frames == 16 and report.strip_frames == [0, 8, 15] and report.ab[ORIGINAL].shape == (16, 2)
+    paths = write_flicker_report(report, tmp_path)
+    assert all(p.stat().st_size > 0 for p in paths.values())
+    assert "m, per frame" in paths["markdown"].read_text()
+
+
+def test_temporal_weight_is_checked():
+    assert check_temporal(0) == 0.0
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            check_temporal(bad)
+
+
+BAD = {
+    "truncated mp4": lambda clips, dst: dst.write_bytes(clips["pan"].read_bytes()[: clips["pan"].stat().st_size // 2]),
+    "truncated mkv": lambda clips, dst: dst.write_bytes(clips["mkv"].read_bytes()[: clips["mkv"].stat().st_size // 2]),
+    "not a video": lambda clips, dst: dst.write_bytes(b"\x00\x01 not a video at all" * 50),
+}
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_a_bad_video_is_refused_with_a_message_and_leaves_nothing(kind, clips, tmp_path):
+    bad = tmp_path / "in" / "bad.mkv"
+    bad.parent.mkdir()
+    BAD[kind](clips, bad)
+    with pytest.raises(BadVideoError, match=r"bad\.mkv.*(truncated|damaged)"):
+        colorize_video(Flickering().eval(), bad, tmp_path / "out" / "bad.mp4", render_size=32, progress=False)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_apply_says_what_is_wrong_with_a_bad_video_without_a_traceback(clips, tmp_path, tiny_checkpoint, caplog):
+    bad = tmp_path / "bad.mp4"
+    BAD["truncated mp4"](clips, bad)
+    ckpt = tiny_checkpoint(tmp_path / "g.safetensors")
+    assert main(["apply", str(bad), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--render-size", "32"]) == 2
+    assert "bad.mp4" in caplog.text and "Traceback" not in caplog.text and "damaged or cut short" in caplog.text
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_no_video_stream_and_odd_size_are_refused(tmp_path, pan):
+    audio_only = tmp_path / "tone.mp4"
+    with av.open(str(audio_only), "w") as c:
+        a = c.add_stream("aac", rate=RATE)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="flt", layout="mono")
+        frame.sample_rate, frame.pts = RATE, 0
+        c.mux(a.encode(frame))
+        c.mux(a.encode(None))
+    with pytest.raises(BadVideoError, match="no video stream"):
+        colorize_video(Flickering().eval(), audio_only, tmp_path / "out" / "tone.mp4", progress=False)
+    odd = write_clip(tmp_path / "odd.mkv", [f[:63, :95] for f in pan[:3]], audio=None, codec="ffv1", pix_fmt="yuv444p")
+    with pytest.raises(BadVideoError, match=r"95x63.*even.*crop"):
+        colorize_video(Flickering().eval(), odd, tmp_path / "out" / "odd.mp4", progress=False)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+@pytest.mark.slow
+def test_apply_colorizes_a_video_inside_a_folder_of_photos(clips, tmp_path, tiny_checkpoint, pan):
+    folder = tmp_path / "mixed"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(pan[0]).save(folder / "photo.png")
+    (folder / "sub" / "clip.mov").write_bytes(clips["pan"].read_bytes())
+    ckpt = tiny_checkpoint(tmp_path / "g.safetensors")
+    out = tmp_path / "out"
+    assert main(["apply", str(folder), "--model", str(ckpt), "--out", str(out), "--render-size", "32",
+                 "--temporal", "0.5"]) == 0
+    assert (out / "photo.png").is_file() and probe(out / "sub" / "clip.mp4").frames == len(pan)
+
+
+def test_video_plan_refuses_to_overwrite_an_input(tmp_path, clips):
+    (tmp_path / "clip.mp4").write_bytes(clips["pan"].read_bytes())
+    with pytest.raises(ValueError, match="overwrite"):
+        plan_videos([tmp_path / "clip.mp4"], tmp_path)
+    assert plan_videos([tmp_path], tmp_path / "out") == [(tmp_path / "clip.mp4", tmp_path / "out" / "clip.mp4")]
+
+
+def test_app_video_tab_colorizes_a_short_clip_and_refuses_a_long_one(clips, monkeypatch):
+    from colorize import app
+
+    models = {"m": Flickering().eval()}
+    steps = []
+    player, download = app.colorize_video_upload(models, str(clips["pan"]), "m", 32, 0.5,
+                                                 progress=lambda p, **kw: steps.append(p))
+    assert player == download and probe(download).frames == 16 and steps[-1] == (16, 16)
+    monkeypatch.setattr(app, "MAX_VIDEO_SECONDS", 0.5)
+    with pytest.raises(app.gr.Error, match=r"pan.mp4 lasts 1 s.*colorize apply pan.mp4"):
+        app.colorize_video_upload(models, str(clips["pan"]), "m", 32)
+    with pytest.raises(app.gr.Error, match="upload a video"):
+        app.colorize_video_upload(models, None)
+    names = {fn.api_name for fn in app.build_app(models).fns.values()}
+    assert "colorize_video" in names
+
+
+def test_benchmark_reports_frames_per_second_per_frame_and_stabilised(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("video_speed", Path(__file__).parents[1] / "benchmarks" / "video_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    summary = bench.main(["--frames", "3", "--size", "64x48", "--render-size", "32"])
+    assert [r["temporal"] for r in summary["runs"]] == [0.0, DEFAULT_TEMPORAL]
+    assert all(r["frames"] == 3 and r["fps_wall"] > 0 for r in summary["runs"])
+    assert "frames/s" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_flicker_command_writes_its_report(clips, tmp_path, tiny_checkpoint, capsys):
+    ckpt = tiny_checkpoint(tmp_path / "run-a" / "best.safetensors")
+    assert main(["flicker", str(clips["cut"]), "--models", str(ckpt), "--out", str(tmp_path / "report"),
+                 "--render-size", "32", "--temporal", "0", "0.5"]) == 0
+    table = (tmp_path / "report" / "flicker.md").read_text()
+    assert "run-a/best, per frame" in table and "run-a/best, temporal 0.5" in table and ORIGINAL in table
+    assert {p.name for p in (tmp_path / "report").iterdir()} == {"flicker.md", "flicker.json", "strip.png",
+                                                                 "ab_over_time.png"}
+    assert "warping error" in capsys.readouterr().out
