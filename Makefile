@@ -1,10 +1,11 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both create or update .venv first.
+# `make test-fast` is the everyday loop (no end-to-end runs); `make test` is what CI runs.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-gpu bench clean
+.PHONY: demo test test-fast test-gpu bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +19,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not gpu"
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not gpu"
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu

@@ -12,7 +12,7 @@ from PIL import Image
 
 from colorize.config import GAN_PRESETS, GanConfig, field_value, flat_fields, get_preset, override
 from colorize.gan import ConditionalGAN, ensure_finetuned, fit_gan, gan_learner, step_decay
-from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
+from colorize.models import load_generator, read_checkpoint_metadata
 from colorize.run import load_state, plain
 
 # 5 training photos at bs 4: one batch per epoch; 32 px keeps the ResNet-18 U-Net quick on a CPU.
@@ -46,10 +46,10 @@ class KillBeforeEpoch(Callback):
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(photos, tmp_path_factory):
+def interrupted_run(photos, tmp_path_factory, tiny_checkpoint):
     """A 2-epoch run started from an L1 generator checkpoint and killed after its first epoch was saved."""
     root = tmp_path_factory.mktemp("gan")
-    ckpt = save_generator(build_generator(size=32, pretrained=False), root / "l1.safetensors")
+    ckpt = tiny_checkpoint(root / "l1.safetensors")
     learn = gan_learner(photos, RUN, generator=ckpt)
     start = load_generator(ckpt).state_dict()
     assert all(torch.equal(v, start[k]) for k, v in learn.model.state_dict().items())  # starts from the checkpoint
@@ -160,10 +160,10 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
     assert not plt.get_fignums()  # each gallery's figure was closed
 
 
-def test_resume_refuses_another_starting_generator(interrupted_run, photos, tmp_path):
+def test_resume_refuses_another_starting_generator(interrupted_run, photos, tmp_path, tiny_checkpoint):
     run = tmp_path / "run"
     shutil.copytree(interrupted_run[0], run)
-    other = save_generator(build_generator(size=32, pretrained=False), tmp_path / "l1.safetensors")  # same name, other weights
+    other = tiny_checkpoint(tmp_path / "l1.safetensors", 1)  # same name, other weights
     for generator in (other, None):
         with pytest.raises(ValueError, match="different recipe.*generator"):
             fit_gan(gan_learner(photos, RUN, generator=generator), run, RUN, generator=generator)
