@@ -29,7 +29,6 @@ from colorize.inference import colorize_image  # noqa: E402
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, Google's build
 
 
-
 def ab(image):
     """CIE ab (H,W,2) of a PIL image, by scikit-image."""
     return color.rgb2lab(np.asarray(image.convert("RGB")) / 255.0)[..., 1:]
