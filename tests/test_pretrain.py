@@ -20,6 +20,7 @@ from colorize.run import CudnnAutotune, adam, check_config, load_state, write_co
 
 
 
+@pytest.mark.slow  # 60 training steps
 def test_overfits_one_batch(photos):
     """The generator and the L1 loss can fit one batch: the loss drops at least 3x in 60 steps."""
     learn = pretrain_learner(photos, override(PRETRAIN_PRESETS["smoke"], bs=4, size=32))
