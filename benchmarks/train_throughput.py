@@ -4,7 +4,7 @@
 
 Same device, batch size, image size and generator (ResNet-18 DynamicUnet, random init) throughout:
   model     L1 steps of the pretraining Learner on one batch already on the device: the ceiling
-  pipeline  `colorize.train.pretrain_learner` end to end with the places365 preset: the photos'
+  pipeline  `colorize.pretrain.pretrain_learner` end to end with the places365 preset: the photos'
             uint8 cache (`colorize.loaders`, decoded once, before the timing; its build time is
             printed on a `cache:` line) -> workers -> batches -> crop, flip and Lab on the device
             -> L1 step. With --no-cache: JPEGs decoded, cropped and flipped by the workers instead
@@ -181,7 +181,7 @@ def time_learner(learn, warmup: int, steps: int, compile: bool, gan: bool = Fals
         if gan:
             learn.fit(1, cbs=[timer])  # as the GAN stage without its step decay: constant learning rates
         else:
-            learn.fit_one_cycle(1, learn.lr, cbs=[timer])  # as colorize.train.fit_resumable
+            learn.fit_one_cycle(1, learn.lr, cbs=[timer])  # as the L1 stage (colorize.pretrain) fits: one cycle
     if timer.seconds is None:
         raise RuntimeError(f"the loader ran out after {learn.iter + 1} batches; raise the number of training crops")
     return timer.seconds, timer.flops
@@ -324,7 +324,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--bs", type=int, default=64)
     p.add_argument("--steps", type=int, default=30, help="timed training batches per configuration")
     p.add_argument("--warmup", type=int, default=5, help="untimed batches first (>= 1; batch 0 counts the FLOPs)")
-    p.add_argument("--workers", type=int, help="DataLoader workers (default: colorize.data's, all cores up to 8)")
+    p.add_argument("--workers", type=int,
+                   help="DataLoader workers (default: colorize.files.default_workers, all cores up to 8)")
     p.add_argument("--threads", type=int, help="torch CPU threads in the main process (default: torch's)")
     p.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), default="auto",
                    help="auto: colorize.device.choose_precision's choice (bf16 on GPUs that have it natively, fp16 on "

@@ -14,7 +14,6 @@ import zipfile
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from skimage import color, data
 
@@ -26,17 +25,9 @@ from colorize import app as colorize_app  # noqa: E402
 from colorize import cli  # noqa: E402
 from colorize.hintmaps import check_hints, read_hints_file  # noqa: E402
 from colorize.inference import colorize_image  # noqa: E402
-from colorize.models import build_generator, save_generator  # noqa: E402
 from colorize.swatches import CELL, GRID  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, Google's build
-
-
-
-def hint_model():
-    """A tiny generator that takes hints, its hint weights random (not zero), so hints change its output."""
-    torch.manual_seed(2)
-    return build_generator("resnet18", size=32, pretrained=False, in_channels=4).eval()
 
 
 def ab(image):
@@ -83,12 +74,6 @@ class LoopbackOnly:
         mp.setattr(socket.socket, "connect_ex", connect_ex)
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def network():
     guard = LoopbackOnly()
@@ -101,12 +86,12 @@ def network():
 
 
 @pytest.fixture(scope="module")
-def server(network, tmp_path_factory, tiny_checkpoint):
+def server(network, tmp_path_factory, tiny_checkpoint, free_port):
     """The app on a free port with two tiny automatic generators and a hint one; (url, client, folder of test files)."""
     tmp = tmp_path_factory.mktemp("app")
     checkpoints = [tiny_checkpoint(tmp / "run-a" / "best.safetensors", 0),
                    tiny_checkpoint(tmp / "run-b" / "last.safetensors", 1),
-                   save_generator(hint_model(), tmp / "run-h" / "best.safetensors")]
+                   tiny_checkpoint(tmp / "run-h" / "best.safetensors", 2, in_channels=4)]  # hint weights random, not 0
     app = colorize_app.build_app(checkpoints, device="cpu")
     url, share_url = colorize_app.launch(app, port=free_port())
     assert url.startswith("http://127.0.0.1:") and share_url is None
@@ -204,9 +189,9 @@ def test_an_automatic_model_guides_through_the_endpoint_by_propagation(server):
 
 
 @pytest.fixture(scope="module")
-def guide_models():
-    torch.manual_seed(0)
-    return {"hints": hint_model(), "auto": build_generator("resnet18", size=32, pretrained=False).eval()}
+def guide_models(tiny_generator):
+    """A hint generator whose hint weights are random (not zero), so hints change its output, and an automatic one."""
+    return {"hints": tiny_generator(32, in_channels=4, seed=2).eval(), "auto": tiny_generator(32).eval()}
 
 
 @pytest.mark.parametrize("name", ["hints", "auto"])

@@ -8,8 +8,6 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from colorize.download import sample_photos
-from colorize.models import build_generator
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
 RECORD_KEYS = {"config", "device", "device_name", "torch", "fastai", "precision", "memory_format", "batch", "size",
@@ -28,8 +26,8 @@ def bench():
     return load_script()
 
 
-def test_one_record_per_configuration_and_a_summary(bench, tmp_path, capsys):
-    photos = sample_photos(tmp_path / "photos")
+def test_one_record_per_configuration_and_a_summary(bench, fresh_photos, capsys):
+    photos = fresh_photos
     bench.main(["--device", "cpu", "--size", "32", "--bs", "4", "--steps", "2", "--warmup", "1", "--workers", "0",
                 "--threads", "1", "--data", str(photos), "--train-images", "1000"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -62,8 +60,8 @@ def test_one_record_per_configuration_and_a_summary(bench, tmp_path, capsys):
     assert s["projected_hours"] == pytest.approx(hours, rel=0.02)
 
 
-def test_no_cache_decodes_in_the_workers(bench, tmp_path, capsys):
-    photos = sample_photos(tmp_path / "photos")
+def test_no_cache_decodes_in_the_workers(bench, fresh_photos, capsys):
+    photos = fresh_photos
     bench.main(["--device", "cpu", "--size", "32", "--bs", "4", "--steps", "1", "--warmup", "1", "--workers", "0",
                 "--threads", "1", "--data", str(photos), "--configs", "loader", "--no-cache"])
     lines = capsys.readouterr().out.strip().splitlines()
@@ -72,9 +70,9 @@ def test_no_cache_decodes_in_the_workers(bench, tmp_path, capsys):
     assert not any(line.startswith("cache: ") for line in lines) and not (photos / ".colorize-cache").exists()
 
 
-def test_flop_counter_sees_the_generators_known_cost():
+def test_flop_counter_sees_the_generators_known_cost(tiny_generator):
     """~57 GFLOP forward per 256x256 image (the ResNet-18 DynamicUnet), and a backward of about twice that."""
-    model = build_generator("resnet18", size=64, pretrained=False)
+    model = tiny_generator(64)
     with FlopCounterMode(display=False) as counter:
         out = model(torch.zeros(1, 1, 64, 64))
     forward = counter.get_total_flops()

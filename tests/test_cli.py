@@ -12,7 +12,6 @@ from colorize.cli import build_parser, config_from_args, main
 from colorize.config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, PretrainConfig, get_preset,
                              override)
 from colorize.demo import run_demo
-from colorize.models import build_generator, save_generator
 
 
 def test_every_recipe_field_is_a_flag_and_overrides_the_preset():
@@ -47,8 +46,8 @@ def test_download_without_credentials_says_what_to_do(tmp_path, monkeypatch, cap
     assert "no Kaggle credentials" in caplog.text and "KAGGLE_USERNAME" in caplog.text
 
 
-def test_apply_colorizes_a_folder_and_skips_a_broken_file(tmp_path, capsys):
-    ckpt = save_generator(build_generator("resnet18", size=32, pretrained=False), tmp_path / "g.safetensors")
+def test_apply_colorizes_a_folder_and_skips_a_broken_file(tmp_path, capsys, tiny_checkpoint):
+    ckpt = tiny_checkpoint(tmp_path / "g.safetensors")
     photos = tmp_path / "in"
     photos.mkdir()
     Image.new("RGB", (45, 30), (200, 120, 40)).save(photos / "a.jpg")

@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,7 +21,6 @@ import pytest
 import torch
 
 from colorize.device import process_device
-from colorize.download import sample_photos
 from colorize.loaders import _check_batch_size
 from colorize.parallel import weights_digest
 from colorize.run import load_state
@@ -33,20 +31,9 @@ TINY = ["--preset", "smoke", "--epochs", str(EPOCHS), "--bs", "2", "--repeats", 
         "--device", "cpu"]
 
 
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    return sample_photos(tmp_path_factory.mktemp("samples"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _torchrun(args: list[str]) -> list[str]:
+def _torchrun(args: list[str], port: int) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-            "--master_port", str(_free_port()), "-m", "colorize", *args]
+            "--master_port", str(port), "-m", "colorize", *args]
 
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}  # two processes on a small CPU: one thread each
@@ -93,17 +80,17 @@ def _check_resumed_run(cmd: list[str], run, done: int, parts: tuple[str, ...]) -
 
 
 @pytest.mark.slow
-def test_two_processes_pretrain_one_run_and_resume_after_a_kill(photos, tmp_path):
+def test_two_processes_pretrain_one_run_and_resume_after_a_kill(photos, tmp_path, free_port):
     run = tmp_path / "l1"
-    cmd = _torchrun(["pretrain", "--data", str(photos), "--out", str(run), *TINY])
+    cmd = _torchrun(["pretrain", "--data", str(photos), "--out", str(run), *TINY], free_port())
     done = _kill_after_first_epoch(cmd, run)
     _check_resumed_run(cmd, run, done, parts=())
 
 
 @pytest.mark.slow
-def test_two_processes_train_the_gan_and_its_critic_in_step_and_resume_after_a_kill(photos, tmp_path):
+def test_two_processes_train_the_gan_and_its_critic_in_step_and_resume_after_a_kill(photos, tmp_path, free_port):
     run = tmp_path / "gan"
-    cmd = _torchrun(["gan", "--data", str(photos), "--out", str(run), *TINY])  # a generator from scratch
+    cmd = _torchrun(["gan", "--data", str(photos), "--out", str(run), *TINY], free_port())  # a generator from scratch
     done = _kill_after_first_epoch(cmd, run)
     _check_resumed_run(cmd, run, done, parts=("critic",))
 
@@ -120,10 +107,10 @@ launch(train_pretrain, sys.argv[1], sys.argv[2], config, device="cpu", processes
 
 
 @pytest.mark.slow
-def test_launch_trains_one_run_in_two_forked_processes(photos, tmp_path):
+def test_launch_trains_one_run_in_two_forked_processes(photos, tmp_path, free_port):
     """What a notebook cell does on two GPUs, here on the CPU: rank 0 logs epoch lines (no bar from a fork)."""
     run = tmp_path / "l1"
-    done = subprocess.run([sys.executable, "-c", LAUNCH, str(photos), str(run), str(_free_port())],
+    done = subprocess.run([sys.executable, "-c", LAUNCH, str(photos), str(run), str(free_port())],
                           capture_output=True, text=True, timeout=300, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("epoch 1/1") == 1

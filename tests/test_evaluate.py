@@ -11,38 +11,18 @@ import urllib.error
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from skimage import color, data
 from skimage.metrics import peak_signal_noise_ratio
-from torch import nn
 
 from colorize.evaluate import BASELINE, COLUMNS, EvalOptions, evaluate, protocol_crop
 from colorize.readme import RESULTS_END, RESULTS_START, update_readme_results
 from colorize.data import index_dataset
-from colorize.models import build_generator, save_generator
 
 SIZE = 32  # protocol size: tiny crops keep each evaluation a second or two on a CPU
 GEN_SIZE = 64  # the tiny generators are built (and "trained") at 64
 TEST_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field")
 MODELS = ("l1-run", "gan-run")  # run folders: the table names them l1-run/best, gan-run/best
-
-
-class TinyFeatures(nn.Module):
-    """A fixed, seeded random conv + ReLU + global average pool: (B,3,H,W) in [0,1] -> (B,4), an offline FID."""
-
-    num_features = 4
-
-    def __init__(self):
-        super().__init__()
-        g = torch.Generator().manual_seed(0)
-        self.conv = nn.Conv2d(3, self.num_features, 3, stride=2)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
-            self.conv.bias.copy_(torch.randn(self.num_features, generator=g))
-
-    def forward(self, x):
-        return F.relu(self.conv(x)).mean(dim=(2, 3))
 
 
 def refuse(url, *args, **kwargs):
@@ -66,14 +46,9 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
+def checkpoints(tmp_path_factory, tiny_checkpoint):
     runs = tmp_path_factory.mktemp("runs")
-    paths = []
-    for seed, run in enumerate(MODELS):
-        torch.manual_seed(seed)
-        model = build_generator("resnet18", size=GEN_SIZE, pretrained=False)
-        paths.append(save_generator(model, runs / run / "best.safetensors"))
-    return paths
+    return [tiny_checkpoint(runs / run / "best.safetensors", seed, size=GEN_SIZE) for seed, run in enumerate(MODELS)]
 
 
 @pytest.fixture(scope="module")
@@ -161,8 +136,8 @@ def test_protocol_crop_is_shorter_side_resize_then_centre_crop():
     assert np.abs(crop.astype(int) - resized[:, left : left + SIZE]).mean() < 2  # uint8 levels: same crop
 
 
-def test_two_runs_give_identical_results(dataset, checkpoints, tmp_path):
-    options = EvalOptions(size=SIZE, bs=len(TEST_PHOTOS), lpips_net=None, fid_feature=TinyFeatures(), n_gallery=2,
+def test_two_runs_give_identical_results(dataset, checkpoints, tmp_path, tiny_features):
+    options = EvalOptions(size=SIZE, bs=len(TEST_PHOTOS), lpips_net=None, fid_feature=tiny_features(4), n_gallery=2,
                           n_hardest=2, progress=False)
     first = evaluate(dataset, checkpoints[:1], tmp_path / "a", options, device="cpu")
     evaluate(dataset, checkpoints[:1], tmp_path / "b", dataclasses.replace(options, progress=True), device="cpu")

@@ -10,17 +10,16 @@ from skimage import data
 
 from colorize.export import export_onnx
 from colorize.lab import rgb_to_lightness
-from colorize.models import build_generator, load_generator, save_generator
+from colorize.models import load_generator
 
 SIZE = 64  # the tiny generator's training size
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(tmp_path_factory, tiny_checkpoint):
     """A tiny random generator checkpoint: its reloaded PyTorch model and an onnxruntime session of its export."""
     tmp = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    ckpt = save_generator(build_generator("resnet18", size=SIZE, pretrained=False), tmp / "run" / "best.safetensors", epoch=3)
+    ckpt = tiny_checkpoint(tmp / "run" / "best.safetensors", size=SIZE, epoch=3)
     path = export_onnx(ckpt, tmp / "out" / "generator.onnx")
     return load_generator(ckpt), path, ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 

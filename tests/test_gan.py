@@ -12,15 +12,14 @@ from PIL import Image
 
 from colorize.config import GAN_PRESETS, GanConfig, field_value, flat_fields, get_preset, override
 from colorize.gan import ConditionalGAN, gan_learner, step_decay
-from colorize.stages import ensure_trained, fit_stage
-from colorize.models import build_generator, load_generator, read_checkpoint_metadata, save_generator
+from colorize.models import load_generator, read_checkpoint_metadata
 from colorize.run import load_state, plain
+from colorize.stages import ensure_trained, fit_stage
 
 # 5 training photos at bs 4: one batch per epoch; 32 px keeps the ResNet-18 U-Net quick on a CPU.
 TINY = override(GAN_PRESETS["smoke"], repeats=1)
 RUN = override(TINY, decay_steps=2.0, lr_d=1e-4)  # 2 epochs of 1 step: lr * 0.1^(1/2) for the second one
 LOGGED = ("train_loss", "valid_loss", "psnr", "g_adv", "g_l1", "d_real", "d_fake", "d_acc_real", "d_acc_fake")
-
 
 
 def _params(module):
@@ -30,7 +29,6 @@ def _params(module):
 def _changed(before, module_or_tensors):
     now = module_or_tensors.parameters() if isinstance(module_or_tensors, torch.nn.Module) else module_or_tensors
     return [not torch.equal(b, p) for b, p in zip(before, now)]
-
 
 
 class Killed(Exception):
@@ -47,10 +45,10 @@ class KillBeforeEpoch(Callback):
 
 
 @pytest.fixture(scope="module")
-def interrupted_run(photos, tmp_path_factory):
+def interrupted_run(photos, tmp_path_factory, tiny_checkpoint):
     """A 2-epoch run started from an L1 generator checkpoint and killed after its first epoch was saved."""
     root = tmp_path_factory.mktemp("gan")
-    ckpt = save_generator(build_generator(size=32, pretrained=False), root / "l1.safetensors")
+    ckpt = tiny_checkpoint(root / "l1.safetensors")
     learn = gan_learner(photos, RUN, generator=ckpt)
     start = load_generator(ckpt).state_dict()
     assert all(torch.equal(v, start[k]) for k, v in learn.model.state_dict().items())  # starts from the checkpoint
@@ -161,10 +159,10 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
     assert not plt.get_fignums()  # each gallery's figure was closed
 
 
-def test_resume_refuses_another_starting_generator(interrupted_run, photos, tmp_path):
+def test_resume_refuses_another_starting_generator(interrupted_run, photos, tmp_path, tiny_checkpoint):
     run = tmp_path / "run"
     shutil.copytree(interrupted_run[0], run)
-    other = save_generator(build_generator(size=32, pretrained=False), tmp_path / "l1.safetensors")  # same name, other weights
+    other = tiny_checkpoint(tmp_path / "l1.safetensors", 1)  # same name, other weights
     for generator in (other, None):
         with pytest.raises(ValueError, match="different recipe.*generator"):
             fit_stage(gan_learner(photos, RUN, generator=generator), run, RUN, generator=generator)

@@ -12,7 +12,6 @@ from skimage import color, data
 
 from colorize.cli import main
 from colorize.config import DataConfig, MachineConfig
-from colorize.download import sample_photos
 from colorize.hintmaps import (
     DEFAULT_HINT_FRACTION,
     HINT_P,
@@ -28,7 +27,7 @@ from colorize.hintmaps import (
 from colorize.inference import colorize_files, colorize_image
 from colorize.lab import encode_hints, generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net
 from colorize.loaders import make_dataloaders
-from colorize.models import build_generator, checkpoint_spec, load_generator, save_generator, widen_for_hints
+from colorize.models import checkpoint_spec, load_generator, save_generator, widen_for_hints
 from colorize.propagate import propagate
 
 SIZE = 64  # the tiny generators' size
@@ -41,9 +40,8 @@ def photos(names=("astronaut", "coffee", "chelsea"), size=(SIZE, SIZE)):
 
 
 @pytest.fixture(scope="module")
-def automatic():
-    torch.manual_seed(0)
-    return build_generator("resnet18", size=SIZE, pretrained=False).eval()
+def automatic(tiny_generator):
+    return tiny_generator(SIZE).eval()
 
 
 @pytest.fixture(scope="module")
@@ -193,8 +191,8 @@ def test_per_photo_hints_do_not_depend_on_the_batch():
     assert photo_seeds(L, 0) != photo_seeds(L, 1) and len(set(photo_seeds(L, 0))) == 3
 
 
-def test_dataloaders_get_fresh_training_hints_and_fixed_validation_hints(tmp_path):
-    dls = make_dataloaders(sample_photos(tmp_path / "samples"), DataConfig(size=32, bs=2, repeats=2),
+def test_dataloaders_get_fresh_training_hints_and_fixed_validation_hints(fresh_photos):
+    dls = make_dataloaders(fresh_photos, DataConfig(size=32, bs=2, repeats=2),
                            MachineConfig(workers=0), device="cpu", progress=False)
     dls.add_tfms(hint_transforms(seed=3), "after_batch")
     valid = [[x.clone() for x, _ in dls.valid] for _ in range(2)]
@@ -274,9 +272,8 @@ def test_a_hint_model_without_hints_colorizes_as_the_automatic_one(automatic, wi
     assert np.array_equal(np.asarray(colorize_image(widened, photo, SIZE)), np.asarray(colorize_image(automatic, photo, SIZE)))
 
 
-def test_hints_reach_a_hint_model_and_the_lightness_stays_the_photos():
-    torch.manual_seed(1)
-    model = build_generator("resnet18", size=SIZE, pretrained=False, in_channels=4).eval()  # hint weights not zero
+def test_hints_reach_a_hint_model_and_the_lightness_stays_the_photos(tiny_generator):
+    model = tiny_generator(SIZE, in_channels=4, seed=1).eval()  # hint weights not zero
     photo = Image.fromarray(data.coffee()).resize((120, 80))
     plain = np.asarray(colorize_image(model, photo, SIZE), dtype=float)
     hinted = colorize_image(model, photo, SIZE, hints=[{"x": 60, "y": 40, "color": "#00ff00", "size": 30}])
@@ -314,7 +311,7 @@ def test_bad_hints_write_nothing(widened, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_apply_with_a_hints_file(widened, tmp_path, caplog):
+def test_apply_with_a_hints_file(widened, tmp_path, caplog, tiny_checkpoint):
     ckpt = save_generator(widened, tmp_path / "hints.safetensors")
     Image.fromarray(data.chelsea()).save(tmp_path / "cat.png")  # 451 x 300
     good = write(tmp_path, [{"x": 410, "y": 220, "color": "#b03020"}, {"x": 95, "y": 40, "color": "#6090d0", "size": 12}])
@@ -325,7 +322,7 @@ def test_apply_with_a_hints_file(widened, tmp_path, caplog):
     assert main(args + [str(bad), "--out", str(tmp_path / "out2")]) == 2
     assert "hint 2 of 2" in caplog.text and "outside the photo" in caplog.text
     assert not (tmp_path / "out2").exists()
-    plain = save_generator(build_generator("resnet18", size=SIZE, pretrained=False), tmp_path / "auto.safetensors")
+    plain = tiny_checkpoint(tmp_path / "auto.safetensors", size=SIZE)
     assert main(["apply", str(tmp_path / "cat.png"), "--model", str(plain), "--render-size", str(SIZE), "--hints",
                  str(good), "--propagation", "levin", "--reach", "2", "--out", str(tmp_path / "out3")]) == 0
     assert Image.open(tmp_path / "out3" / "cat.png").size == (451, 300)  # an automatic model takes hints too
@@ -335,7 +332,7 @@ def test_apply_with_a_hints_file(widened, tmp_path, caplog):
 
 
 @pytest.fixture(scope="module")
-def curve_report(tmp_path_factory):
+def curve_report(tmp_path_factory, tiny_checkpoint):
     """`evaluate --hints` on real photos: a random 4-channel generator (its hint weights are not zero) and an
     automatic one."""
     from colorize.evaluate import EvalOptions, evaluate
@@ -344,10 +341,8 @@ def curve_report(tmp_path_factory):
     (tmp / "data" / "test").mkdir(parents=True)
     for name in ("astronaut", "coffee", "chelsea", "rocket"):
         Image.fromarray(getattr(data, name)()).convert("RGB").save(tmp / "data" / "test" / f"{name}.png")
-    torch.manual_seed(2)
-    ckpts = [save_generator(build_generator("resnet18", size=SIZE, pretrained=False, in_channels=4),
-                            tmp / "random" / "best.safetensors"),
-             save_generator(build_generator("resnet18", size=SIZE, pretrained=False), tmp / "auto" / "best.safetensors")]
+    ckpts = [tiny_checkpoint(tmp / "random" / "best.safetensors", 2, size=SIZE, in_channels=4),
+             tiny_checkpoint(tmp / "auto" / "best.safetensors", 3, size=SIZE)]
     report = evaluate(tmp / "data", ckpts, tmp / "report", EvalOptions(size=32, lpips_net=None, fid_feature=None,
                                                                        progress=False, hints=(20, 0, 5), bs=3))
     return report, ckpts, tmp
@@ -407,14 +402,13 @@ def test_evaluate_hints_flag_parses_counts(tmp_path, capsys):
 # --------------------------------------------------------------------------------------------- ONNX
 
 
-def test_onnx_export_of_a_hint_model_matches_pytorch_on_real_photos(tmp_path):
+def test_onnx_export_of_a_hint_model_matches_pytorch_on_real_photos(tmp_path, tiny_checkpoint):
     import onnx
     import onnxruntime as ort
 
     from colorize.export import export_onnx
 
-    torch.manual_seed(3)
-    ckpt = save_generator(build_generator("resnet18", size=SIZE, pretrained=False, in_channels=4), tmp_path / "h.safetensors")
+    ckpt = tiny_checkpoint(tmp_path / "h.safetensors", 3, size=SIZE, in_channels=4)
     path = export_onnx(ckpt, tmp_path / "hints.onnx")
     proto = onnx.load(str(path))
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
@@ -439,17 +433,15 @@ def test_onnx_export_of_a_hint_model_matches_pytorch_on_real_photos(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def hint_run(tmp_path_factory):
+def hint_run(tmp_path_factory, photos, tiny_checkpoint):
     """A smoke hint run from an automatic generator checkpoint, on the sample photos."""
     from colorize.config import HINTS_PRESETS
     from colorize.hints import train_hints
 
     tmp = tmp_path_factory.mktemp("stage")
-    photos_dir = sample_photos(tmp / "samples")
-    torch.manual_seed(0)
-    ckpt = save_generator(build_generator("resnet18", size=32, pretrained=False), tmp / "l1" / "best.safetensors")
-    learn = train_hints(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")
-    return learn, ckpt, photos_dir, tmp
+    ckpt = tiny_checkpoint(tmp / "l1" / "best.safetensors")
+    learn = train_hints(photos, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")
+    return learn, ckpt, photos, tmp
 
 
 def test_stage_writes_a_hint_generator_run_folder(hint_run):
@@ -467,7 +459,7 @@ def test_stage_writes_a_hint_generator_run_folder(hint_run):
     assert learn.dls.train.one_batch()[0].shape[1] == 4  # the batches carry hints
 
 
-def test_stage_resumes_and_refuses_another_generator(hint_run):
+def test_stage_resumes_and_refuses_another_generator(hint_run, tiny_checkpoint):
     from colorize.config import HINTS_PRESETS
     from colorize.hints import train_hints
 
@@ -475,27 +467,33 @@ def test_stage_resumes_and_refuses_another_generator(hint_run):
     before = (tmp / "run" / "last.safetensors").read_bytes()
     train_hints(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")  # finished: no-op
     assert (tmp / "run" / "last.safetensors").read_bytes() == before
-    other = save_generator(build_generator("resnet18", size=32, pretrained=False), tmp / "other" / "best.safetensors")
+    other = tiny_checkpoint(tmp / "other" / "best.safetensors", 1)
     with pytest.raises(ValueError, match="different recipe"):
         train_hints(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=other, device="cpu")
 
 
-def test_hints_command_trains_from_the_cli(hint_run, tmp_path, capsys):
-    _, ckpt, photos_dir, _ = hint_run
-    assert main(["hints", "--data", str(photos_dir), "--generator", str(ckpt), "--out", str(tmp_path / "run"),
+def test_hints_command_hands_the_stage_the_recipe_its_flags_say(monkeypatch, capsys):
+    """The command's own part: flags parsed into the recipe the stage trains (the stage is tested above)."""
+    from colorize import hints
+    from colorize.config import HINTS_PRESETS, override
+
+    calls = []
+    monkeypatch.setattr(hints, "train_hints", lambda *args, **kwargs: calls.append((args, kwargs)))
+    assert main(["hints", "--data", "photos", "--generator", "l1/best.safetensors", "--out", "runs/h",
                  "--preset", "smoke", "--hint-max-side", "5", "--device", "cpu"]) == 0
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["recipe"]["hint_max_side"] == 5
+    ((args, kwargs),) = calls
+    assert args == ("photos", "runs/h", override(HINTS_PRESETS["smoke"], hint_max_side=5))
+    assert kwargs["generator"] == "l1/best.safetensors" and kwargs["device"] == "cpu"
     assert "--hints hints.json" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------------------------------- widgets
 
 
-def test_hint_picker_places_hints_and_recolorizes(tmp_path):
+def test_hint_picker_places_hints_and_recolorizes(tmp_path, tiny_generator):
     from colorize.widgets import HintPicker
 
-    torch.manual_seed(1)
-    model = build_generator("resnet18", size=SIZE, pretrained=False, in_channels=4).eval()
+    model = tiny_generator(SIZE, in_channels=4, seed=1).eval()
     photo = Image.fromarray(data.coffee()).resize((120, 80))
     picker = HintPicker(model, photo, render_size=SIZE)
     plain = np.asarray(picker.result)
@@ -509,7 +507,7 @@ def test_hint_picker_places_hints_and_recolorizes(tmp_path):
     assert picker.hints == [] and np.array_equal(np.asarray(picker.result), plain)
     picker.place({"x": 10.4, "y": 5, "color": "navy"})  # as a hints-file entry: the default size
     assert picker.hints == [{"x": 10, "y": 5, "color": "navy", "size": 2}]
-    automatic = HintPicker(build_generator("resnet18", size=SIZE, pretrained=False).eval(), photo, render_size=SIZE)
+    automatic = HintPicker(tiny_generator(SIZE).eval(), photo, render_size=SIZE)
     automatic.place({"x": 60, "y": 40, "color": "#00ff00", "size": 20})  # any model: propagation alone
     assert np.abs(np.asarray(automatic.result, dtype=float) - np.asarray(colorize_image(
         automatic.model, photo, SIZE), dtype=float)).mean() > 0.5
@@ -530,7 +528,7 @@ def test_hints_from_photo_take_the_photos_own_colours():
 
 
 @pytest.mark.slow
-def test_the_widened_generator_learns_to_follow_hints_where_lightness_says_nothing():
+def test_the_widened_generator_learns_to_follow_hints_where_lightness_says_nothing(tiny_generator):
     """Photos of one random colour each, under a lightness texture that says nothing about it: only the hints
     tell the colour. After 150 Adam steps on simulated hints (p = 1/8, 1-9 px), 5 hints must cut the colour
     error of new photos by 40% or more against no hints (measured: 0.078 vs 0.208)."""
@@ -541,8 +539,7 @@ def test_the_widened_generator_learns_to_follow_hints_where_lightness_says_nothi
         ab = ((torch.rand(n, 2, 1, 1, generator=g) - 0.5) * 0.8).expand(n, 2, 32, 32)  # one colour per photo
         return L, ab
 
-    torch.manual_seed(0)
-    model = widen_for_hints(build_generator("resnet18", size=32, pretrained=False)).train()
+    model = widen_for_hints(tiny_generator(32, seed=0)).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     for _ in range(150):
         L, ab = photos_of_one_colour(8)

@@ -10,15 +10,14 @@ from skimage import color, data
 
 from colorize.cli import main
 from colorize.inference import RENDER_SIZE, check_render_size, colorize_files, colorize_image
-from colorize.models import build_generator, load_generator, save_generator
+from colorize.models import load_generator, save_generator
 
 RENDER = 64  # the tiny generator's size: keeps every test a fraction of a second
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return build_generator("resnet18", size=RENDER, pretrained=False).eval()
+def model(tiny_generator):
+    return tiny_generator(RENDER).eval()
 
 
 def lightness(im: Image.Image) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""The uint8 photo cache: built once, same validation photos as without it, per-photo crops on the device."""
+"""colorize.loaders: batches of (L, ab) from a photo folder, checked against an independent pipeline, and the uint8
+photo cache: built once, same validation photos as without it, per-photo crops on the device."""
 
 import json
 import os
@@ -10,24 +11,101 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
+from fastai.learner import Learner
 from fastai.torch_core import TensorImage
 from fastai.vision.augment import AffineCoordTfm, RandomResizedCrop, Resize
 from PIL import Image
 
-from colorize.config import DataConfig, MachineConfig, override
-from colorize.loaders import _Decode, CACHE_DIR, cache_split, device_augmentation
-from colorize.config import PRETRAIN_PRESETS
+from colorize.config import PRETRAIN_PRESETS, DataConfig, MachineConfig, override
 from colorize.data import index_dataset, open_photo
-from colorize.download import sample_photos
-from colorize.loaders import make_dataloaders
+from colorize.lab import rgb_to_lab_net
+from colorize.loaders import _Decode, CACHE_DIR, cache_split, device_augmentation, make_dataloaders
 from colorize.pretrain import train_pretrain
+
+# --------------------------------------------------------------------------------- make_dataloaders
+
+
+@pytest.fixture
+def tiny_folder(tmp_path, write_photos, write_broken):
+    """12 colour photos of odd sizes (8 train, 2 valid, 2 test by folder), plus a broken file of each kind."""
+    root = tmp_path / "tiny"
+    write_photos(root / "train", 8, size=(37, 45))
+    write_photos(root / "valid", 2, prefix="v", seed=50, size=(30, 41))
+    write_photos(root / "test", 2, prefix="t", seed=60, size=(30, 30))
+    write_broken(root / "train")
+    return root
+
+
+def test_batches_are_L_ab_with_shapes_and_ranges(tiny_folder):
+    dls = make_dataloaders(tiny_folder, DataConfig(size=16, bs=4), MachineConfig(workers=0))
+    L, ab = dls.one_batch()
+    assert L.shape == (4, 1, 16, 16) and ab.shape == (4, 2, 16, 16)
+    assert L.dtype == ab.dtype == torch.float32
+    assert L.min() >= -1 and L.max() <= 1
+    assert ab.abs().max() <= 1.2
+    assert ab.abs().mean() > 0.05  # colour photos: the target is not empty
+    vL, vab = dls.valid.one_batch()
+    assert vL.shape == (2, 1, 16, 16) and vab.shape == (2, 2, 16, 16)
+
+
+def test_valid_batches_are_deterministic_and_match_an_independent_pipeline(tiny_folder):
+    size = 16
+    dls = make_dataloaders(tiny_folder, DataConfig(size=size, bs=4), MachineConfig(workers=0))
+    first = [tuple(t.clone() for t in b) for b in dls.valid]
+    second = list(dls.valid)
+    assert len(first) == len(second) == 1
+    for a, b in zip(first, second):
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+    # fastai's validation crop: squash the whole photo to size + extra, then take the centre size x size
+    extra = 8  # ceil(16 * 0.14 / 8) * 8, fastai's default val_xtra
+    off = extra // 2
+    valid_files = sorted((tiny_folder / "valid").glob("*.jpg"))
+    rgb = []
+    for p in valid_files:
+        im = Image.open(p).convert("RGB").resize((size + extra, size + extra), Image.BILINEAR)
+        im = im.crop((off, off, off + size, off + size))
+        rgb.append(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1).float() / 255)
+    L, ab = rgb_to_lab_net(torch.stack(rgb))
+    bL, bab = first[0]
+    torch.testing.assert_close(bL.as_subclass(torch.Tensor), L, rtol=0, atol=1e-5)
+    torch.testing.assert_close(bab.as_subclass(torch.Tensor), ab, rtol=0, atol=1e-5)
+
+
+def test_dataset_with_broken_files_trains_with_workers(tiny_folder):
+    """The broken files are screened out at indexing, so an epoch with worker processes never meets them."""
+    dls = make_dataloaders(tiny_folder, DataConfig(size=16, bs=4), MachineConfig(workers=2))
+    assert dls.train.n == 8 and dls.valid.n == 2
+    model = torch.nn.Conv2d(1, 2, 3, padding=1)
+    learn = Learner(dls, model, loss_func=torch.nn.functional.l1_loss)
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3)
+    assert np.isfinite(learn.recorder.values[-1]).all()
+
+
+def test_repeats_multiplies_training_crops(tiny_folder):
+    dls = make_dataloaders(tiny_folder, DataConfig(size=16, bs=4, repeats=3), MachineConfig(workers=0))
+    assert dls.train.n == 24 and dls.valid.n == 2
+
+
+def test_dataloaders_need_train_and_valid(tmp_path, write_photos):
+    write_photos(tmp_path / "train", 3, size=(8, 8))
+    write_photos(tmp_path / "test", 1, prefix="t", size=(8, 8))
+    index = index_dataset(tmp_path, progress=False)
+    index.items = [(p, s) for p, s in index.items if s != "valid"]
+    with pytest.raises(ValueError, match="both train and valid"):
+        make_dataloaders(index, DataConfig(size=8, bs=2), MachineConfig(workers=0))
+
+
+# ------------------------------------------------------------------------------------- the photo cache
 
 SIZE = 48
 
 
 @pytest.fixture
-def index(tmp_path):
-    return index_dataset(sample_photos(tmp_path / "samples"), progress=False)
+def index(fresh_photos):
+    return index_dataset(fresh_photos, progress=False)
 
 
 def test_rows_hold_the_photos_through_the_given_transform(index):

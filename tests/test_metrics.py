@@ -6,11 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 import torchvision
 from skimage import color, data, filters
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-from torch import nn
 
 from colorize.metrics import (
     ColorMetrics,
@@ -46,23 +44,6 @@ def photo_pair() -> tuple[list[np.ndarray], list[np.ndarray]]:
         for t in targets
     ]
     return preds, targets
-
-
-class TinyFeatures(nn.Module):
-    """A fixed, seeded random 3x3 conv + ReLU + global average pool: (B,3,H,W) in [0,1] -> (B,8)."""
-
-    num_features = 8
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        g = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(3, self.num_features, 3, stride=2)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
-            self.conv.bias.copy_(torch.randn(self.num_features, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(x)).mean(dim=(2, 3))
 
 
 @pytest.fixture
@@ -140,9 +121,9 @@ def test_delta_colorfulness_is_negative_for_a_duller_prediction(photo_pair):
     torch.testing.assert_close(delta, colorfulness(duller) - colorfulness(target))
 
 
-def test_accumulator_over_batches_matches_per_image_functions(photo_pair):
+def test_accumulator_over_batches_matches_per_image_functions(photo_pair, tiny_features):
     preds, targets = (to_batch(x) for x in photo_pair)
-    metrics = ColorMetrics(lpips_net=None, fid_feature=TinyFeatures())
+    metrics = ColorMetrics(lpips_net=None, fid_feature=tiny_features())
     metrics.update(preds[:2], targets[:2])
     metrics.update(preds[2:], targets[2:])
     per_image = metrics.per_image()
@@ -157,7 +138,7 @@ def test_accumulator_over_batches_matches_per_image_functions(photo_pair):
     assert isinstance(result["fid"], float)
 
 
-def test_fid_of_a_set_against_itself_is_zero_and_grows_with_perturbation():
+def test_fid_of_a_set_against_itself_is_zero_and_grows_with_perturbation(tiny_features):
     rng = np.random.default_rng(1)
     crops = []
     for name in PHOTOS:
@@ -166,7 +147,7 @@ def test_fid_of_a_set_against_itself_is_zero_and_grows_with_perturbation():
             top, left = rng.integers(0, photo.shape[0] - 48), rng.integers(0, photo.shape[1] - 48)
             crops.append(photo[top : top + 48, left : left + 48])
     real = to_batch(crops)  # (18,3,48,48)
-    metrics = ColorMetrics(lpips_net=None, fid_feature=TinyFeatures())
+    metrics = ColorMetrics(lpips_net=None, fid_feature=tiny_features())
 
     def fid(fake):
         metrics.reset()
@@ -182,8 +163,8 @@ def test_fid_of_a_set_against_itself_is_zero_and_grows_with_perturbation():
     assert slight < strong
 
 
-def test_fid_needs_two_images():
-    metrics = ColorMetrics(lpips_net=None, fid_feature=TinyFeatures())
+def test_fid_needs_two_images(tiny_features):
+    metrics = ColorMetrics(lpips_net=None, fid_feature=tiny_features())
     metrics.update(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
     assert isinstance(metrics.compute()["fid"], Skipped)
 
@@ -229,11 +210,11 @@ def test_mismatched_or_non_rgb_inputs_say_what_to_do():
 
 
 @pytest.mark.gpu
-def test_metrics_on_cuda_match_cpu(photo_pair):
+def test_metrics_on_cuda_match_cpu(photo_pair, tiny_features):
     preds, targets = (to_batch(x) for x in photo_pair)
     results = {}
     for device in ("cpu", "cuda"):
-        metrics = ColorMetrics(lpips_net=None, fid_feature=TinyFeatures())
+        metrics = ColorMetrics(lpips_net=None, fid_feature=tiny_features())
         metrics.update(preds.to(device), targets.to(device))
         results[device] = metrics.compute()
     for name, value in results["cpu"].items():

@@ -10,19 +10,17 @@ import time
 import pytest
 import torch
 from fastai.callback.core import Callback, CancelFitException
-from fastai.learner import Recorder
 from fastai.optimizer import Adam
 
 from colorize.config import PRETRAIN_PRESETS, override
 from colorize.models import load_generator, read_checkpoint_metadata, save_generator
 from colorize.pretrain import pretrain_learner, train_pretrain
-from colorize.stages import ensure_trained, fit_stage
 from colorize.learner import CudnnAutotune, adam
+from colorize.stages import ensure_trained
 from colorize.run import check_config, load_state, write_config
 
 
-
-
+@pytest.mark.slow  # 60 training steps
 def test_overfits_one_batch(photos):
     """The generator and the L1 loss can fit one batch: the loss drops at least 3x in 60 steps."""
     learn = pretrain_learner(photos, override(PRETRAIN_PRESETS["smoke"], bs=4, size=32))
@@ -150,51 +148,35 @@ def test_kill_9_mid_epoch_then_rerun_resumes(photos, tmp_path, read_history):
     assert not list(run.glob("*.tmp"))
 
 
-class StopBetweenLogAndSave(Callback):
-    """Ends the fit in the second epoch after the Recorder (50) has logged it: a kill before its checkpoint."""
-
-    order = Recorder.order + 1
-
-    def after_epoch(self):
-        if self.epoch == 1:
-            raise CancelFitException
+INTERRUPTED = override(PRETRAIN_PRESETS["smoke"], epochs=2)  # the recipe of the conftest's interrupted L1 run
 
 
-def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_path, read_history):
-    config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
-    learn = pretrain_learner(photos, config)
-    learn.add_cb(StopBetweenLogAndSave())
-    fit_stage(learn, tmp_path, config)
-    logged = read_history(tmp_path)
-    assert len(logged) == 2 and load_state(tmp_path)["epoch"] == 1  # the checkpoint comes after the log
-    train_pretrain(photos, tmp_path, config)
-    rows = read_history(tmp_path)
+def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_path, read_history, interrupted_l1_run):
+    run = interrupted_l1_run(tmp_path / "run")  # stopped in epoch 2 after its row was logged, before it was saved
+    logged = read_history(run)
+    assert len(logged) == 2 and load_state(run)["epoch"] == 1  # the checkpoint comes after the log
+    train_pretrain(photos, run, INTERRUPTED)
+    rows = read_history(run)
     assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0] == logged[0] and rows[1] != logged[1]
-    assert load_state(tmp_path)["epoch"] == 2
+    assert load_state(run)["epoch"] == 2
 
 
-def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(photos, tmp_path):
+def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(photos, tmp_path, interrupted_l1_run):
     """best.safetensors of an epoch whose state.pt was never written still counts on the rerun."""
-    config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
-    learn = pretrain_learner(photos, config)
-    learn.add_cb(StopBetweenLogAndSave())
-    fit_stage(learn, tmp_path, config)
-    save_generator(learn.model, tmp_path / "best.safetensors", valid_loss=1e-6)
-    state = load_state(tmp_path)
-    torch.save({**state, "best": 1e9}, tmp_path / "state.pt")  # so any epoch would beat what state.pt knows
-    train_pretrain(photos, tmp_path, config)
-    assert read_checkpoint_metadata(tmp_path / "best.safetensors")["extra"]["valid_loss"] == 1e-6
+    run = interrupted_l1_run(tmp_path / "run")
+    save_generator(load_generator(run / "last.safetensors"), run / "best.safetensors", valid_loss=1e-6)
+    state = load_state(run)
+    torch.save({**state, "best": 1e9}, run / "state.pt")  # so any epoch would beat what state.pt knows
+    train_pretrain(photos, run, INTERRUPTED)
+    assert read_checkpoint_metadata(run / "best.safetensors")["extra"]["valid_loss"] == 1e-6
 
 
 @pytest.mark.gpu
-def test_resume_on_cuda(photos, tmp_path):
-    """The optimiser state is restored onto the GPU with the model, and training goes on."""
-    config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
-    learn = pretrain_learner(photos, config, device="cuda")
-    learn.add_cb(StopBetweenLogAndSave())
-    fit_stage(learn, tmp_path, config)
-    learn = train_pretrain(photos, tmp_path, config, device="cuda")
-    assert load_state(tmp_path)["epoch"] == 2
+def test_resume_on_cuda(photos, tmp_path, interrupted_l1_run):
+    """The optimiser state saved on the CPU is restored onto the GPU with the model, and training goes on."""
+    run = interrupted_l1_run(tmp_path / "run")
+    learn = train_pretrain(photos, run, INTERRUPTED, device="cuda")
+    assert load_state(run)["epoch"] == 2
     assert all(t.is_cuda for s in learn.opt.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
 
 

@@ -90,6 +90,7 @@ def _finite_rows(rows):
     return all(v not in ("nan", "inf", "-inf", "") for r in rows for k, v in r.items() if k != "time")
 
 
+@pytest.mark.slow  # CPU autocast in bf16/fp16 is emulated: minutes on 2 cores for a few steps
 @pytest.mark.parametrize("precision, dtype, scaled", [("bf16", torch.bfloat16, False), ("fp16", torch.float16, True)])
 def test_l1_stage_trains_in_mixed_precision_on_the_cpu(photos, tmp_path, read_history, precision, dtype, scaled):
     """The same MixedPrecision callback a GPU run gets, on CPU autocast (and a CPU loss scaler for fp16)."""
@@ -107,6 +108,7 @@ def test_l1_stage_trains_in_mixed_precision_on_the_cpu(photos, tmp_path, read_hi
     assert out.size == Image.open(photos / "test" / "chelsea.png").size
 
 
+@pytest.mark.slow  # two epochs under emulated bf16 autocast
 def test_a_mixed_precision_run_resumes_in_its_precision(photos, tmp_path, read_history):
     config = override(PRETRAIN_PRESETS["smoke"], epochs=2, repeats=1, precision="bf16")
     learn = pretrain_learner(photos, config)
@@ -120,6 +122,7 @@ def test_a_mixed_precision_run_resumes_in_its_precision(photos, tmp_path, read_h
     assert [r["epoch"] for r in rows] == ["0", "1"] and _finite_rows(rows)
 
 
+@pytest.mark.slow  # both networks under emulated CPU autocast
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_gan_stage_trains_in_mixed_precision_on_the_cpu(photos, tmp_path, read_history, tiny_checkpoint, precision,
                                                          dtype):
