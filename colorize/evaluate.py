@@ -266,10 +266,11 @@ def hint_curve_scores(guides: dict[str, Guide], files: list[Path], rels: list[st
 
 
 def render(methods: dict[str, Predictor], files: list[Path], protocol: Protocol) -> list[list[np.ndarray]]:
-    """Gallery rows: original, then each method's colours on its L, as (S,S,3) uint8."""
+    """Gallery rows: each method's colours on its L (the baseline first: the gray input), then the original, as
+    (S,S,3) uint8."""
     rgb = pixels_to_rgb(np.stack([protocol_crop(load_rgb(f), protocol.size) for f in files]), protocol.device)
     L = rgb_to_lab_net(rgb)[0]
-    columns = [rgb] + [lab_net_to_rgb(L, protocol.predict(predict, L)) for predict in methods.values()]
+    columns = [lab_net_to_rgb(L, protocol.predict(predict, L)) for predict in methods.values()] + [rgb]
     columns = [rgb_to_pixels(c) for c in columns]  # each (B,S,S,3) uint8
     return [[c[i] for c in columns] for i in range(len(files))]
 
@@ -332,7 +333,7 @@ def _choose_galleries(rels: list[str], psnr_ab: np.ndarray, names: list[str], op
     split, size = options.split, options.size
     spread = np.unique(np.linspace(0, len(rels) - 1, min(options.n_gallery, len(rels))).round().astype(int))
     hard = np.argsort(psnr_ab, kind="stable")[: options.n_hardest]  # lowest PSNR ab first: the largest colour error
-    columns = " | ".join(["original", GRAYSCALE_COLUMN, *names])
+    columns = " | ".join([GRAYSCALE_COLUMN, *names, "original"])  # as every gallery: input, outputs, truth
     return {
         "gallery": {"path": "gallery.png", "files": [rels[i] for i in spread], "caption":
                     f"Comparison on {len(spread)} {split} photos spread over the split ({size}x{size} protocol), "
@@ -438,7 +439,7 @@ def write_galleries(galleries: dict[str, dict], methods: dict[str, Predictor], r
     """Draw each gallery `_choose_galleries` chose (the photos shown are rendered once, in one batch); their paths."""
     shown = sorted({f for g in galleries.values() for f in g["files"]})
     rows = dict(zip(shown, render(methods, [root / f for f in shown], protocol)))
-    columns = ["original", *[GRAYSCALE_COLUMN if n == BASELINE else n for n in methods]]
+    columns = [*[GRAYSCALE_COLUMN if n == BASELINE else n for n in methods], "original"]
     paths = {}
     for key, g in galleries.items():
         fig = captioned_gallery([rows[f] for f in g["files"]], columns, g["caption"],

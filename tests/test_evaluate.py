@@ -15,9 +15,9 @@ from PIL import Image
 from skimage import color, data
 from skimage.metrics import peak_signal_noise_ratio
 
-from colorize.evaluate import BASELINE, COLUMNS, EvalOptions, evaluate, protocol_crop
+from colorize.evaluate import BASELINE, COLUMNS, EvalOptions, Protocol, evaluate, protocol_crop, render
 from colorize.readme import RESULTS_END, RESULTS_START, update_readme_results
-from colorize.data import index_dataset
+from colorize.data import index_dataset, load_rgb
 
 SIZE = 32  # protocol size: tiny crops keep each evaluation a second or two on a CPU
 GEN_SIZE = 64  # the tiny generators are built (and "trained") at 64
@@ -226,3 +226,17 @@ def test_evaluate_reads_on_one_screen():
         names = [p.arg for p in f.args.posonlyargs + f.args.args + f.args.kwonlyargs if p.arg not in ("self", "cls")]
         n = len(names) + bool(f.args.vararg) + bool(f.args.kwarg)
         assert n <= 6, f"{f.name} takes {n} parameters"
+
+
+def test_gallery_columns_read_input_then_outputs_then_the_original(dataset):
+    """Every gallery in the project reads left to right: the gray input, each model's colours, the original."""
+    files = [dataset / "test" / f"{TEST_PHOTOS[0]}.png"]
+    protocol = Protocol.resolve(EvalOptions(size=SIZE, progress=False), device="cpu")
+    gray_ab = lambda L: torch.zeros_like(L).expand(-1, 2, -1, -1)  # noqa: E731
+    red_ab = lambda L: torch.cat([torch.full_like(L, 0.5), torch.zeros_like(L)], 1)  # noqa: E731
+    (row,) = render({BASELINE: gray_ab, "red": red_ab}, files, protocol)
+    crop = protocol_crop(load_rgb(files[0]), SIZE)
+    gray, red, original = (np.asarray(c, dtype=float) for c in row)
+    assert np.abs(original - crop).max() <= 1  # the truth, last
+    assert np.abs(gray - gray.mean(axis=2, keepdims=True)).max() <= 2  # ab = 0: neutral
+    assert (red[..., 0] - red[..., 1]).mean() > 30  # a = +55: red
