@@ -18,11 +18,15 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/colorize demo
 
+# One pytest worker per core, each test file on one worker (its module fixtures built once), one torch
+# thread per worker: two workers of two threads each on a 2-core machine are slower than one.
+PARALLEL := -n auto --dist loadfile
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not gpu"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not gpu" $(PARALLEL)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not gpu"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow and not gpu" $(PARALLEL)
 
 test-gpu: $(STAMP)
 	$(BIN)/python -m pytest -m gpu

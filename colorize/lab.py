@@ -24,7 +24,7 @@ def rgb_to_lab_net(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lab[:, :1] / L_SCALE - 1.0, lab[:, 1:] / AB_SCALE
 
 
-GAMUT_STEPS = 14  # bisection steps on the chroma scale: a 1/16384 resolution, finer than 8-bit output
+GAMUT_STEPS = 10  # bisection steps on the chroma scale: 1/1024 of it, under 0.15 ab units, finer than 8-bit output
 GAMUT_TOL = 1e-4  # sRGB this close outside [0, 1] is float noise at the cube's faces: clipped, not desaturated
 
 
@@ -46,21 +46,34 @@ def lab_net_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     return rgb.clamp_(0.0, 1.0)
 
 
+# kornia's lab_to_rgb (kornia/color/lab.py, `_lab_to_rgb`) up to linear RGB: D65 white and its XYZ -> linear sRGB
+# matrix. The gamut test needs no more: sRGB's transfer function maps [0, 1] onto [0, 1] and is monotonic, so a
+# colour fits in sRGB exactly when it fits in linear RGB, and each bisection step skips the gamma's pow.
+_D65 = (0.95047, 1.0, 1.08883)
+_XYZ_TO_LINEAR = ((3.2404813432005266, -1.5371515162713185, -0.4985363261688878),
+                  (-0.9692549499965682, 1.8759900014898907, 0.0415559265582928),
+                  (0.0556466391351772, -0.2040413383665112, 1.0573110696453443))
+
+
 def _fit_chroma(lab: torch.Tensor) -> torch.Tensor:
     """Out-of-gamut Lab colours (N,3) -> sRGB (N,3) of (L, s * ab), s in [0,1] the largest that fits (bisection)."""
     lo = torch.zeros(len(lab), 1, device=lab.device)  # scales that fit: gray always does
     hi = torch.ones_like(lo)  # scales that don't: the colour itself is outside
     L, ab = lab[:, :1], lab[:, 1:]
+    fy = (L + 16.0) / 116.0  # (N,1): the same for every scale
+    white = lab.new_tensor(_D65)
+    to_linear = lab.new_tensor(_XYZ_TO_LINEAR).T
 
-    def to_rgb(s):  # (N,1) scales -> sRGB (N,3) of (L, s*ab), as a (1,3,N,1) image for kornia
-        return lab_to_rgb(torch.cat([L, s * ab], dim=1).T[None, :, :, None], clip=False)[0, :, :, 0].T
+    def fits(s):  # (N,1) scales -> (N,1) bool: (L, s*ab) inside linear sRGB, kornia's arithmetic
+        f = torch.cat([fy + s * ab[:, :1] / 500.0, fy, (fy - s * ab[:, 1:] / 200.0).clamp(min=0.0)], dim=1)
+        linear = (torch.where(f > 0.2068966, f.pow(3), (f - 4.0 / 29.0) / 7.787) * white) @ to_linear
+        return ((linear >= -GAMUT_TOL) & (linear <= 1 + GAMUT_TOL)).all(dim=1, keepdim=True)
 
     for _ in range(GAMUT_STEPS):
         mid = (lo + hi) / 2
-        rgb = to_rgb(mid)
-        fits = ((rgb >= -GAMUT_TOL) & (rgb <= 1 + GAMUT_TOL)).all(dim=1, keepdim=True)  # (N,1)
-        lo, hi = torch.where(fits, mid, lo), torch.where(fits, hi, mid)
-    return to_rgb(lo)
+        ok = fits(mid)
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return lab_to_rgb(torch.cat([L, lo * ab], dim=1).T[None, :, :, None], clip=False)[0, :, :, 0].T
 
 
 def gray_rgb(L: torch.Tensor) -> torch.Tensor:
