@@ -115,6 +115,17 @@ def runs_dir(runs: str | os.PathLike, use_drive: bool = False, smoke: bool = Fal
 
 
 
+def unique_output(out_dir: Path, rel: Path, suffix: str, taken: set[Path]) -> Path:
+    """`out_dir / rel` with `suffix`, or `-2`, `-3`, ... before it when an earlier input took that name; the name
+    returned is added to `taken` (the names planned so far)."""
+    out, n = out_dir / rel.with_suffix(suffix), 1
+    while out in taken:
+        n += 1
+        out = out_dir / rel.with_name(f"{rel.stem}-{n}{suffix}")
+    taken.add(out)
+    return out
+
+
 def fingerprint(root: Path, rels: list[str], salt: str) -> str:
     """A hash of the files `rels` under `root` (names, sizes, modification times) and `salt`: it changes with them."""
     h = hashlib.sha1(salt.encode())

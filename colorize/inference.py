@@ -29,7 +29,7 @@ from torch import nn
 from .config import PROPAGATIONS
 from .data import BadImageError, IMAGE_EXTS, list_images, load_rgb, to_rgb
 from .device import autocast_for, choose_precision
-from .files import bars_can_draw
+from .files import bars_can_draw, unique_output
 from .hintmaps import HintPoint, check_hints, user_hint_map
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
 from .propagate import check_levin_size, propagate
@@ -148,12 +148,7 @@ def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike
                 continue
             seen.add(f.resolve())
             rel = f.relative_to(root) if root.is_dir() else Path(f.name)
-            out, n = out_dir / rel.with_suffix(".png"), 1
-            while out in taken:
-                n += 1
-                out = out_dir / rel.with_name(f"{rel.stem}-{n}.png")
-            taken.add(out)
-            pairs.append((f, out))
+            pairs.append((f, unique_output(out_dir, rel, ".png", taken)))
     clash = [out for _, out in pairs if out.resolve() in seen]
     if clash:
         raise ValueError(

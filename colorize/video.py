@@ -25,7 +25,7 @@ from PIL import Image
 from torch import nn
 
 from .device import autocast_for, choose_precision
-from .files import atomic_path, bars_can_draw
+from .files import atomic_path, bars_can_draw, unique_output
 from .hintmaps import HintPoint, check_hints, user_hint_map
 from .inference import REACH, RENDER_SIZE, Rendering
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
@@ -305,12 +305,7 @@ def plan_videos(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike)
             if root.is_dir() and f.resolve().is_relative_to(out_dir.resolve()):
                 continue
             rel = f.relative_to(root) if root.is_dir() else Path(f.name)
-            out, n = out_dir / rel.with_suffix(".mp4"), 1
-            while out in taken:
-                n += 1
-                out = out_dir / rel.with_name(f"{rel.stem}-{n}.mp4")
-            taken.add(out)
-            pairs.append((f, out))
+            pairs.append((f, unique_output(out_dir, rel, ".mp4", taken)))
     sources = {f.resolve() for f, _ in pairs}
     clash = [out for _, out in pairs if out.resolve() in sources]
     if clash:
