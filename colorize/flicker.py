@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial.distance import jensenshannon
 from torch import nn
 
 from .inference import RENDER_SIZE
-from .lab import pixels_to_rgb, rgb_to_lab_net
+from .lab import pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness
 from .metrics import colorfulness, psnr_rgb
-from .temporal import DEFAULT_TEMPORAL, consistent, new_flow, warp
+from .temporal import DEFAULT_TEMPORAL, consistent, new_flow, to_flow_image, warp
 from .video import BATCH, colorized_frames, read_frames
 
 CDC_GAPS = (1, 2, 4)  # Liu et al. 2021
@@ -37,13 +38,9 @@ STRIP = 6  # frames shown per method
 
 
 def js_divergence(p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Jensen-Shannon divergence (nats) between histograms along the last axis (each sums to 1)."""
-    m = 0.5 * (p + q)
-
-    def kl(a, b):
-        return np.where(a > 0, a * np.log(np.where(a > 0, a, 1) / np.where(b > 0, b, 1)), 0).sum(-1)
-
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+    """Jensen-Shannon divergence (nats) between histograms along the last axis (each sums to 1): the square of
+    scipy's Jensen-Shannon distance."""
+    return jensenshannon(p, q, axis=-1) ** 2
 
 
 def rgb_histograms(frame: np.ndarray) -> np.ndarray:
@@ -53,9 +50,8 @@ def rgb_histograms(frame: np.ndarray) -> np.ndarray:
 
 
 def _gray(frame: np.ndarray) -> np.ndarray:
-    """(H,W,3) uint8 -> CIE L as (H,W) uint8, the flow's input."""
-    L = rgb_to_lab_net(pixels_to_rgb(frame))[0][0, 0].numpy()
-    return np.clip((L + 1) * 127.5, 0, 255).astype(np.uint8)
+    """(H,W,3) uint8 -> CIE L as (H,W) uint8 at full resolution, the flow's input."""
+    return to_flow_image(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy(), frame.shape[1::-1])
 
 
 @dataclass

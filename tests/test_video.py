@@ -184,12 +184,17 @@ def test_stabilised_video_flickers_less_without_losing_colour_or_accuracy(clips)
         assert steady["cdc"] < per["cdc"], (name, r)
 
 
-def test_js_divergence_matches_scipy():
+def test_js_divergence_is_per_histogram_in_nats():
+    """Row by row (the histograms of one frame's three channels), the divergence itself (not its square root),
+    in nats: ln 2 between histograms with no bin in common."""
     rng = np.random.default_rng(0)
     p, q = rng.random((2, 3, 256))
     p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
     assert js_divergence(p, q) == pytest.approx([jensenshannon(a, b) ** 2 for a, b in zip(p, q)], rel=1e-9)
     assert js_divergence(p, p) == pytest.approx(0, abs=1e-12)
+    apart = np.zeros((2, 256))
+    apart[0, :128], apart[1, 128:] = 1 / 128, 1 / 128
+    assert js_divergence(apart[:1], apart[1:]) == pytest.approx([np.log(2)], rel=1e-9)
 
 
 def test_flicker_report_files(clips, tmp_path):
