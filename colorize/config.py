@@ -178,10 +178,8 @@ class HintsConfig(Recipe):
 SMOKE_DATA = DataConfig(size=32, bs=4, epochs=1, repeats=2)
 SMOKE_MAX_EPOCHS = 3  # smoke stages and the tests' variations of them train 1 to 3 epochs
 SMOKE_MACHINE = MachineConfig(workers=0)
-# The demo's L1 stage: 6 epochs of 10 steps (5 photos x 16 crops, batch 8), one cycle, so `make demo` takes about
-# five minutes on 2 cores; training steps are nearly all of its time (about 5 CPU s a step here). 12 epochs
-# took twice as long to memorise five photos better (train L1 0.070 after 10 epochs) for a validation PSNR
-# on its one photo that moved 14.3-15.9 dB between epochs.
+# The demo's L1 stage: 6 epochs of 10 steps (5 photos x 16 crops, batch 8), one cycle, so `make demo` stays within
+# a few minutes on 2 cores (its time is in the README); more epochs only memorise the five photos better.
 DEMO_DATA = DataConfig(size=64, bs=8, epochs=6, repeats=16)
 DEMO_MACHINE = MachineConfig(workers=0)
 OFFLINE = GeneratorConfig(pretrained=False)
@@ -263,9 +261,8 @@ HINTS_PRESETS: dict[str, HintsConfig] = {
     # at 10x Zhang et al.'s lr so the hint weights (zero at the start) learn in 1,000 steps rather than their 10 epochs.
     "colab": HintsConfig(data=COLAB_DATA.replace(epochs=2), machine=COLAB_MACHINE, lr=1e-4),
     # `colorize demo`: from the `demo` L1 generator (64 px) on the sample photos; a larger lr, as the demo's
-    # stage 1, so the hint weights (zero at the start) move within a CPU minute. 2 epochs (20 steps): 6 gained
-    # 0.01 dB at 10 hints on held-out photos (README), five photos can't teach more; the gallery's hint
-    # column shows what hints do.
+    # stage 1, so the hint weights (zero at the start) move within a CPU minute. 2 epochs (20 steps): five photos
+    # teach a hint model next to nothing (README); the gallery's hint column shows what propagation does.
     "demo": HintsConfig(data=DEMO_DATA.replace(epochs=2), machine=DEMO_MACHINE, lr=1e-3),
     # After the `smoke` L1 generator (32 px).
     "smoke": HintsConfig(data=SMOKE_DATA, machine=SMOKE_MACHINE, lr=1e-3),
