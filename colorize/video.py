@@ -342,11 +342,17 @@ def pan_zoom_clip(photo: Image.Image, dst: str | os.PathLike, frames: int = 48, 
             crop = photo.resize((W, H), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
             c.mux(v.encode(av.VideoFrame.from_image(crop)))
         c.mux(v.encode(None))
-        n = rate * frames // fps
-        tone = (0.2 * np.sin(2 * np.pi * tone_hz * np.arange(n) / rate)).astype(np.float32)[None]  # (1,n)
-        for k in range(0, n, 1024):
-            f = av.AudioFrame.from_ndarray(tone[:, k:k + 1024], format="flt", layout="mono")
-            f.sample_rate, f.pts = rate, k
-            c.mux(a.encode(f))
-        c.mux(a.encode(None))
+        mux_tone(c, a, seconds=frames / fps, hz=tone_hz)
     return dst
+
+
+def mux_tone(container, stream, seconds: float, hz: float = 440.0, amplitude: float = 0.2) -> None:
+    """A sine tone of `seconds` encoded into the audio `stream` (mono, float samples at its rate) and flushed."""
+    rate = stream.codec_context.sample_rate
+    n = int(rate * seconds)
+    tone = (amplitude * np.sin(2 * np.pi * hz * np.arange(n) / rate)).astype(np.float32)[None]  # (1,n)
+    for k in range(0, n, 1024):
+        frame = av.AudioFrame.from_ndarray(tone[:, k:k + 1024], format="flt", layout="mono")
+        frame.sample_rate, frame.pts = rate, k
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))

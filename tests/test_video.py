@@ -20,7 +20,7 @@ from colorize.flicker import ORIGINAL, js_divergence, measure_flicker, method_na
 from colorize.lab import pixels_to_rgb, rgb_to_lightness
 from colorize.models import build_generator
 from colorize.temporal import DEFAULT_TEMPORAL, Stabiliser, carry_point, check_temporal, consistent, new_flow, warp
-from colorize.video import (BadVideoError, colorize_video, colorized_frames, frame_hints, plan_videos, probe,
+from colorize.video import (BadVideoError, colorize_video, colorized_frames, frame_hints, mux_tone, plan_videos, probe,
                             read_frames)
 
 SIZE = (96, 64)  # (W,H): small, even
@@ -51,13 +51,7 @@ def write_clip(path, frames, fps=24, audio="aac", codec="libx264", pix_fmt="yuv4
             c.mux(v.encode(av.VideoFrame.from_ndarray(f, format="rgb24")))
         c.mux(v.encode(None))
         if a:
-            n = RATE * len(frames) // fps
-            tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / RATE)).astype(np.float32)[None]
-            for k in range(0, n, 1024):
-                frame = av.AudioFrame.from_ndarray(tone[:, k:k + 1024], format="flt", layout="mono")
-                frame.sample_rate, frame.pts = RATE, k
-                c.mux(a.encode(frame))
-            c.mux(a.encode(None))
+            mux_tone(c, a, seconds=len(frames) / fps, amplitude=0.3)
     return path
 
 
