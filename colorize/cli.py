@@ -9,9 +9,8 @@ import sys
 import typing
 import warnings
 
-from .config import (GAN_PRESETS, HINTS_PRESETS, PRECISIONS, PRETRAIN_PRESETS, PROPAGATIONS, GanConfig, HintsConfig,
-                     PretrainConfig, field_value, flat_fields, get_preset, override)
-from .temporal import DEFAULT_TEMPORAL
+from .config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, HintsConfig, PretrainConfig, field_value,
+                     flat_fields, get_preset, override)
 
 log = logging.getLogger("colorize")
 
@@ -53,6 +52,54 @@ def add_config_args(parser: argparse.ArgumentParser, recipe: type, presets: dict
             group.add_argument(flag, dest=name, type=kind, default=None, choices=choices, help=help)
 
 
+DEVICE_HELP = "cuda, cuda:1, cpu (default: a GPU if there is one)"
+
+
+def add_option_args(parser: argparse.ArgumentParser, kind: type, names: tuple[str, ...] | None = None) -> None:
+    """One flag per field of the frozen options value `kind` that has a help text (`config.option`, `config.choice`),
+    or per field in `names`: its default and choices come from the dataclass, so the CLI and the library agree.
+
+    Metadata of a field: `help`; `choices`; `parse` (the flag's text -> value; a ValueError is argparse's
+    error); `nargs`; `flag` (default `--field-name`). A flag not given stays None and is left out by
+    `options_from_args`, so the dataclass's default applies.
+    """
+    hints = typing.get_type_hints(kind)
+    for f in dataclasses.fields(kind):
+        if "help" not in f.metadata or (names is not None and f.name not in names):
+            continue
+        kind_of = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
+        shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else f.default
+        help = f"{f.metadata['help']} (default {shown})" if f.default not in (None, ()) else f.metadata["help"]
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        if kind_of is bool:
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help)
+            continue
+        parser.add_argument(flag, dest=f.name, type=_argparse_type(f.metadata.get("parse", kind_of)), default=None,
+                            choices=f.metadata.get("choices"), nargs=f.metadata.get("nargs"), help=help,
+                            metavar=None if "choices" in f.metadata else flag[2:].replace("-", "_").upper())
+
+
+def _argparse_type(parse):
+    """`parse` with its ValueError turned into argparse's error (its message shown, the command not run)."""
+    def convert(text):
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    convert.__name__ = getattr(parse, "__name__", "value")
+    return convert
+
+
+def options_from_args(args, kind: type, **values):
+    """The options value `kind` from the flags `add_option_args` made (those not given: the dataclass's defaults)."""
+    for f in dataclasses.fields(kind):
+        value = getattr(args, f.name, None)
+        if value is not None and f.name not in values:
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return kind(**values)
+
+
 def config_from_args(args, presets: dict, recipe: type):
     """The named preset with every flag that was given applied (flags not given are left out here)."""
     given = {name: getattr(args, name) for name in flat_fields(recipe) if getattr(args, name) is not None}
@@ -91,56 +138,36 @@ def _hints(args):
 
 
 def _apply(args):
-    from .data import list_images
+    from .apply import apply_paths
     from .device import inference_device
     from .hintmaps import read_hints_file
-    from .inference import colorize_files
+    from .inference import Rendering
     from .models import load_generator
-    from .video import BadVideoError, VIDEO_EXTS, colorize_video, is_video, plan_videos
+    from .video import VideoOptions
 
+    rendering, video = options_from_args(args, Rendering), options_from_args(args, VideoOptions)
     hints = read_hints_file(args.hints) if args.hints else None
     model = load_generator(args.model, device=inference_device(args.device))
-    videos = plan_videos(args.inputs, args.out)  # videos given, and those inside folders
-    photo_inputs = [p for p in args.inputs if not is_video(p)]
-    photos = [p for p in list_images(photo_inputs) if not is_video(p)]
-    if not photos and not videos:
-        raise FileNotFoundError(f"no photos or videos ({', '.join(sorted(VIDEO_EXTS))}) found in {', '.join(args.inputs)}")
-    if hints and len(photos) + len(videos) > 1:
-        raise ValueError(f"hints belong to one photo or video, but {len(photos) + len(videos)} were given: colorize "
-                         "that one alone with its hints file")
-    written, failed = [], []
-    if photos:
-        result = colorize_files(model, photo_inputs, args.out, render_size=args.render_size,
-                                precision=args.precision, hints=hints, propagation=args.propagation, reach=args.reach)
-        written, failed = list(result.written), list(result.failed)
-    alone = len(videos) == 1 and not photos  # then a bad video is the error itself, not a skipped file
-    for src, dst in videos:
-        try:
-            written.append(colorize_video(model, src, dst, render_size=args.render_size, precision=args.precision,
-                                          temporal=args.temporal, hints=hints, propagation=args.propagation,
-                                          reach=args.reach).path)
-        except BadVideoError as e:
-            if alone:
-                raise
-            log.warning("skipped %s: %s", src, e)
-            failed.append((src, str(e)))
-    print(f"wrote {len(written)} file(s) to {args.out}" +
-          (f"; skipped {len(failed)} unreadable: " + ", ".join(str(p) for p, _ in failed) if failed else ""))
-    return 1 if failed and not written else 0
+    result = apply_paths(model, args.inputs, args.out, rendering, hints=hints, video=video)
+    print(f"wrote {len(result.written)} file(s) to {args.out}" + (
+        f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
+        if result.failed else ""))
+    return 1 if result.failed and not result.written else 0
 
 
 def _flicker(args):
     from .device import inference_device
-    from .flicker import measure_flicker, write_flicker_report
+    from .flicker import FlickerOptions, measure_flicker, write_flicker_report
+    from .inference import Rendering
     from .models import load_generator, model_name
 
     names = args.names or [model_name(m) for m in args.models]
     if len(names) != len(args.models):
         raise ValueError(f"{len(names)} --names for {len(args.models)} --models: give one name per model")
+    rendering, options = options_from_args(args, Rendering), options_from_args(args, FlickerOptions)
     device = inference_device(args.device)
     models = {n: load_generator(m, device=device) for n, m in zip(names, args.models)}
-    report = measure_flicker(args.clip, models, temporals=tuple(args.temporal), render_size=args.render_size,
-                             precision=args.precision)
+    report = measure_flicker(args.clip, models, rendering, options)
     paths = write_flicker_report(report, args.out)
     print(report.markdown)
     print("\n".join(f"{k}: {v}" for k, v in paths.items()))
@@ -149,32 +176,10 @@ def _flicker(args):
 def _evaluate(args):
     from .evaluate import EvalOptions, evaluate
 
-    options = EvalOptions(split=args.split, size=args.size, precision=args.precision, hints=tuple(args.hints or ()),
-                          bs=args.bs, work_dir=args.work_dir)
-    report = evaluate(args.data, args.models, args.out, options, names=args.names, device=args.device)
+    report = evaluate(args.data, args.models, args.out, options_from_args(args, EvalOptions), names=args.names,
+                      device=args.device)
     print(report.markdown)
     print("\n".join(f"{k}: {v}" for k, v in report.paths.items()))
-
-
-def _counts(text: str) -> list[int]:
-    """`--hints 0,1,2,5` -> [0, 1, 2, 5]; argparse reports the error."""
-    try:
-        counts = [int(c) for c in text.split(",")]
-    except ValueError:
-        counts = [-1]
-    if min(counts) < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give whole numbers of hints >= 0 separated by commas, e.g. 0,1,2,5,10")
-    return counts
-
-
-def _render_size(text: str) -> int:
-    """`--render-size 256` -> 256 under `inference.check_render_size`'s rule; argparse reports the error."""
-    from .inference import check_render_size
-
-    try:
-        return check_render_size(int(text))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _export(args):
@@ -259,27 +264,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(hs, HintsConfig, HINTS_PRESETS)
     hs.set_defaults(run=_hints)
 
-    from .inference import REACH, RENDER_SIZE
+    from .evaluate import EvalOptions
+    from .flicker import FlickerOptions
+    from .inference import Rendering
+    from .video import VideoOptions
 
     a = sub.add_parser("apply", help="colorize photos, videos or folders at full resolution")
     a.add_argument("inputs", nargs="+", help="image or video files (mp4, mov, avi, mkv, webm), or folders (searched "
                    "recursively); a video becomes <stem>.mp4")
     a.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
     a.add_argument("--out", required=True, help="folder for the colorized photos")
-    a.add_argument("--render-size", type=_render_size, default=RENDER_SIZE,
-                   help=f"size the model sees: a multiple of 32 from 32 to 1024 (default {RENDER_SIZE})")
     a.add_argument("--hints", help='JSON list of colour hints in the photo\'s pixels, e.g. [{"x": 410, "y": 220, '
                    '"color": "#b03020", "size": 12}] (one photo; any model: a hint model also reads them)')
-    a.add_argument("--propagation", default="fast", choices=PROPAGATIONS,
-                   help="how hints spread along lightness: fast (default), levin (exact, up to 256 px), off")
-    a.add_argument("--reach", type=float, default=REACH,
-                   help=f"how far a hint's colour travels under propagation (default {REACH:g}; larger: further)")
-    a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
-    a.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto (default): bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU")
-    a.add_argument("--temporal", type=float, default=DEFAULT_TEMPORAL,
-                   help=f"videos: weight of the colour carried along the optical flow from the previous frame, in "
-                        f"[0, 1) (default {DEFAULT_TEMPORAL}; 0 colorizes every frame on its own)")
+    a.add_argument("--device", help=DEVICE_HELP)
+    add_option_args(a, Rendering)  # --render-size --precision --propagation --reach
+    add_option_args(a, VideoOptions)  # --temporal
     a.set_defaults(run=_apply)
 
     f = sub.add_parser("flicker", help="flicker of colorized video: a colour clip as ground truth, per frame vs stabilised")
@@ -287,29 +286,18 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--models", nargs="+", required=True, help="generator checkpoints (.safetensors)")
     f.add_argument("--out", required=True, help="report folder: flicker.md, flicker.json, strip.png, ab_over_time.png")
     f.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
-    f.add_argument("--temporal", type=float, nargs="+", default=[0.0, DEFAULT_TEMPORAL],
-                   help=f"blend weights to compare (default 0 {DEFAULT_TEMPORAL}: per frame and stabilised)")
-    f.add_argument("--render-size", type=_render_size, default=RENDER_SIZE,
-                   help=f"size the model sees: a multiple of 32 from 32 to 1024 (default {RENDER_SIZE})")
-    f.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
-    f.add_argument("--precision", default="fp32", choices=PRECISIONS, help="fp32 (default, the protocol) or auto/bf16/fp16")
+    f.add_argument("--device", help=DEVICE_HELP)
+    add_option_args(f, Rendering, ("render_size", "precision"))
+    add_option_args(f, FlickerOptions)  # --temporal
     f.set_defaults(run=_flicker)
 
     e = sub.add_parser("evaluate", help="metrics, galleries and hardest cases of models vs the grayscale baseline")
     e.add_argument("--data", required=True, help="dataset folder (its held-out split is used)")
     e.add_argument("--models", nargs="+", required=True, help="generator checkpoints (.safetensors)")
     e.add_argument("--out", required=True, help="report folder: results.json, results.md, galleries")
-    e.add_argument("--split", default="test", choices=["train", "valid", "test"], help="default test")
-    e.add_argument("--size", type=int, default=256,
-                   help="protocol: shorter side resized, centre crop SIZE x SIZE (default 256)")
     e.add_argument("--names", nargs="+", help="table names for the models (default: run folder/file stem)")
-    e.add_argument("--bs", type=int, default=32, help="photos per batch (default 32)")
-    e.add_argument("--work-dir", help=WORK_DIR_HELP)
-    e.add_argument("--hints", type=_counts, help="numbers of colour hints per photo for the PSNR-vs-hints curves of "
-                   "every model (and Levin et al. from gray), e.g. 0,1,2,5,10,20,50,100")
-    e.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
-    e.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                   help="fp32 (default, the protocol), or auto/bf16/fp16 for a faster, slightly different score")
+    e.add_argument("--device", help=DEVICE_HELP)
+    add_option_args(e, EvalOptions)  # --split --size --precision --hints --bs --work-dir
     e.set_defaults(run=_evaluate)
 
     x = sub.add_parser("export", help="export a generator to ONNX (dynamic batch and size)")
@@ -327,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("demo", help="offline demo on the photos shipped with scikit-image/scikit-learn")
     m.add_argument("--out", default="runs/demo", help="where the runs, gallery and metrics go (default runs/demo)")
     m.add_argument("--data", default="data/samples", help="where the sample photos are written")
-    m.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    m.add_argument("--device", help=DEVICE_HELP)
     m.set_defaults(run=_demo)
 
     w = sub.add_parser("app", help="a local web page (and API) to colorize photos, with a before/after slider")
@@ -337,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--port", type=int, help="default 7860")
     w.add_argument("--share", action="store_true",
                    help="also make a public Gradio link: anyone with it can use the app")
-    w.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    w.add_argument("--device", help=DEVICE_HELP)
     w.set_defaults(run=_app)
 
     h = sub.add_parser("push", help="share a generator and its model card on the Hugging Face Hub")
@@ -352,9 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the `colorize` command."""
-    args = build_parser().parse_args(argv)
     # fastai's import scripts a function with torch.jit, which this torch deprecates: not the user's to fix
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    args = build_parser().parse_args(argv)
     from fastai.torch_core import rank_distrib
 
     level = logging.DEBUG if args.verbose else logging.INFO

@@ -34,6 +34,20 @@ def choice(default: str, choices: tuple[str, ...], **metadata):
     return field(default=default, metadata={"choices": choices, **metadata})
 
 
+def option(default, help: str, **metadata):
+    """A dataclass field of an options value (`inference.Rendering`, `evaluate.EvalOptions`, ...) with the help its
+    CLI flag shows (`cli.add_option_args`); `parse` in `metadata` turns the flag's text into the value."""
+    return field(default=default, metadata={"help": help, **metadata})
+
+
+def options_of(kind: type, value, settings: dict):
+    """The options value of a public entry: `value` (a `kind`, or None for the defaults) with the entries of
+    `settings` that name its fields taken out (popped) and applied, so `f(..., temporal=0)` reads as well as
+    `f(..., video=VideoOptions(temporal=0))`."""
+    ours = {f.name: settings.pop(f.name) for f in dataclasses.fields(kind) if f.name in settings}
+    return dataclasses.replace(value or kind(), **ours) if ours or value is None else value
+
+
 class Recipe:
     """What every config shares: its choice fields checked when it is made, `replace` for overrides of its own fields."""
 

@@ -21,7 +21,7 @@ from .evaluate import EvalOptions, evaluate
 from .gan import train_gan
 from .hintmaps import hints_from_photo
 from .hints import train_hints
-from .inference import colorize_image
+from .inference import Rendering, colorize_image
 from .lab import gray_photo
 from .models import load_generator
 from .plots import gallery, save_figure
@@ -30,7 +30,6 @@ from .run import BEST_NAME, LAST_NAME
 
 EVALUATION = "evaluation"  # the `colorize evaluate` report of the demo's generators, under the demo's folder
 DEMO_HINTS = 5  # hints per photo in the gallery: "a few", taken from the original's colours
-DEMO_PROPAGATION = "fast"  # how the gallery's hints spread (colorize.propagate): what `colorize apply --hints` does
 HINT_COUNTS = (0, 1, 2, 5, 10, 20, 50, 100)  # the PSNR-vs-hints curve, as Zhang et al. 2017 and iColoriT plot it
 
 
@@ -55,18 +54,18 @@ def run_demo(out="runs/demo", data="data/samples", device=None, pretrain_config=
 
     generators = [load_generator(ckpt, device=device) for ckpt in checkpoints.values()]
     tests = index_dataset(photos).files("test")
+    rendering = Rendering(config.data.size)  # the gallery's hints spread as `colorize apply --hints` spreads them
     rows = []
     for path in tests:
         original = load_rgb(path)
         hints = hints_from_photo(original, DEMO_HINTS)  # a simulated user: the original's colours at a few points
-        colorized = [colorize_image(g, original, render_size=config.data.size) for g in generators[:2]]
-        colorized.append(colorize_image(generators[2], original, render_size=config.data.size, hints=hints,
-                                        propagation=DEMO_PROPAGATION))
+        colorized = [colorize_image(g, original, rendering) for g in generators[:2]]
+        colorized.append(colorize_image(generators[2], original, rendering, hints=hints))
         for name, image in zip(("l1", "gan", "hints"), colorized):
             image.save(out / f"{path.stem}_{name}.png")
         rows.append([gray_photo(original), *colorized, original])
     columns = ["grayscale (input)", "L1 only", "GAN", f"hint generator, {DEMO_HINTS} hints from the original\n"
-               f"(spread along lightness: {DEMO_PROPAGATION})", "original"]
+               f"(spread along lightness: {rendering.propagation})", "original"]
     save_figure(gallery(rows, columns, row_labels=[p.name for p in tests]), out / "gallery.png")
     return (f"{report.markdown}\ngallery (full resolution): {out / 'gallery.png'}\n"
             f"evaluation: {report.paths['results_md']}, {report.paths['gallery']}, {report.paths['hint_curve']}\n"

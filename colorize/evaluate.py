@@ -12,7 +12,7 @@ hint counts (`EvalOptions.hints`), EVERY model is also scored with that many hin
 hints for all, drawn from the photo's true colours (Zhang et al. 2017's sweep: square patches of the mean
 true ab at centre-biased places, `hintmaps.eval_side` px), seeded per photo and count, as `colorize
 apply --hints` uses them: a hint model reads them, then every model's remaining error at the hinted
-pixels is spread along lightness (`propagate`, "fast"). A row "hints only (Levin et al. 2004)" starts
+pixels is spread along lightness (`propagate`, `colorize apply`'s default). A row "hints only (Levin et al. 2004)" starts
 from gray with the exact propagation, as Zhang et al. plot it. PSNR RGB and ab against the number of
 hints go to results.json/.md and hint_curve.png.
 """
@@ -36,10 +36,12 @@ from PIL import Image, ImageOps
 
 from . import __version__
 from .data import BadImageError, index_dataset, load_rgb
-from .device import autocast_for, choose_precision, inference_device
+from .config import PRECISIONS, Recipe, choice, option
+from .device import inference_device
 from .files import atomic_write_text, bars_can_draw, default_workers
 from .hintmaps import draw_hints_per_photo, eval_side, paint_hints
-from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
+from .inference import Rendering, colorize_batch
+from .lab import lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 from .metrics import ColorMetrics, Skipped, psnr_ab, psnr_rgb
 from .models import checkpoint_spec, load_generator, model_name, read_checkpoint_metadata
 from .plots import captioned_gallery, hint_curve, save_figure
@@ -50,7 +52,6 @@ log = logging.getLogger(__name__)
 BASELINE = "grayscale baseline (ab = 0)"
 LEVIN = "hints only (Levin et al. 2004)"  # the hint curve's no-network row: exact propagation from gray
 GRAYSCALE_COLUMN = "grayscale (input)"  # the baseline's picture is the input itself: L alone
-CURVE_PROPAGATION = "fast"  # how the models' hint curves spread hints: `colorize apply`'s default
 # ColorMetrics result key -> (results.md column, number format); the table has one column per entry.
 COLUMNS = {
     "psnr_rgb": ("PSNR RGB (dB) ↑", "{:.2f}"),
@@ -66,26 +67,37 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]  # L (B,1,S,S) in [-1,1] -> a
 Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # L (B,1,S,S), hint map (B,3,S,S) -> ab (B,2,S,S)
 
 
+def hint_counts(text: str) -> tuple[int, ...]:
+    """`0,1,2,5,10` -> (0, 1, 2, 5, 10): the `--hints` flag of `colorize evaluate`."""
+    try:
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise ValueError(f"{text!r}: give whole numbers of hints >= 0 separated by commas, e.g. 0,1,2,5,10") from None
+
+
 @dataclass(frozen=True)
-class EvalOptions:
+class EvalOptions(Recipe):
     """What `evaluate` may be told besides which models, on what data and where to write: the protocol's
     choices (same options, same numbers), the report's, and how this machine runs it."""
 
-    split: str = "test"
-    size: int = 256  # protocol: shorter side resized to size, centre crop size x size
-    precision: str = "fp32"  # the protocol's arithmetic; auto/bf16/fp16 score faster and slightly differently
+    split: str = choice("test", ("train", "valid", "test"), help="the dataset's split to score")
+    size: int = option(256, "protocol: shorter side resized, centre crop SIZE x SIZE")
+    precision: str = choice("fp32", PRECISIONS, help="fp32 is the protocol; auto/bf16/fp16 score faster and "
+                            "slightly differently")
     seed: int = 42  # the seed the data was split with; it also seeds each photo's hints
-    hints: tuple[int, ...] = ()  # numbers of colour hints per photo for the PSNR-vs-hints curves; () none
+    hints: tuple[int, ...] = option((), "numbers of colour hints per photo for the PSNR-vs-hints curves of every "
+                                    "model (and Levin et al. from gray), e.g. 0,1,2,5,10,20,50,100", parse=hint_counts)
     lpips_net: str | None = "alex"  # ColorMetrics: a backbone that can't be fetched is reported as skipped
     fid_feature: int | torch.nn.Module | None = 2048
     n_gallery: int = 6  # photos in the comparison gallery, spread over the split
     n_hardest: int = 6  # photos in the hardest-cases gallery: lowest PSNR ab under the first model
-    bs: int = 32  # photos per batch: the numbers do not depend on it
+    bs: int = option(32, "photos per batch: the numbers do not depend on it")
     workers: int | None = None  # threads decoding photos; None: `files.default_workers`
     progress: bool = True
-    work_dir: str | os.PathLike | None = None  # where the dataset's index goes (`data.work_dir_for`)
+    work_dir: str | os.PathLike | None = option(None, "folder for the dataset's index (default: beside the photos "
+                                                "where they can be written, else the user's cache folder)")
 
-    def __post_init__(self):
+    def check(self):
         if self.n_gallery < 1 or self.n_hardest < 1:
             raise ValueError(f"each gallery needs at least one photo, got n_gallery={self.n_gallery}, "
                              f"n_hardest={self.n_hardest}")
@@ -93,36 +105,33 @@ class EvalOptions:
         if counts and counts[0] < 0:
             raise ValueError(f"hint counts must be whole numbers >= 0, e.g. 0,1,2,5,10; got {list(self.hints)}")
         object.__setattr__(self, "hints", tuple(counts))
-        choose_precision("cpu", self.precision)  # refuses an unknown name now, not after the indexing
+
+    def rendering(self) -> Rendering:
+        """How the models run under this protocol: its precision, and hints spread as `colorize apply` spreads them."""
+        return Rendering(precision=self.precision)
 
 
 @dataclass(frozen=True)
 class Protocol:
-    """How every batch is computed, resolved once: crop size, batch size, device, precision, hint seed, progress."""
+    """How every batch is computed, resolved once: crop size, batch size, device, rendering, hint seed, progress."""
 
     size: int
     bs: int
     device: torch.device
-    precision: str  # resolved: bf16, fp16 or fp32
+    rendering: Rendering  # the engine's precision and propagation (`inference.colorize_batch`)
     seed: int
     progress: bool
 
     @classmethod
     def resolve(cls, options: EvalOptions, device=None) -> Protocol:
-        """The protocol of `options` on `device` (`device.inference_device`), its precision chosen for that device."""
-        device = inference_device(device)
-        return cls(options.size, options.bs, device, choose_precision(device, options.precision), options.seed,
+        """The protocol of `options` on `device` (`device.inference_device`)."""
+        return cls(options.size, options.bs, inference_device(device), options.rendering(), options.seed,
                    options.progress)
 
     def batches(self, items: Sequence) -> list:
         """`items` in batches of `bs`, under a progress bar where one can draw."""
         chunks = [items[i : i + self.bs] for i in range(0, len(items), self.bs)]
         return progress_bar(chunks) if self.progress and bars_can_draw() else chunks
-
-    def predict(self, method: Callable, *inputs: torch.Tensor) -> torch.Tensor:
-        """`method(*inputs)` in the protocol's precision, as fp32 ab."""
-        with autocast_for(self.device, self.precision):
-            return method(*inputs).float()
 
 
 @dataclass
@@ -167,19 +176,17 @@ def _zero_ab(L: torch.Tensor) -> torch.Tensor:
     return L.new_zeros(L.shape[0], 2, *L.shape[2:])
 
 
-def _automatic(model: torch.nn.Module) -> Predictor:
-    """A generator as an L -> ab predictor: a hint model gets an all-zero hint map (it colorizes automatically)."""
-    return (lambda L: model(generator_input(L))) if model.spec.takes_hints else model
+def _automatic(model: torch.nn.Module, rendering: Rendering) -> Predictor:
+    """A generator as an L -> ab predictor through the engine: a hint model colorizes automatically."""
+    return lambda L: colorize_batch(model, L, None, rendering)
 
 
-def _guided(model: torch.nn.Module | None) -> Guide:
-    """(L, hint map) -> ab as `colorize apply --hints` does it: a hint model reads the hints, then what every model
-    still misses at the hinted pixels is spread along lightness. None: Levin et al.'s exact spreading from gray."""
+def _guided(model: torch.nn.Module | None, rendering: Rendering) -> Guide:
+    """(L, hint map) -> ab as `colorize apply --hints` does it (the engine). None: Levin et al.'s exact spreading
+    from gray."""
     if model is None:
         return lambda L, hints: propagate(L, _zero_ab(L), hints, "levin")
-    predict = (lambda L, hints: model(generator_input(L, hints))) if model.spec.takes_hints else \
-        (lambda L, hints: model(L))
-    return lambda L, hints: propagate(L, predict(L, hints).float(), hints, CURVE_PROPAGATION)
+    return lambda L, hints: colorize_batch(model, L, hints, rendering)
 
 
 def _check_models(models: Sequence, names: Sequence[str] | None, size: int) -> list[str]:
@@ -232,7 +239,7 @@ def score(methods: dict[str, Predictor], files: list[Path], metrics: ColorMetric
             if crops:
                 rgb = pixels_to_rgb(np.stack(crops), protocol.device)  # (B,3,S,S) in [0,1]: the ground truth
                 L = rgb_to_lab_net(rgb)[0]  # (B,1,S,S) in [-1,1]
-                metrics.update(lab_net_to_rgb(L, protocol.predict(predict, L)), rgb)
+                metrics.update(lab_net_to_rgb(L, predict(L)), rgb)
         if found and scores:  # the first pass found the unreadable ones; later passes skip them
             raise RuntimeError(f"{found[0][0]} became unreadable during the evaluation; run it again")
         if found:
@@ -258,7 +265,7 @@ def hint_curve_scores(guides: dict[str, Guide], files: list[Path], rels: list[st
                                          protocol.size, sides=(side, side), count=count)
             hints = paint_hints(ab, draws)  # (B,3,S,S)
             for name, guide in guides.items():
-                pred = lab_net_to_rgb(L, protocol.predict(guide, L, hints))
+                pred = lab_net_to_rgb(L, guide(L, hints))
                 values[name, count, "psnr_rgb"].append(psnr_rgb(pred, rgb))
                 values[name, count, "psnr_ab"].append(psnr_ab(pred, rgb))
     return {name: {key: [torch.cat(values[name, c, key]).mean().item() for c in counts]
@@ -270,7 +277,7 @@ def render(methods: dict[str, Predictor], files: list[Path], protocol: Protocol)
     (S,S,3) uint8."""
     rgb = pixels_to_rgb(np.stack([protocol_crop(load_rgb(f), protocol.size) for f in files]), protocol.device)
     L = rgb_to_lab_net(rgb)[0]
-    columns = [lab_net_to_rgb(L, protocol.predict(predict, L)) for predict in methods.values()] + [rgb]
+    columns = [lab_net_to_rgb(L, predict(L)) for predict in methods.values()] + [rgb]
     columns = [rgb_to_pixels(c) for c in columns]  # each (B,S,S,3) uint8
     return [[c[i] for c in columns] for i in range(len(files))]
 
@@ -369,12 +376,12 @@ def evaluate(data: str | os.PathLike, models: Sequence[str | os.PathLike], out_d
     out_dir.mkdir(parents=True, exist_ok=True)
     index = index_dataset(data, seed=options.seed, progress=options.progress, work_dir=options.work_dir)
     generators = {name: load_generator(ckpt, device=protocol.device) for name, ckpt in zip(names, models)}
-    methods = {BASELINE: _zero_ab, **{name: _automatic(g) for name, g in generators.items()}}
+    methods = {BASELINE: _zero_ab, **{name: _automatic(g, protocol.rendering) for name, g in generators.items()}}
     metrics = ColorMetrics(lpips_net=options.lpips_net, fid_feature=options.fid_feature)
     with _scoring(options.workers) as pool:
         scored = score(methods, index.files(options.split), metrics, protocol, pool)
         rels = [f.relative_to(index.root).as_posix() for f in scored.files]
-        curves = hint_curve_scores(_guides(generators, options.size), scored.files, rels, options.hints, protocol,
+        curves = hint_curve_scores(_guides(generators, protocol), scored.files, rels, options.hints, protocol,
                                    pool) if options.hints else None
         galleries = _choose_galleries(rels, scored.per_image[names[0]]["psnr_ab"].numpy(), names, options)
         paths = write_galleries(galleries, methods, index.root, protocol, out_dir)
@@ -388,9 +395,10 @@ def evaluate(data: str | os.PathLike, models: Sequence[str | os.PathLike], out_d
     return report
 
 
-def _guides(generators: dict[str, torch.nn.Module], size: int) -> dict[str, Guide]:
+def _guides(generators: dict[str, torch.nn.Module], protocol: Protocol) -> dict[str, Guide]:
     """The hint curves' methods: every model, then Levin et al. from gray where the exact solver takes the size."""
-    guides = {name: _guided(g) for name, g in generators.items()}
+    size = protocol.size
+    guides = {name: _guided(g, protocol.rendering) for name, g in generators.items()}
     if size * size <= LEVIN_MAX_PIXELS:
         guides[LEVIN] = _guided(None)
     else:
@@ -427,7 +435,7 @@ def curve_dict(curves: dict, generators: dict[str, torch.nn.Module], options: Ev
                      "places (Zhang et al. 2017's sweep: 6x6 at 256 px), seeded per photo and k, the same for every "
                      "model"),
         "method": (f"A hint model reads the hints; then every model's remaining error at the hinted pixels is spread "
-                   f"along lightness (propagation '{CURVE_PROPAGATION}', as `colorize apply --hints`). "
+                   f"along lightness (propagation '{options.rendering().propagation}', as `colorize apply --hints`). "
                    f"{LEVIN}: no network, exact propagation from gray."),
         "models": {name: {"takes_hints": name in generators and generators[name].spec.takes_hints, **values}
                    for name, values in curves.items()},

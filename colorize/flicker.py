@@ -26,11 +26,12 @@ import numpy as np
 from scipy.spatial.distance import jensenshannon
 from torch import nn
 
-from .inference import RENDER_SIZE
+from .config import option, options_of
+from .inference import Rendering, rendering_of
 from .lab import pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness
 from .metrics import colorfulness, psnr_rgb
 from .temporal import DEFAULT_TEMPORAL, consistent, new_flow, to_flow_image, warp
-from .video import BATCH, colorized_frames, read_frames
+from .video import BATCH, VideoOptions, colorized_frames, read_frames
 
 CDC_GAPS = (1, 2, 4)  # Liu et al. 2021
 ORIGINAL = "original (floor)"
@@ -121,16 +122,35 @@ def method_name(model: str, temporal: float) -> str:
     return f"{model}, per frame" if temporal == 0 else f"{model}, temporal {temporal:g}"
 
 
-def measure_flicker(clip: str | os.PathLike, models: dict[str, nn.Module], temporals=(0.0, DEFAULT_TEMPORAL),
-                    render_size: int = RENDER_SIZE, precision: str = "auto", batch: int = BATCH,
-                    strip: int = STRIP) -> FlickerReport:
-    """Colorize the colour clip's frames with each model at each `temporal` and measure the flicker (module doc)."""
+@dataclass(frozen=True)
+class FlickerOptions:
+    """What `measure_flicker` compares besides the rendering: the blend weights, and how it runs and shows them."""
+
+    temporals: tuple[float, ...] = option((0.0, DEFAULT_TEMPORAL), "blend weights to compare (0: per frame; the "
+                                          "default's second is the stabiliser's)", parse=float, nargs="+",
+                                          flag="--temporal")
+    batch: int = BATCH  # frames through the model at once
+    strip: int = STRIP  # frames shown per method
+
+    def __post_init__(self):
+        object.__setattr__(self, "temporals", tuple(float(t) for t in self.temporals))
+        for t in self.temporals:
+            VideoOptions(t, self.batch)  # refuses a bad weight before any frame
+
+
+def measure_flicker(clip: str | os.PathLike, models: dict[str, nn.Module], rendering: Rendering | int | None = None,
+                    options: FlickerOptions | None = None, **settings) -> FlickerReport:
+    """Colorize the colour clip's frames with each model at each temporal weight and measure the flicker (module
+    doc). `rendering` and `options` may be given as keywords of their fields (`render_size=32, strip=0`)."""
+    options = options_of(FlickerOptions, options, settings)
+    rendering = rendering_of(rendering, **settings)
+    strip = options.strip
     n = sum(1 for _ in read_frames(clip)) if strip else 0
     keep = set(np.linspace(0, n - 1, strip).round().astype(int).tolist()) if strip else set()
-    methods = [method_name(m, t) for m in models for t in temporals]
+    methods = [method_name(m, t) for m in models for t in options.temporals]
     sources = itertools.tee(read_frames(clip), len(methods) + 1)
-    outs = [colorized_frames(models[m], src, render_size, precision, t, batch=batch)
-            for (m, t), src in zip(itertools.product(models, temporals), sources[1:])]
+    outs = [colorized_frames(models[m], src, rendering, VideoOptions(t, options.batch))
+            for (m, t), src in zip(itertools.product(models, options.temporals), sources[1:])]
     meters = {name: Meter() for name in [ORIGINAL] + methods}
     strips = {name: [] for name in meters}
     flow, prev_gray, count = new_flow(), None, 0

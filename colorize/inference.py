@@ -1,23 +1,29 @@
-"""Colorize any photo at full resolution: the generator sees a small square, the output keeps the photo's own L.
+"""THE engine: L at the render size (+ a hint map) -> ab; photos of any size colorized at full resolution with it.
 
-The model input is the photo resized to `render_size` x `render_size`; its predicted ab is upsampled
-bilinearly to the photo's size and joined with the ORIGINAL full-resolution L (`lab.lab_net_to_rgb`,
-which reduces chroma rather than change L), so the output has the input's size and lightness. Colour
-inputs lose their colour on the way (only L reaches the model).
+`colorize_batch` is the one place the generator runs at inference: L (B,1,S,S) in [-1,1] at the render
+size, with a hint map where the model takes hints, in the `Rendering`'s precision, then what the
+prediction still misses at the hints spread along lightness (`propagate.propagate`). Photos
+(`colorize_image`, `colorize_files`), video frames (`video.colorized_frames`), evaluation's scorers
+(`evaluate`), the flicker report (`flicker`) and the Guide tab (`guide`) all call it.
+
+A photo is squeezed to `render_size` x `render_size` for the model (`render_lightness`); the predicted ab
+is upsampled bilinearly to the photo's size and joined with the ORIGINAL full-resolution L (`compose`,
+through `lab.lab_net_to_rgb`, which reduces chroma rather than change L), so the output has the input's
+size and lightness. Colour inputs lose their colour on the way (only L reaches the model).
 
 Colour hints (points in the ORIGINAL photo's pixels) work with every generator: they become a hint map
 at the render size; a generator that takes hints (`GeneratorSpec.takes_hints`) reads it with L, and
-then, for every generator, what the prediction still misses at the hinted pixels is spread along
-lightness (`propagate.propagate`: `fast`, `levin` or `off`; `reach` says how far).
+then, for every generator, the residual at the hinted pixels is spread (`Rendering.propagation`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -26,7 +32,7 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torch import nn
 
-from .config import PROPAGATIONS
+from .config import PRECISIONS, PROPAGATIONS, Recipe, choice, option
 from .data import BadImageError, IMAGE_EXTS, list_images, load_rgb, to_rgb
 from .device import autocast_for, choose_precision
 from .files import bars_can_draw, unique_output
@@ -54,70 +60,117 @@ def check_render_size(render_size) -> int:
 
 
 @dataclass(frozen=True)
-class Rendering:
-    """How every photo of one call is rendered, checked once: the square the model sees, its arithmetic, the
-    hints' propagation (`config.PROPAGATIONS`) and reach."""
+class Rendering(Recipe):
+    """How every photo (or frame) of one call is rendered, checked once when it is made: the square the model
+    sees, its arithmetic, the hints' propagation and reach. Every colorizing function takes it whole."""
 
-    size: int = RENDER_SIZE
-    precision: str = "auto"
-    propagation: str = "fast"
-    reach: float = REACH
+    render_size: int = option(RENDER_SIZE, f"size the model sees: a multiple of {RENDER_SIZES[2]} from "
+                              f"{RENDER_SIZES[0]} to {RENDER_SIZES[1]}", parse=lambda text: check_render_size(int(text)))
+    precision: str = choice("auto", PRECISIONS, help="the model's arithmetic: auto is bf16 on GPUs that have it, "
+                            "fp16 on older GPUs, fp32 on the CPU")
+    propagation: str = choice("fast", PROPAGATIONS, help="how hints spread along lightness: fast, levin (exact, "
+                              "up to 256 px), off (the model alone)")
+    reach: float = option(REACH, "how far a hint's colour travels under propagation (larger: further)")
 
-    def __post_init__(self):
-        check_render_size(self.size)
-        choose_precision("cpu", self.precision)  # refuses an unknown name
-        if self.propagation not in PROPAGATIONS:
-            raise ValueError(f"unknown propagation {self.propagation!r}: choose one of {', '.join(PROPAGATIONS)}")
+    def check(self):
+        check_render_size(self.render_size)
         if self.propagation == "levin":
-            check_levin_size(self.size, self.size)  # the exact solver runs at the render size
+            check_levin_size(self.render_size, self.render_size)  # the exact solver runs at the render size
         if not self.reach > 0:
             raise ValueError(f"reach {self.reach}: it must be > 0 ({REACH} is the default; larger carries a "
                              "hint's colour further)")
 
 
-@torch.inference_mode()
-def colorize_image(model: nn.Module, image: Image.Image, render_size: int = RENDER_SIZE, precision: str = "auto",
-                   hints=None, propagation: str = "fast", reach: float = REACH) -> Image.Image:
-    """Colorize one photo of any size and PIL mode; returns an RGB image of the same size and lightness.
-
-    The generator (in eval mode, on any device) runs at `render_size` x `render_size`; it maps
-    L (1,1,S,S) in [-1,1] to ab/110 (1,2,S,S) as `models.build_generator` does (a generator that takes
-    hints: cat(L, hint map) (1,4,S,S)). `hints`: a list of points in the photo's pixels,
-    `[{"x": 410, "y": 220, "color": "#b03020", "size": 12}, ...]` (see `hintmaps.check_hints`); only a
-    colour's ab counts, spread by `propagation` ("fast", "levin" or "off") as far as `reach` says. A
-    photo with transparency comes back RGBA with the same alpha (colorized as if laid on white). The
-    model runs in `precision` (`device.choose_precision`: auto is mixed precision on a GPU, fp32 on
-    the CPU); the colour conversion always in fp32.
-    """
-    rendering = Rendering(render_size, precision, propagation, reach)
-    return _colorize(model, image, rendering, check_hints(hints, image.size) if hints else [])
+def rendering_of(rendering: Rendering | int | None = None, **settings) -> Rendering:
+    """The one `Rendering` of a public entry: `rendering` itself, or a render size, or the defaults, with any of
+    its fields given as keywords (`render_size=`, `precision=`, `propagation=`, `reach=`) replaced."""
+    if isinstance(rendering, Rendering):
+        return rendering.replace(**settings) if settings else rendering
+    if rendering is not None:
+        settings = {"render_size": rendering, **settings}
+    return Rendering(**settings)
 
 
-def _colorize(model: nn.Module, image: Image.Image, rendering: Rendering, points: list[HintPoint]) -> Image.Image:
-    """`colorize_image` once its settings and hints are checked."""
+def check_eval(model: nn.Module) -> None:
+    """Refuse a generator in training mode: its batch norm would use the photo's own statistics."""
     if model.training:
         raise ValueError("the generator is in training mode (batch norm would use this photo's statistics); "
                          "call model.eval() first")
-    device, S = next(model.parameters()).device, rendering.size
-    alpha = image.convert("RGBA").getchannel("A") if image.has_transparency_data else None
-    image = to_rgb(image)
-    W, H = image.size
-    small = np.asarray(image.resize((S, S), Image.Resampling.BILINEAR))  # antialiased
-    L = rgb_to_lightness(pixels_to_rgb(small, device))  # (1,1,S,S) in [-1,1]
-    hint_map = user_hint_map(points, (W, H), S, device) if points else None  # (1,3,S,S)
-    with autocast_for(device, choose_precision(device, rendering.precision)):
-        ab = model(generator_input(L, hint_map) if model.spec.takes_hints else L).float()  # (1,2,S,S) ab/110
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.inference_mode()
+def colorize_batch(model: nn.Module, L: torch.Tensor, hint_map: torch.Tensor | None = None,
+                   rendering: Rendering = Rendering(), known: torch.Tensor | None = None) -> torch.Tensor:
+    """THE engine: L (B,1,S,S) in [-1,1] at the render size [+ hint map (B,3,S,S), `lab.encode_hints`] -> ab
+    (B,2,S,S) scaled by 1/110, fp32, on L's device.
+
+    The generator (eval mode) reads L, or cat(L, hint map) where its spec takes hints (an all-zero map
+    without hints), under autocast in `rendering.precision`; then the residual at the hinted pixels is
+    spread along lightness (`rendering.propagation`, `.reach`). S is L's own size. `known`: this model's
+    ab for this L without hints, from an earlier call: an automatic model's output does not depend on the
+    hints, so it is not run again (the Guide tab's clicks).
+    """
+    check_eval(model)
+    if known is None or (model.spec.takes_hints and hint_map is not None):
+        with autocast_for(L.device, choose_precision(L.device, rendering.precision)):
+            ab = model(generator_input(L, hint_map) if model.spec.takes_hints else L).float()  # (B,2,S,S)
+    else:
+        ab = known
     if hint_map is not None:
         ab = propagate(L, ab, hint_map, rendering.propagation, rendering.reach)  # what the model missed, spread
-    ab = F.interpolate(ab, size=(H, W), mode="bilinear", align_corners=False)  # (1,2,H,W)
+    return ab
 
-    out = Image.new("RGB", (W, H))
+
+def render_lightness(frames: Sequence[np.ndarray], render_size: int, device=None) -> torch.Tensor:
+    """RGB pictures (H,W,3) uint8 (each its own size) -> L (B,1,S,S) in [-1,1]: each squeezed to S x S (PIL's
+    antialiased bilinear), as the model sees it."""
+    S = render_size
+    small = np.stack([np.asarray(Image.fromarray(f).resize((S, S), Image.Resampling.BILINEAR)) for f in frames])
+    return rgb_to_lightness(pixels_to_rgb(small, device))
+
+
+@torch.inference_mode()
+def compose(pixels: np.ndarray, ab: torch.Tensor) -> np.ndarray:
+    """A picture's colour: RGB (H,W,3) uint8 and ab (1,2,h,w) ab/110 at any size -> RGB (H,W,3) uint8 with the
+    picture's own L exactly (`lab.lab_net_to_rgb`), ab upsampled bilinearly; in bands of CHUNK_PIXELS."""
+    H, W = pixels.shape[:2]
+    ab = F.interpolate(ab.float(), size=(H, W), mode="bilinear", align_corners=False)  # (1,2,H,W)
+    out = np.empty_like(pixels)
     rows = max(1, CHUNK_PIXELS // W)
     for top in range(0, H, rows):
-        band = np.asarray(image.crop((0, top, W, min(H, top + rows))))  # (h,W,3) uint8 of the original photo
-        L = rgb_to_lightness(pixels_to_rgb(band, device))  # (1,1,h,W) in [-1,1], full resolution
-        rgb = lab_net_to_rgb(L, ab[:, :, top : top + rows])  # (1,3,h,W) in [0,1], L kept exactly
-        out.paste(Image.fromarray(rgb_to_pixels(rgb)[0], "RGB"), (0, top))
+        L = rgb_to_lightness(pixels_to_rgb(pixels[top:top + rows], ab.device))  # (1,1,h,W) full resolution
+        out[top:top + rows] = rgb_to_pixels(lab_net_to_rgb(L, ab[:, :, top:top + rows]))[0]  # L kept exactly
+    return out
+
+
+def colorize_image(model: nn.Module, image: Image.Image, rendering: Rendering | int | None = None, hints=None,
+                   **settings) -> Image.Image:
+    """Colorize one photo of any size and PIL mode; returns an RGB image of the same size and lightness.
+
+    The generator (in eval mode, on any device) maps L (1,1,S,S) in [-1,1] to ab/110 (1,2,S,S) as
+    `models.build_generator` does (a hint model: cat(L, hint map)). `rendering`: a `Rendering` (or a
+    render size), its fields also as keywords (`render_size=64, propagation="levin"`). `hints`: a list
+    of points in the photo's pixels, `[{"x": 410, "y": 220, "color": "#b03020", "size": 12}, ...]` (see
+    `hintmaps.check_hints`); only a colour's ab counts. A photo with transparency comes back RGBA with the
+    same alpha (colorized as if laid on white). The colour conversion always runs in fp32.
+    """
+    rendering = rendering_of(rendering, **settings)
+    return render_photo(model, image, rendering, check_hints(hints, image.size) if hints else [])
+
+
+def render_photo(model: nn.Module, image: Image.Image, rendering: Rendering, points: list[HintPoint]) -> Image.Image:
+    """`colorize_image` once its rendering and hints are checked."""
+    device = model_device(model)
+    alpha = image.convert("RGBA").getchannel("A") if image.has_transparency_data else None
+    pixels = np.asarray(to_rgb(image))  # (H,W,3) uint8
+    H, W = pixels.shape[:2]
+    L = render_lightness([pixels], rendering.render_size, device)  # (1,1,S,S)
+    hint_map = user_hint_map(points, (W, H), rendering.render_size, device) if points else None  # (1,3,S,S)
+    out = Image.fromarray(compose(pixels, colorize_batch(model, L, hint_map, rendering)), "RGB")
     if alpha is not None:
         out.putalpha(alpha)
     return out
@@ -125,7 +178,7 @@ def _colorize(model: nn.Module, image: Image.Image, rendering: Rendering, points
 
 @dataclass
 class ColorizeResult:
-    """What `colorize_files` wrote, and the inputs it skipped with the reason."""
+    """What `colorize_files` (or `apply.apply_paths`) wrote, and the inputs it skipped with the reason."""
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (input path, reason)
@@ -158,25 +211,17 @@ def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike
     return pairs
 
 
-def colorize_files(
-    model: nn.Module,
-    inputs: Iterable[str | os.PathLike],
-    out_dir: str | os.PathLike,
-    render_size: int = RENDER_SIZE,
-    progress: bool = True,
-    precision: str = "auto",
-    hints=None,
-    propagation: str = "fast",
-    reach: float = REACH,
-) -> ColorizeResult:
+def colorize_files(model: nn.Module, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+                   rendering: Rendering | int | None = None, progress: bool = True, hints=None,
+                   **settings) -> ColorizeResult:
     """Colorize photos and folders of photos (recursively) into `out_dir` as PNG; never touches the inputs.
 
     A file that cannot be read is logged, recorded in `failed` and skipped; the rest are written.
     Transparency is kept (RGBA out for a photo with an alpha channel or a transparent palette colour).
-    `hints` (points in the photo's pixels, see `colorize_image`) need exactly one input photo; they
-    are checked against it before anything is written.
+    `rendering` and `hints` as for `colorize_image`; hints need exactly one input photo, and are checked
+    against it before anything is written.
     """
-    rendering = Rendering(render_size, precision, propagation, reach)
+    rendering = rendering_of(rendering, **settings)
     inputs = [str(p) for p in inputs]
     pairs = plan_outputs(inputs, out_dir)
     if not pairs:
@@ -196,9 +241,7 @@ def colorize_files(
             result.failed.append((src, str(e)))
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        with torch.inference_mode():
-            colorized = _colorize(model, image, rendering, points)
-        colorized.save(dst, compress_level=PNG_COMPRESS_LEVEL)
+        render_photo(model, image, rendering, points).save(dst, compress_level=PNG_COMPRESS_LEVEL)
         result.written.append(dst)
     log.info("colorized %d photo(s) into %s; skipped %d", len(result.written), out_dir, len(result.failed))
     return result

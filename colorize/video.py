@@ -9,6 +9,7 @@ model sees the frame squeezed to `render_size`. Memory holds one batch of frames
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -24,12 +25,11 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torch import nn
 
-from .device import autocast_for, choose_precision
+from .config import option, options_of
 from .files import atomic_path, bars_can_draw, unique_output
 from .hintmaps import HintPoint, check_hints, user_hint_map
-from .inference import REACH, RENDER_SIZE, Rendering
-from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
-from .propagate import propagate
+from .inference import Rendering, check_eval, colorize_batch, compose, model_device, render_lightness, rendering_of
+from .lab import pixels_to_rgb, rgb_to_lightness
 from .temporal import DEFAULT_TEMPORAL, FramePair, Stabiliser, carry_point, check_temporal
 
 log = logging.getLogger(__name__)
@@ -144,72 +144,87 @@ def frame_hints(hints: list | None, size: tuple[int, int]) -> dict[int, list[Hin
     return {f: check_hints(entries, size) for f, entries in by_frame.items()}
 
 
-def _check_model(model: nn.Module) -> None:
-    if model.training:
-        raise ValueError("the generator is in training mode; call model.eval() first")
+@dataclass(frozen=True)
+class VideoOptions:
+    """How the frames of a video are carried along the motion, checked once when it is made (the `Rendering` says
+    how each frame is colorized)."""
+
+    temporal: float = option(DEFAULT_TEMPORAL, "videos: weight of the colour carried along the optical flow from "
+                             "the previous frame, in [0, 1) (0 colorizes every frame on its own)")
+    batch: int = BATCH  # frames through the model at once
+
+    def __post_init__(self):
+        check_temporal(self.temporal)
+        if self.batch < 1:
+            raise ValueError(f"batch {self.batch}: frames through the model at once, at least 1")
+
+
+def video_settings(rendering, video: VideoOptions | None, settings: dict) -> tuple[Rendering, VideoOptions]:
+    """The `Rendering` and `VideoOptions` of a public entry: given whole, or as keywords of their fields."""
+    video = options_of(VideoOptions, video, settings)
+    return rendering_of(rendering, **settings), video
+
+
+def colorized_frames(model: nn.Module, frames: Iterable[np.ndarray], rendering: Rendering | int | None = None,
+                     video: VideoOptions | None = None, hints: list | None = None,
+                     stabiliser_out: list | None = None, **settings) -> Iterator[np.ndarray]:
+    """RGB frames (H,W,3) uint8 in -> colorized RGB frames (H,W,3) uint8 out, one for one, in order.
+
+    Each batch of `video.batch` frames goes through the engine (`inference.colorize_batch`) at the render
+    size; ab is joined with each frame's own full-resolution L (`inference.compose`). `video.temporal` > 0
+    blends the colour carried along the flow (`temporal.Stabiliser`). `hints`: points of a hints file, each
+    with an optional "frame", carried along the flow; as for a photo, every model takes them.
+    `stabiliser_out`, a list, receives the Stabiliser, for its scene cuts. `rendering` and `video` may be
+    given as keywords of their fields (`render_size=32, temporal=0`).
+    """
+    rendering, video = video_settings(rendering, video, settings)
+    check_eval(model)
+    it = iter(frames)
+    first = next(it, None)
+    if first is None:
+        return
+    H, W = first.shape[:2]
+    yield from _colorized(model, itertools.chain([first], it), rendering, video, frame_hints(hints, (W, H)),
+                          stabiliser_out)
 
 
 @torch.inference_mode()
-def colorized_frames(model: nn.Module, frames: Iterable[np.ndarray], render_size: int = RENDER_SIZE,
-                     precision: str = "auto", temporal: float = DEFAULT_TEMPORAL, hints: list | None = None,
-                     batch: int = BATCH, stabiliser_out: list | None = None, propagation: str = "fast",
-                     reach: float = REACH) -> Iterator[np.ndarray]:
-    """RGB frames (H,W,3) uint8 in -> colorized RGB frames (H,W,3) uint8 out, one for one, in order.
-
-    The model (eval mode, any device; L (B,1,S,S) -> ab/110 (B,2,S,S), or cat(L, hint map) for a hint
-    model) sees `batch` frames at a time at `render_size`; ab is upsampled and joined with each frame's
-    own full-resolution L. `temporal` > 0 blends the colour carried along the flow (`temporal.Stabiliser`).
-    `hints`: points of a hints file, each with an optional "frame", carried along the flow; as for a photo
-    (`inference.colorize_image`), every model takes them: a hint model reads them, and what the prediction
-    still misses at them is spread along lightness (`propagation`, `reach`). `stabiliser_out`, a list,
-    receives the Stabiliser, for its scene cuts.
-    """
-    temporal = check_temporal(temporal)
-    Rendering(render_size, precision, propagation, reach)  # refuses a bad setting before any frame
-    _check_model(model)
-    device = next(model.parameters()).device
-    precision = choose_precision(device, precision)
+def _colorized(model: nn.Module, frames: Iterable[np.ndarray], rendering: Rendering, video: VideoOptions,
+               placed: dict[int, list[HintPoint]], stabiliser_out: list | None) -> Iterator[np.ndarray]:
+    """`colorized_frames` once its settings and hints are checked (`placed`: {frame: points})."""
+    device, S = model_device(model), rendering.render_size
     it = iter(frames)
-    stab = placed = None
+    stab = None
     points: list[HintPoint] = []
     t = 0
-    while chunk := [f for _, f in zip(range(batch), it)]:
+    while chunk := [f for _, f in zip(range(video.batch), it)]:
         H, W = chunk[0].shape[:2]
         if stab is None:
-            stab = Stabiliser(W, H, temporal)
-            placed = frame_hints(hints, (W, H))
+            stab = Stabiliser(W, H, video.temporal)
             if stabiliser_out is not None:
                 stabiliser_out.append(stab)
         scale = (W / stab.size[0], H / stab.size[1])
-        flows = temporal > 0 or bool(placed)
-        Ls, pairs, maps = [], [], []
+        pairs, maps = [], []
         for k, frame in enumerate(chunk):
-            L = rgb_to_lightness(pixels_to_rgb(frame, device))  # (1,1,H,W) in [-1,1], full resolution
-            Ls.append(L)
-            pair = stab.relate(L[0, 0].cpu().numpy()) if flows else None
+            pair = None
+            if video.temporal > 0 or placed:
+                pair = stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy())  # (H,W) full-res L
             pairs.append(pair)
             if placed:
                 moved = [(pt, carry_point(pair, pt.x, pt.y, scale)) for pt in points]
                 points = [dataclasses.replace(pt, x=min(W - 1, max(0, p[0])), y=min(H - 1, max(0, p[1])))
                           for pt, p in moved if p is not None] + placed.get(t + k, [])
-                maps.append(user_hint_map(points, (W, H), render_size, device))
-        small = np.stack([np.asarray(Image.fromarray(f).resize((render_size, render_size), Image.Resampling.BILINEAR))
-                          for f in chunk])
-        x = rgb_to_lightness(pixels_to_rgb(small, device))  # (B,1,S,S)
-        hint_map = torch.cat(maps) if maps else None  # (B,3,S,S)
-        with autocast_for(device, precision):
-            ab = model(generator_input(x, hint_map) if model.spec.takes_hints else x).float()  # (B,2,S,S) ab/110
-        if hint_map is not None:
-            ab = propagate(x, ab, hint_map, propagation, reach)  # what the model missed, spread along lightness
-        for k in range(len(chunk)):
+                maps.append(user_hint_map(points, (W, H), S, device))
+        L = render_lightness(chunk, S, device)  # (B,1,S,S)
+        ab = colorize_batch(model, L, torch.cat(maps) if maps else None, rendering)  # (B,2,S,S) ab/110
+        for k, frame in enumerate(chunk):
             a = ab[k : k + 1]
-            if temporal > 0:
+            if video.temporal > 0:
                 w, h = stab.size
                 small_ab = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)  # (1,2,h,w)
                 steady = stab.blend(small_ab[0].permute(1, 2, 0).cpu().numpy(), pairs[k])  # (h,w,2)
                 a = torch.from_numpy(steady).permute(2, 0, 1)[None].to(device)
-            a = F.interpolate(a, size=(H, W), mode="bilinear", align_corners=False)  # (1,2,H,W)
-            yield rgb_to_pixels(lab_net_to_rgb(Ls[k], a))[0]
+            yield compose(frame, a)
         t += len(chunk)
 
 
@@ -234,29 +249,28 @@ def _audio_writer(out, info: VideoInfo, template):
     return encode, lambda: out.mux(stream.encode(None))
 
 
-def colorize_video(model: nn.Module, src: str | os.PathLike, dst: str | os.PathLike, render_size: int = RENDER_SIZE,
-                   precision: str = "auto", temporal: float = DEFAULT_TEMPORAL, hints: list | None = None,
-                   batch: int = BATCH, progress: bool = True,
-                   on_frame: Callable[[int, int], None] | None = None, propagation: str = "fast",
-                   reach: float = REACH) -> VideoResult:
+def colorize_video(model: nn.Module, src: str | os.PathLike, dst: str | os.PathLike,
+                   rendering: Rendering | int | None = None, video: VideoOptions | None = None,
+                   hints: list | None = None, progress: bool = True,
+                   on_frame: Callable[[int, int], None] | None = None, **settings) -> VideoResult:
     """Colorize the video `src` into the MP4 `dst` (see the module docstring); `dst` appears only when complete.
 
-    `on_frame(done, total)` is called after each frame (total 0 when unknown). A bad input is a
-    BadVideoError before or while writing, and nothing is left at `dst`.
+    `rendering`, `video` and `hints` as for `colorized_frames`. `on_frame(done, total)` is called after each
+    frame (total 0 when unknown). A bad input is a BadVideoError before or while writing, and nothing is
+    left at `dst`.
     """
+    rendering, video = video_settings(rendering, video, settings)
+    check_eval(model)
     src, dst = Path(src), Path(dst)
-    check_temporal(temporal)
-    rendering = Rendering(render_size, precision, propagation, reach)
-    _check_model(model)
     with _open(src) as c:
-        return _colorize_open(model, src, c, dst, rendering, temporal, hints, batch, progress, on_frame)
+        return _colorize_open(model, src, c, dst, rendering, video, hints, progress, on_frame)
 
 
-def _colorize_open(model, src: Path, c, dst: Path, rendering: Rendering, temporal, hints, batch, progress,
+def _colorize_open(model, src: Path, c, dst: Path, rendering: Rendering, video: VideoOptions, hints, progress,
                    on_frame) -> VideoResult:
     info = _info(src, c)
     template = c.streams.audio[0] if c.streams.audio else None
-    frame_hints(hints, (info.width, info.height))  # a bad hint: an error before anything is written
+    placed = frame_hints(hints, (info.width, info.height))  # a bad hint: an error before anything is written
     dst.parent.mkdir(parents=True, exist_ok=True)
     stabs: list[Stabiliser] = []
     with atomic_path(dst, ".part") as tmp:
@@ -265,9 +279,7 @@ def _colorize_open(model, src: Path, c, dst: Path, rendering: Rendering, tempora
                 v = out.add_stream("libx264", rate=info.fps, options={"crf": str(CRF)})
                 v.width, v.height, v.pix_fmt = info.width, info.height, "yuv420p"
                 write_audio, flush_audio = _audio_writer(out, info, template) if template else (None, lambda: None)
-                frames = _frames(src, c, audio=write_audio)
-                colour = colorized_frames(model, frames, rendering.size, rendering.precision, temporal, hints, batch,
-                                          stabs, rendering.propagation, rendering.reach)
+                colour = _colorized(model, _frames(src, c, audio=write_audio), rendering, video, placed, stabs)
                 if progress and bars_can_draw() and info.frames:  # a bar needs the length
                     colour = progress_bar(colour, total=info.frames)
                 n = 0
@@ -323,24 +335,29 @@ def relate_frames(previous: np.ndarray, current: np.ndarray) -> FramePair:
     return pair
 
 
+def pan_zoom_frames(photo: Image.Image, frames: int = 48, size: tuple[int, int] = (640, 360)) -> Iterator[np.ndarray]:
+    """A camera panning right across `photo` and zooming in: `frames` RGB frames (H,W,3) uint8 at `size` (W,H)."""
+    photo, (W, H) = photo.convert("RGB"), size
+    pw, ph = photo.size
+    for i in range(frames):
+        cw = min(pw, ph * W / H) * (0.8 - 0.25 * i / max(1, frames))  # the crop narrows: a zoom in
+        ch = cw * H / W
+        x0, y0 = (pw - cw) * i / max(1, frames), (ph - ch) / 2  # and moves right: a pan
+        yield np.asarray(photo.resize((W, H), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch)))
+
+
 def pan_zoom_clip(photo: Image.Image, dst: str | os.PathLike, frames: int = 48, size: tuple[int, int] = (640, 360),
                   fps: int = 25, tone_hz: float = 440.0) -> Path:
-    """A colour clip to try video on: a camera panning across `photo` and zooming in, `frames` long at `size`
-    (W,H, even), H.264, with a tone as AAC audio. Written to a temporary name, then renamed to `dst`."""
-    photo, (W, H), dst = photo.convert("RGB"), size, Path(dst)
-    pw, ph = photo.size
-    rate = 16000
+    """A colour clip to try video on (notebooks, benchmarks, tests): `pan_zoom_frames` of `photo` (`size` even),
+    H.264, with a tone as AAC audio. Written to a temporary name, then renamed to `dst`."""
+    (W, H), dst = size, Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(dst, ".part") as tmp, av.open(str(tmp), "w", format="mp4") as c:
         v = c.add_stream("libx264", rate=fps, options={"crf": str(CRF)})
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
-        a = c.add_stream("aac", rate=rate)
-        for i in range(frames):
-            cw = min(pw, ph * W / H) * (0.8 - 0.25 * i / max(1, frames))  # the crop narrows: a zoom in
-            ch = cw * H / W
-            x0, y0 = (pw - cw) * i / max(1, frames), (ph - ch) / 2  # and moves right: a pan
-            crop = photo.resize((W, H), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
-            c.mux(v.encode(av.VideoFrame.from_image(crop)))
+        a = c.add_stream("aac", rate=16000)
+        for frame in pan_zoom_frames(photo, frames, size):
+            c.mux(v.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
         c.mux(v.encode(None))
         mux_tone(c, a, seconds=frames / fps, hz=tone_hz)
     return dst

@@ -8,25 +8,29 @@ import ipywidgets as w
 from PIL import Image, ImageColor, ImageDraw, ImageOps
 from torch import nn
 
+from . import guide
 from .hintmaps import DEFAULT_HINT_FRACTION
-from .inference import RENDER_SIZE, check_render_size, colorize_image
+from .inference import Rendering, rendering_of
 
 VIEW_PX = 512  # the longer side of the picture the widget shows; the result itself keeps the photo's size
 
 
 class HintPicker:
     """Place colour hints on a photo (x, y sliders in the photo's pixels, a colour picker, a patch size) and see
-    any generator's colorization follow them (`inference.colorize_image`); `hints` is the list `colorize apply --hints` reads.
+    any generator's colorization follow them (the steps of `guide`, as the app's Guide tab takes them); `hints` is
+    the list `colorize apply --hints` reads.
 
     `add`, `undo` and `clear` are buttons; a slider move only moves the cross on the shown picture, a
     button recolorizes. In code: set `x.value`, `y.value`, `colour.value`, then `add.click()`, or `place(hint)`.
-    `result` is the latest colorization at the photo's full size.
+    `result` is the latest colorization at the photo's full size. `rendering` as for `inference.colorize_image`
+    (a `Rendering`, a render size, or its fields as keywords).
     """
 
-    def __init__(self, model: nn.Module, photo: Image.Image, render_size: int = RENDER_SIZE, colour: str = "#b03020"):
-        self.model, self.photo, self.render_size = model, photo.convert("RGB"), check_render_size(render_size)
+    def __init__(self, model: nn.Module, photo: Image.Image, rendering: Rendering | int | None = None,
+                 colour: str = "#b03020", **settings):
+        self.model, self.photo = model, photo.convert("RGB")
+        self.session = guide.start(model, self.photo, rendering_of(rendering, **settings))
         W, H = self.photo.size
-        self.hints: list[dict] = []
         self.x = w.IntSlider(value=W // 2, min=0, max=W - 1, description="x (px)", continuous_update=False)
         self.y = w.IntSlider(value=H // 2, min=0, max=H - 1, description="y (px)", continuous_update=False)
         default = max(1, round(DEFAULT_HINT_FRACTION * max(W, H)))
@@ -35,14 +39,15 @@ class HintPicker:
         self.add, self.undo, self.clear = (w.Button(description=d) for d in ("add hint", "undo", "clear"))
         self.view = w.Image(format="png")
         self.status = w.Label()
-        self.add.on_click(lambda _: self._change(self.hints + [self._current()]))
-        self.undo.on_click(lambda _: self._change(self.hints[:-1]))
-        self.clear.on_click(lambda _: self._change([]))
+        self.add.on_click(lambda _: self._step(guide.place, self.x.value, self.y.value, self.size.value,
+                                               self.colour.value))
+        self.undo.on_click(lambda _: self._step(guide.undo))
+        self.clear.on_click(lambda _: self._step(guide.clear))
         for control in (self.x, self.y, self.size, self.colour):
             control.observe(lambda _: self._draw(), names="value")
         self.widget = w.VBox([w.HBox([self.x, self.y]), w.HBox([self.colour, self.size]),
                               w.HBox([self.add, self.undo, self.clear, self.status]), self.view])
-        self._change([])
+        self._step(lambda session: session)
 
     def place(self, hint: dict) -> None:
         """Add a hint (an entry of a hints file) as a user would: set the sliders and the colour, press "add hint"."""
@@ -52,15 +57,18 @@ class HintPicker:
         self.size.value = round(hint.get("size", default))
         self.add.click()
 
-    def _current(self) -> dict:
-        """The hint the controls describe now, as an entry of a hints file."""
-        return {"x": self.x.value, "y": self.y.value, "color": self.colour.value, "size": self.size.value}
+    @property
+    def hints(self) -> list[dict]:
+        return list(self.session.hints)
 
-    def _change(self, hints: list[dict]) -> None:
-        """Set the hints, colorize the photo with them and redraw."""
-        self.hints = hints
-        self.result = colorize_image(self.model, self.photo, self.render_size, hints=hints)
-        self.status.value = f"{len(hints)} hint(s)"
+    @property
+    def result(self) -> Image.Image:
+        return self.session.image()
+
+    def _step(self, step, *args) -> None:
+        """Take one of `guide`'s steps on the session and redraw."""
+        self.session = step(self.session, *args)
+        self.status.value = f"{len(self.session.hints)} hint(s)"
         self._draw()
 
     def _draw(self) -> None:

@@ -175,8 +175,8 @@ def test_apply_refuses_a_render_size_outside_the_rule_before_loading(tmp_path, c
 def test_bad_rendering_settings_are_refused_once_before_any_photo(model, tmp_path):
     Image.new("RGB", (40, 30)).save(tmp_path / "a.png")
     for bad, message in [(dict(propagation="levin", render_size=512), "use propagation 'fast'"),
-                         (dict(propagation="slow"), "unknown propagation 'slow'"), (dict(reach=0), "reach 0"),
-                         (dict(precision="fp64"), "unknown precision")]:
+                         (dict(propagation="slow"), "propagation is 'slow'; choose one of: fast, levin, off"),
+                         (dict(reach=0), "reach 0"), (dict(precision="fp64"), "precision is 'fp64'; choose one of")]:
         with pytest.raises(ValueError, match=message):
             colorize_files(model, [tmp_path / "a.png"], tmp_path / "out", progress=False, **bad)
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,142 @@
+"""Guiding a model by hand: one photo's hints as a frozen session value, and the pure steps that change it.
+
+A `GuideSession` holds the decoded photo, the `Rendering`, the model, the photo's lightness at the render size,
+the model's own prediction there (no hints), the hints (hints-file entries, in the photo's pixels) and the
+colorized result at full resolution. Each step (`place`, `recolour`, `undo`, `clear`, `load`, `rerender`)
+returns a new session and runs the network only where the result depends on it: an automatic model's output
+does not depend on the hints, so a step is propagation and the full-resolution composition alone
+(`inference.colorize_batch`'s `known`); a hint model runs once per step. The app's Guide tab (`app.py`) and
+the notebook widget (`widgets.HintPicker`) are thin views over these steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, ImageColor, ImageDraw
+from torch import nn
+
+from .data import to_rgb
+from .hintmaps import check_hints, user_hint_map
+from .inference import Rendering, check_eval, colorize_batch, compose, model_device, render_lightness
+from .swatches import Palette, lightness_at, suggest
+
+
+@dataclass(frozen=True, eq=False)
+class GuideSession:
+    """One photo being guided: what the steps below read, and the result of its hints."""
+
+    model: nn.Module  # in eval mode
+    rendering: Rendering
+    pixels: np.ndarray  # (H,W,3) uint8, the photo as read (its lightness is kept; its colour is not used)
+    alpha: Image.Image | None  # the photo's transparency, put back on `image()`
+    L: torch.Tensor  # (1,1,S,S) in [-1,1]: the photo at the render size, as the model sees it
+    prediction: torch.Tensor  # (1,2,S,S) ab/110: the model's own colours, without hints
+    plain: np.ndarray  # (H,W,3) uint8: the model's own colorization at full resolution
+    hints: tuple[dict, ...] = ()  # hints-file entries {"x", "y", "color", "size"} in the photo's pixels
+    result: np.ndarray | None = None  # (H,W,3) uint8: the colorization with `hints`
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The photo's (W,H)."""
+        return self.pixels.shape[1], self.pixels.shape[0]
+
+    def image(self) -> Image.Image:
+        """The result as a PIL image at the photo's size (RGBA where the photo has transparency)."""
+        out = Image.fromarray(self.result, "RGB")
+        if self.alpha is not None:
+            out.putalpha(self.alpha)
+        return out
+
+    def colour_at(self, x: int, y: int, plain: bool = False) -> str:
+        """The result's colour (or the model's own, `plain`) at pixel (x, y), as "#rrggbb"."""
+        r, g, b = (self.plain if plain else self.result)[int(y), int(x)]
+        return f"#{r:02x}{g:02x}{b:02x}"
+
+    def palette(self, x: int, y: int, side: int = 1) -> Palette:
+        """The suggested colours at (x, y): the model's own there, those used, all at its lightness."""
+        return suggest(self.colour_at(x, y, plain=True), [h["color"] for h in self.hints],
+                       lightness_at(Image.fromarray(self.pixels), int(x), int(y), radius=side // 2))
+
+    def marked(self) -> np.ndarray:
+        """The result (H,W,3) uint8 with a ring in each hint's colour around its point; the last hint's is thicker."""
+        view = Image.fromarray(self.result, "RGB")
+        draw = ImageDraw.Draw(view)
+        r = max(4, round(max(view.size) / 80))  # ring radius, visible on a phone photo and a 12 MP one alike
+        for i, h in enumerate(self.hints):
+            box = [h["x"] - r, h["y"] - r, h["x"] + r, h["y"] + r]
+            width = max(1, r // (2 if i == len(self.hints) - 1 else 3))
+            draw.ellipse(box, outline="white", width=max(2, width) + 2)
+            draw.ellipse(box, outline=ImageColor.getrgb(h["color"])[:3], width=width)
+        return np.asarray(view)
+
+
+def start(model: nn.Module, photo: Image.Image, rendering: Rendering = Rendering(),
+          hints: Sequence[dict] = ()) -> GuideSession:
+    """A session on `photo` (any PIL mode; decoded once, here): the model runs once for its own colours, and once
+    more if it reads `hints`."""
+    alpha = photo.convert("RGBA").getchannel("A") if photo.has_transparency_data else None
+    return _begin(model, np.asarray(to_rgb(photo)), alpha, rendering, hints)
+
+
+def _begin(model: nn.Module, pixels: np.ndarray, alpha: Image.Image | None, rendering: Rendering,
+           hints: Sequence[dict]) -> GuideSession:
+    check_eval(model)
+    L = render_lightness([pixels], rendering.render_size, model_device(model))  # (1,1,S,S)
+    prediction = colorize_batch(model, L, None, rendering)  # (1,2,S,S)
+    plain = compose(pixels, prediction)
+    session = GuideSession(model, rendering, pixels, alpha, L, prediction, plain, (), plain)
+    return load(session, hints) if hints else session
+
+
+def load(session: GuideSession, hints: Sequence[dict]) -> GuideSession:
+    """The session with `hints` (a hints file's entries) instead of its own; a bad entry is a ValueError naming it."""
+    hints = tuple(dict(h) for h in hints)
+    points = check_hints(hints, session.size)
+    if not points:
+        return dataclasses.replace(session, hints=(), result=session.plain)
+    s = session.rendering.render_size
+    hint_map = user_hint_map(points, session.size, s, session.L.device)  # (1,3,S,S)
+    ab = colorize_batch(session.model, session.L, hint_map, session.rendering, known=session.prediction)
+    return dataclasses.replace(session, hints=hints, result=compose(session.pixels, ab))
+
+
+def hint_side(photo_size: tuple[int, int], hint_size: float, render_size: int) -> int:
+    """A hint's side in the photo's pixels for `hint_size` px at the render size (the photo's longer side)."""
+    return max(1, round(float(hint_size) * max(photo_size) / int(render_size)))
+
+
+def place(session: GuideSession, x: int, y: int, side: int, colour: str | None = None) -> GuideSession:
+    """A hint at (x, y) (photo pixels), `side` pixels a side, in `colour` (default: the current result's there)."""
+    colour = colour or session.colour_at(x, y)
+    return load(session, [*session.hints, {"x": int(x), "y": int(y), "color": colour, "size": int(side)}])
+
+
+def recolour(session: GuideSession, colour: str) -> GuideSession:
+    """The last hint in `colour`."""
+    if not session.hints:
+        raise ValueError("no hint to colour yet: click on the result to place one")
+    return load(session, [*session.hints[:-1], {**session.hints[-1], "color": colour}])
+
+
+def undo(session: GuideSession) -> GuideSession:
+    """The last hint removed (nothing to undo: the same session)."""
+    return load(session, session.hints[:-1]) if session.hints else session
+
+
+def clear(session: GuideSession) -> GuideSession:
+    """No hints: the model's own colours."""
+    return load(session, ())
+
+
+def rerender(session: GuideSession, rendering: Rendering, model: nn.Module | None = None) -> GuideSession:
+    """The same photo and hints under another rendering or model: the network runs again only for another model
+    or render size (another propagation or reach reuses the prediction)."""
+    model = model if model is not None else session.model
+    if model is not session.model or rendering.render_size != session.rendering.render_size:
+        return _begin(model, session.pixels, session.alpha, rendering, session.hints)
+    return load(dataclasses.replace(session, rendering=rendering), session.hints)
