@@ -17,7 +17,8 @@ The Guide tab works with every model, on the photo uploaded in the Colorize tab:
 places a hint there; suggested colours (the model's own there, those used, every colour that exists at
 that point's lightness) and a colour picker recolour it; a hint-size, a reach and a propagation control
 shape how it spreads; the hints download as the file `colorize apply --hints` reads, and such a file can
-be loaded.
+be loaded. The page keeps one `guide.GuideSession` in a `gr.State`; each handler below turns widget values
+into one of `guide`'s steps and the new session back into what the page shows.
 """
 
 from __future__ import annotations
@@ -28,24 +29,25 @@ import logging
 import os
 import uuid
 import zipfile
-from functools import partial
+from functools import partial, wraps
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import gradio as gr
-from PIL import Image, ImageColor, ImageDraw
+from PIL import Image
 from torch import nn
 
-from .data import IMAGE_EXTS, BadImageError, load_rgb
+from . import guide as steps
+from .apply import apply_paths
 from .config import PROPAGATIONS
+from .data import IMAGE_EXTS, BadImageError, load_rgb
 from .device import inference_device
-from .hintmaps import check_hints, read_hints_file
-from .inference import (PNG_COMPRESS_LEVEL, REACH, RENDER_SIZE, RENDER_SIZES, check_render_size, colorize_files,
-                        colorize_image)
+from .guide import GuideSession
+from .hintmaps import read_hints_file
+from .inference import PNG_COMPRESS_LEVEL, RENDER_SIZES, Rendering, colorize_image
 from .models import load_generator, model_name
-from .swatches import Palette, lightness_at, suggest
 from .temporal import DEFAULT_TEMPORAL
-from .video import VIDEO_EXTS, BadVideoError, colorize_video, probe
+from .video import VIDEO_EXTS, BadVideoError, VideoOptions, colorize_video, probe
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono"
 MAX_VIDEO_SECONDS = 20  # a longer clip is the CLI's: on a CPU a 256 px model colorizes a few frames a second
 SHARE_WARNING = ("--share: Gradio makes a public link to this app through its relay server; anyone with the link "
                  "can use the app, run your models and see what is uploaded until you stop it")
+DEFAULTS = Rendering()  # what the page's controls start at
 
 
 def offline_theme() -> gr.themes.Base:
@@ -94,10 +97,11 @@ def _model(models: Mapping[str, nn.Module], name: str | None) -> nn.Module:
     return models[name]
 
 
-def _check_size(render_size) -> int:
-    """The slider's value under `inference.check_render_size`'s rule, or `gr.Error`."""
+def _rendering(render_size=DEFAULTS.render_size, propagation: str = DEFAULTS.propagation,
+               reach: float = DEFAULTS.reach) -> Rendering:
+    """The page's controls as one `Rendering`, checked here (the door), or `gr.Error` naming what to change."""
     try:
-        return check_render_size(render_size)
+        return Rendering(render_size, propagation=propagation, reach=float(reach))
     except ValueError as e:
         raise _refuse(str(e)) from None
 
@@ -115,43 +119,43 @@ def _load_photo(photo: str | None) -> Image.Image:
                       f"{', '.join(sorted(x.lstrip('.').upper() for x in IMAGE_EXTS))} file") from e
 
 
+# ---------------------------------------------------------------------------------------- Colorize tabs
+
+
 def colorize_upload(models: Mapping[str, nn.Module], photo: str | None, model: str | None = None,
-                    render_size: int = RENDER_SIZE) -> tuple[str, str]:
+                    render_size: int = DEFAULTS.render_size) -> tuple[str, str]:
     """One uploaded photo -> (its colorized PNG, a PNG of the photo as read) for the download and the slider.
 
     Both are at the photo's full size, EXIF orientation applied and transparency kept. A file that is
     not a readable photo raises `gr.Error`, which the page shows as a message.
     """
-    if photo is None:
-        raise _refuse("upload a photo first")
-    generator, size = _model(models, model), _check_size(render_size)
-    name = Path(photo).name
+    generator, rendering = _model(models, model), _rendering(render_size)
     image = _load_photo(photo)
-    out = _results_dir()
-    before, after = out / f"{Path(name).stem}.png", out / f"{Path(name).stem}-colorized.png"
+    stem, out = Path(photo).stem, _results_dir()
+    before, after = out / f"{stem}.png", out / f"{stem}-colorized.png"
     image.save(before, compress_level=PNG_COMPRESS_LEVEL)
-    colorize_image(generator, image, render_size=size).save(after, compress_level=PNG_COMPRESS_LEVEL)
-    log.info("colorized %s (%dx%d) with %s at %d px", name, *image.size, model, size)
+    colorize_image(generator, image, rendering).save(after, compress_level=PNG_COMPRESS_LEVEL)
+    log.info("colorized %s (%dx%d) with %s at %d px", Path(photo).name, *image.size, model, rendering.render_size)
     return str(after), str(before)
 
 
 def colorize_uploads(models: Mapping[str, nn.Module], photos: list[str] | None, model: str | None = None,
-                     render_size: int = RENDER_SIZE) -> tuple[list[tuple[str, str]], str]:
+                     render_size: int = DEFAULTS.render_size) -> tuple[list[tuple[str, str]], str]:
     """Several uploaded photos -> (gallery of (PNG, caption), one zip of the PNGs); unreadable ones are skipped.
 
     Skipped files are named in a warning on the page; `gr.Error` if none could be read.
     """
     if not photos:
         raise _refuse("upload one or more photos first")
-    generator, size = _model(models, model), _check_size(render_size)
+    generator, rendering = _model(models, model), _rendering(render_size)
     out = _results_dir()
-    result = colorize_files(generator, photos, out / "colorized", render_size=size, progress=False)
+    result = apply_paths(generator, photos, out / "colorized", rendering, progress=False)
     skipped = ", ".join(Path(p).name for p, _ in result.failed)
     if not result.written:
         raise _refuse(f"none of the files could be read as a photo: {skipped}")
     if skipped:
-        message = f"skipped {len(result.failed)} file(s) that are not readable photos: {skipped}"
-        gr.Warning(html.escape(message, quote=False))
+        gr.Warning(html.escape(f"skipped {len(result.failed)} file(s) that are not readable photos: {skipped}",
+                               quote=False))
     archive = out / "colorized.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as z:  # PNGs are compressed already
         for png in result.written:
@@ -159,17 +163,43 @@ def colorize_uploads(models: Mapping[str, nn.Module], photos: list[str] | None, 
     return [(str(p), p.name) for p in result.written], str(archive)
 
 
+def colorize_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: gr.Slider) -> gr.File:
+    """The Colorize tab: one photo, a before/after slider, the PNG; returns the photo upload (the Guide's photo)."""
+    with gr.Tab("Colorize"):
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.File(label="photo", file_types=sorted(IMAGE_EXTS), type="filepath", elem_id="photo")
+                run = gr.Button("Colorize", variant="primary")
+                result = gr.File(label="colorized PNG", interactive=False, elem_id="result")
+            with gr.Column(scale=3):
+                slider = gr.ImageSlider(label="before / after", type="filepath", format="png", interactive=False,
+                                        max_height=720, elem_id="slider")
+        before = gr.State()
+        # the API returns the PNG alone; the photo as read goes through a State to the slider
+        gr.on([photo.upload, run.click], partial(colorize_upload, models), [photo, model, render_size],
+              [result, before], api_name="colorize", concurrency_id="model").success(
+            lambda b, a: (b, a), [before, result], slider, api_visibility="private", queue=False)
+    return photo
+
+
+def several_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: gr.Slider) -> None:
+    """The Several photos tab: a gallery and one zip."""
+    with gr.Tab("Several photos"):
+        photos = gr.File(label="photos", file_types=sorted(IMAGE_EXTS), file_count="multiple", type="filepath")
+        run = gr.Button("Colorize all", variant="primary")
+        gallery = gr.Gallery(label="colorized", columns=4, format="png")
+        archive = gr.File(label="all of them (zip)", interactive=False)
+        run.click(partial(colorize_uploads, models), [photos, model, render_size], [gallery, archive],
+                  api_name="colorize_many", concurrency_id="model")
+
+
 # ------------------------------------------------------------------------------------------- Guide tab
 # Every model guides: a hint model reads the hints, and for every model what its colours still miss at the
-# hints is spread along lightness (`colorize_image`'s `propagation` and `reach`). The page keeps the hints
-# in a gr.State (a list of hints-file entries, in the photo's pixels), the latest colorization's path in
-# another, the colorization without hints ("plain", the model's own colours) in a third, and the palette
-# of suggested colours at the last click in a fourth. Each step below returns the same five values:
-# (hints, result PNG, result with the hints marked, hints for the JSON view, hints.json to download).
+# hints is spread along lightness. The adapters below take widget values and a session, and return the new
+# session (or gr.Error with what to change); `guide_tab` shows it.
 
-GuideStep = tuple[list[dict], str, str, list[dict], str]
 HINT_SIZES = (1, 32, 5)  # hint size slider, px at the render size: min, max, default (Zhang et al. draw 1..9 at 256)
-REACHES = (0.1, 5.0)  # reach slider: min, max (its default: `inference.REACH`)
+REACHES = (0.1, 5.0)  # reach slider: min, max (its default: `Rendering.reach`)
 GUIDE_NOTE = ("Upload a photo in the *Colorize* tab, then click on the result below to place a hint. Its colour "
               "starts as the result's colour there: pick another from the suggestions (the model's own colour "
               "there, the colours used so far, and every colour that exists at that point's lightness) or from "
@@ -177,6 +207,9 @@ GUIDE_NOTE = ("Upload a photo in the *Colorize* tab, then click on the result be
 READS_HINTS = "**{name}** reads your hints; what it still misses is spread along lightness."
 SPREADS_HINTS = ("**{name}** was trained on lightness alone: your hints are spread along lightness over its "
                  "colours.")
+PALETTE_NOTE = ("**Suggested colours** (click one): first row the model's own colour there, then those used; "
+                "below, every colour at that point's lightness.")
+EMPTY_CELL = "no colour there: click a swatch (first row: the model's own colour and those used)"
 
 
 def guide_note(models: Mapping[str, nn.Module], model: str | None) -> str:
@@ -186,126 +219,52 @@ def guide_note(models: Mapping[str, nn.Module], model: str | None) -> str:
     return f"{GUIDE_NOTE}\n\n{how.format(name=name)}"
 
 
-def _marked(result: Image.Image, hints: Sequence[dict]) -> Image.Image:
-    """The result with a ring in each hint's colour around its point; the last hint's ring is thicker."""
-    view = result.convert("RGB")
-    draw = ImageDraw.Draw(view)
-    r = max(4, round(max(view.size) / 80))  # ring radius, visible on a phone photo and a 12 MP one alike
-    for i, h in enumerate(hints):
-        box = [h["x"] - r, h["y"] - r, h["x"] + r, h["y"] + r]
-        last = i == len(hints) - 1
-        draw.ellipse(box, outline="white", width=max(2, r // (2 if last else 3)) + 2)
-        draw.ellipse(box, outline=ImageColor.getrgb(h["color"])[:3], width=max(1, r // (2 if last else 3)))
-    return view
-
-
-def guided(models: Mapping[str, nn.Module], photo: str | None, hints: Sequence[dict], model: str | None = None,
-           render_size: int = RENDER_SIZE, propagation: str = "fast", reach: float = REACH) -> GuideStep:
-    """Colorize the photo with `hints` (hints-file entries in its pixels) -> the five values of a Guide step.
-
-    Bad hints (outside the photo, a colour that doesn't parse, ...) and a propagation that cannot run at
-    this render size raise `gr.Error` naming what to change.
-    """
-    generator, size = _model(models, model), _check_size(render_size)
-    image = _load_photo(photo)
-    hints = list(hints)
+def _step(step: Callable, session: GuideSession | None, *args) -> GuideSession:
+    """One of `guide`'s steps on the page's session; a bad input (ValueError) is `gr.Error` naming what to change."""
+    if session is None:
+        raise _refuse("upload a photo in the Colorize tab first")
     try:
-        check_hints(hints, image.size)
+        return step(session, *args)
+    except ValueError as e:
+        raise _refuse(str(e)) from e
+
+
+def guide_start(models: Mapping[str, nn.Module], photo: str | None, model: str | None = None,
+                render_size: int = DEFAULTS.render_size, propagation: str = DEFAULTS.propagation,
+                reach: float = DEFAULTS.reach, hints: Sequence[dict] = ()) -> GuideSession:
+    """A session on the uploaded photo with the chosen model and settings (and `hints`, e.g. from the API)."""
+    generator, rendering, image = _model(models, model), _rendering(render_size, propagation, reach), _load_photo(photo)
+    try:
+        return steps.start(generator, image, rendering, hints)
     except ValueError as e:
         raise _refuse(f"hints: {e}") from e
-    out = _results_dir()
-    stem = Path(photo).stem
-    result, view, listing = out / f"{stem}-guided.png", out / f"{stem}-hints-marked.png", out / "hints.json"
-    try:
-        colorized = colorize_image(generator, image, render_size=size, hints=hints, propagation=propagation,
-                                   reach=float(reach))
-    except ValueError as e:  # e.g. the exact propagation above its size limit
-        raise _refuse(str(e)) from e
-    colorized.save(result, compress_level=PNG_COMPRESS_LEVEL)
-    _marked(colorized, hints).save(view, compress_level=PNG_COMPRESS_LEVEL)
-    listing.write_text(json.dumps(hints, indent=1) + "\n")
-    log.info("guided %s (%dx%d) with %d hint(s), %s at %d px, %s propagation, reach %g", stem, *image.size,
-             len(hints), model, size, propagation, reach)
-    return hints, str(result), str(view), hints, str(listing)
 
 
-def begin_guide(models: Mapping[str, nn.Module], photo: str | None, hints: list[dict] | None,
-                model: str | None = None, render_size: int = RENDER_SIZE, propagation: str = "fast",
-                reach: float = REACH) -> tuple[list[dict], str, str, list[dict], str, str]:
-    """The Guide step of `hints` (none: a fresh start) and the model's own colorization (the "plain" result)."""
-    plain = guided(models, photo, [], model, render_size, propagation, reach)
-    step = guided(models, photo, hints, model, render_size, propagation, reach) if hints else plain
-    return *step, plain[1]
+def guide_settings(models: Mapping[str, nn.Module], session: GuideSession | None, model: str | None,
+                   render_size: int, propagation: str, reach: float) -> GuideSession:
+    """The session under the page's model and settings: the network runs again only for another model or size."""
+    return _step(steps.rerender, session, _rendering(render_size, propagation, reach), _model(models, model))
 
 
-def colour_at(result: str, x: int, y: int) -> str:
-    """The colour ("#rrggbb") of the result PNG at pixel (x, y)."""
-    with Image.open(result) as im:
-        r, g, b = im.convert("RGB").getpixel((int(x), int(y)))
-    return f"#{r:02x}{g:02x}{b:02x}"
-
-
-def hint_side(photo_size: tuple[int, int], hint_size: float, render_size: int) -> int:
-    """A hint's side in the photo's pixels for `hint_size` px at the render size (the photo's longer side)."""
-    return max(1, round(float(hint_size) * max(photo_size) / int(render_size)))
-
-
-def place_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, result: str | None, plain: str | None,
-               photo: str | None, x: int, y: int, hint_size: float = HINT_SIZES[2], model: str | None = None,
-               render_size: int = RENDER_SIZE, propagation: str = "fast", reach: float = REACH
-               ) -> tuple[list[dict], str, str, list[dict], str, str, Palette, str]:
-    """A click at (x, y) (photo pixels): a hint there of `hint_size` px at the render size, in the current result's
-    colour. Returns the Guide step, that colour, and the suggested colours there (a `Palette` and its PNG)."""
-    if result is None:
+def guide_click(session: GuideSession | None, x: int, y: int, hint_size: float) -> GuideSession:
+    """A click at (x, y) (photo pixels): a hint there of `hint_size` px at the render size, in the result's colour."""
+    if session is None:
         raise _refuse("upload a photo in the Colorize tab first")
-    image = _load_photo(photo)
-    colour = colour_at(result, x, y)
-    side = hint_side(image.size, hint_size, _check_size(render_size))
-    step = guided(models, photo, [*(hints or []), {"x": int(x), "y": int(y), "color": colour, "size": side}],
-                  model, render_size, propagation, reach)
-    palette = suggest(colour_at(plain or result, x, y), [h["color"] for h in step[0]],
-                      lightness_at(image, int(x), int(y), radius=side // 2))
-    return *step, colour, palette, _palette_png(palette)
+    return _step(steps.place, session, x, y, steps.hint_side(session.size, hint_size, session.rendering.render_size))
 
 
-def _palette_png(palette: Palette) -> str:
-    path = _results_dir() / "suggested-colours.png"
-    palette.picture().save(path)
-    return str(path)
-
-
-def pick_suggested(models: Mapping[str, nn.Module], palette: Palette | None, hints: list[dict] | None,
-                   photo: str | None, x: int, y: int, model: str | None = None,
-                   render_size: int = RENDER_SIZE, propagation: str = "fast",
-                   reach: float = REACH) -> tuple[list[dict], str, str, list[dict], str, str]:
-    """A click on the suggested colours at (x, y): that colour on the last hint; the Guide step and the colour.
-    A click between the swatches changes nothing (`gr.skip`)."""
+def guide_pick(session: GuideSession | None, x: int, y: int) -> GuideSession | None:
+    """A click on the suggested colours at (x, y): that colour on the last hint; None (and a word on the page) for
+    a click on an empty cell."""
+    palette = session.palette() if session is not None else None
     colour = palette.colour_at(int(x), int(y)) if palette is not None else None
     if colour is None:
-        return (gr.skip(),) * 6
-    return *recolour_last(models, hints, colour, photo, model, render_size, propagation, reach), colour
+        gr.Warning(EMPTY_CELL)
+        return None
+    return _step(steps.recolour, session, colour)
 
 
-def recolour_last(models: Mapping[str, nn.Module], hints: list[dict] | None, colour: str, photo: str | None,
-                  model: str | None = None, render_size: int = RENDER_SIZE, propagation: str = "fast",
-                  reach: float = REACH) -> GuideStep:
-    """The picked colour on the last placed hint."""
-    if not hints:
-        raise _refuse("no hint to colour yet: click on the result to place one")
-    return guided(models, photo, [*hints[:-1], {**hints[-1], "color": colour}], model, render_size, propagation,
-                  reach)
-
-
-def undo_hint(models: Mapping[str, nn.Module], hints: list[dict] | None, photo: str | None, model: str | None = None,
-              render_size: int = RENDER_SIZE, propagation: str = "fast",
-              reach: float = REACH) -> GuideStep:
-    """Remove the last hint."""
-    return guided(models, photo, (hints or [])[:-1], model, render_size, propagation, reach)
-
-
-def load_hints(models: Mapping[str, nn.Module], path: str | None, photo: str | None, model: str | None = None,
-               render_size: int = RENDER_SIZE, propagation: str = "fast",
-               reach: float = REACH) -> GuideStep:
+def guide_load(session: GuideSession | None, path: str | None) -> GuideSession:
     """Hints from an uploaded hints file (as `colorize apply --hints` reads) replace the current ones."""
     if path is None:
         raise _refuse("upload a hints file (a JSON list such as [{\"x\": 410, \"y\": 220, \"color\": \"#b03020\"}])")
@@ -313,11 +272,12 @@ def load_hints(models: Mapping[str, nn.Module], path: str | None, photo: str | N
         entries = read_hints_file(path)
     except (ValueError, FileNotFoundError) as e:
         raise _refuse(str(e).replace(str(path), Path(path).name)) from e
-    return guided(models, photo, entries, model, render_size, propagation, reach)
+    return _step(steps.load, session, entries)
 
 
 def guide(models: Mapping[str, nn.Module], photo: str | None, hints: str = "[]", model: str | None = None,
-          render_size: int = RENDER_SIZE, propagation: str = "fast", reach: float = REACH) -> str:
+          render_size: int = DEFAULTS.render_size, propagation: str = DEFAULTS.propagation,
+          reach: float = DEFAULTS.reach) -> str:
     """API `/guide`: a photo and its hints as a JSON string (a hints file's text) -> the colorized PNG."""
     try:
         entries = json.loads(hints or "[]")
@@ -326,11 +286,100 @@ def guide(models: Mapping[str, nn.Module], photo: str | None, hints: str = "[]",
                       f"\"color\": \"#b03020\"}}]") from e
     if not isinstance(entries, list):
         raise _refuse(f"hints must be a JSON list of points, not a {type(entries).__name__}")
-    return guided(models, photo, entries, model, render_size, propagation, reach)[1]
+    session = guide_start(models, photo, model, render_size, propagation, reach, entries)
+    path = _results_dir() / f"{Path(photo).stem}-guided.png"
+    session.image().save(path, compress_level=PNG_COMPRESS_LEVEL)
+    log.info("guided %s (%dx%d) with %d hint(s), %s at %d px, %s propagation, reach %g", Path(photo).name,
+             *session.size, len(session.hints), model, session.rendering.render_size, propagation, reach)
+    return str(path)
+
+
+def hints_download(session: GuideSession) -> str:
+    """The session's hints as the file `colorize apply --hints` reads (a few hundred bytes), for the download."""
+    path = _results_dir() / "hints.json"
+    path.write_text(json.dumps(list(session.hints), indent=1) + "\n")
+    return str(path)
+
+
+def guide_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: gr.Slider, photo: gr.File) -> None:
+    """The Guide tab: the page's one `GuideSession` in a `gr.State`, each control a step on it."""
+    with gr.Tab("Guide", elem_id="guide-tab") as tab:
+        note = gr.Markdown(guide_note(models, None))
+        with gr.Row():
+            with gr.Column(scale=1):
+                gr.Markdown(PALETTE_NOTE)
+                palette = gr.Image(show_label=False, type="numpy", image_mode="RGBA", format="png", buttons=[],
+                                   interactive=False, elem_id="guide-palette")
+                colour = gr.ColorPicker(label="colour of the last hint", elem_id="guide-colour")
+                apply = gr.Button("Apply colour", variant="primary")
+                hint_size = gr.Slider(*HINT_SIZES[:2], step=1, value=HINT_SIZES[2], elem_id="guide-size",
+                                      label="hint size (px at the render size)")
+                reach = gr.Slider(*REACHES, step=0.1, value=DEFAULTS.reach, elem_id="guide-reach",
+                                  label="reach (how far a hint's colour travels)")
+                propagation = gr.Radio(list(PROPAGATIONS), value=DEFAULTS.propagation, elem_id="guide-propagation",
+                                       label="propagation (fast; levin: exact, up to 256 px; off: the model alone)")
+                with gr.Row():
+                    undo, clear = gr.Button("Undo"), gr.Button("Clear")
+                listing = gr.JSON(label="hints (photo pixels)", elem_id="guide-hints")
+                hints_file = gr.File(label="hints.json (for colorize apply --hints)", interactive=False)
+                hints_upload = gr.UploadButton("Load a hints file", file_types=[".json"], type="filepath")
+            with gr.Column(scale=3):
+                view = gr.Image(label="click to place a hint", type="numpy", format="webp", interactive=False,
+                                height=720, elem_id="guide-view")
+        state = gr.State()
+        shown = [state, view, listing, hints_file, palette, colour]
+
+        def show(session: GuideSession | None) -> dict:
+            """What the page shows of a session: the result with its hints marked, the hints, the suggestions."""
+            if session is None:  # nothing changed (an empty palette cell)
+                return gr.skip()  # one skip: every output kept as it is
+            last = session.palette()
+            return {state: session, view: session.marked(), listing: list(session.hints),
+                    hints_file: hints_download(session), palette: None if last is None else last.picture(),
+                    colour: session.hints[-1]["color"] if session.hints else None}
+
+        def on(triggers, adapter: Callable, inputs: list) -> None:
+            @wraps(adapter)  # keeps its signature: Gradio passes gr.SelectData where it is asked for
+            def handler(*values):
+                return show(adapter(*values))
+
+            gr.on(triggers, handler, inputs, shown, api_visibility="private", concurrency_id="model")
+
+        settings = [model, render_size, propagation, reach]
+
+        def enter(session, photo, *values):  # the photo of the Colorize tab, guided once
+            return session if session is not None or photo is None else guide_start(models, photo, *values)
+
+        def resettle(session, *values):  # another model or setting: the same hints
+            return None if session is None else guide_settings(models, session, *values)
+
+        def click(session, size, evt: gr.SelectData):
+            return guide_click(session, *evt.index, size)
+
+        def pick(session, evt: gr.SelectData):
+            return guide_pick(session, *evt.index)
+
+        model.change(partial(guide_note, models), model, note, api_visibility="private", queue=False)
+        photo.change(lambda: {state: None, view: None, listing: [], hints_file: None, palette: None}, None, shown,
+                     api_visibility="private", queue=False)
+        on([tab.select], enter, [state, photo, *settings])
+        on([model.change, render_size.release, propagation.change, reach.release], resettle, [state, *settings])
+        on([view.select], click, [state, hint_size])
+        on([palette.select], pick, [state])
+        on([apply.click], partial(_step, steps.recolour), [state, colour])
+        on([undo.click], partial(_step, steps.undo), [state])
+        on([clear.click], partial(_step, steps.clear), [state])
+        on([hints_upload.upload], guide_load, [state, hints_upload])
+        # the API's own input and output: the page keeps its hints in the session and shows `view`
+        hints_text = gr.Textbox("[]", label="hints", visible=False)
+        guide_png = gr.File(label="guided PNG", visible=False)
+        gr.Button(visible=False).click(partial(guide, models), [photo, hints_text, model, render_size, propagation,
+                                                                 reach], guide_png, api_name="guide",
+                                       concurrency_id="model")
 
 
 def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], device=None) -> gr.Blocks:
-    """The app's page: upload, model and render size, a before/after slider, PNG and zip downloads.
+    """The app's page: upload, model and render size, a before/after slider, PNG and zip downloads, Guide, Video.
 
     `models` is a list of checkpoints (local or `hf://`), or a dict {name: generator in eval mode}.
     Show it with `launch(app)` (inline in a notebook).
@@ -341,112 +390,27 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
         raise ValueError("build_app needs at least one generator checkpoint")
     models = dict(models)
     choices = list(models)
-    exts = sorted(IMAGE_EXTS)
-
     with gr.Blocks(title="colorize", analytics_enabled=False, delete_cache=CACHE_CLEANUP) as app:
         gr.Markdown("## colorize\nDrop in a photo: it comes back in colour at its full size, with its own "
                     "lightness. Drag the slider to compare.")
         with gr.Row():
             model = gr.Dropdown(choices, value=choices[0], label="model", interactive=len(choices) > 1,
                                 elem_id="model")
-            render_size = gr.Slider(*RENDER_SIZES[:2], step=RENDER_SIZES[2], value=RENDER_SIZE,
+            render_size = gr.Slider(*RENDER_SIZES[:2], step=RENDER_SIZES[2], value=DEFAULTS.render_size,
                                     label="render size (px the model sees)")
-        with gr.Tab("Colorize"):
-            with gr.Row():
-                with gr.Column(scale=1):
-                    photo = gr.File(label="photo", file_types=exts, type="filepath", elem_id="photo")
-                    run = gr.Button("Colorize", variant="primary")
-                    result = gr.File(label="colorized PNG", interactive=False, elem_id="result")
-                with gr.Column(scale=3):
-                    slider = gr.ImageSlider(label="before / after", type="filepath", format="png",
-                                            interactive=False, max_height=720, elem_id="slider")
-            before = gr.State()
-            # the API returns the PNG alone; the photo as read goes through a State to the slider
-            gr.on([photo.upload, run.click], partial(colorize_upload, models), [photo, model, render_size],
-                  [result, before], api_name="colorize", concurrency_id="model").success(
-                lambda b, a: (b, a), [before, result], slider, api_visibility="private", queue=False)
-        with gr.Tab("Several photos"):
-            photos = gr.File(label="photos", file_types=exts, file_count="multiple", type="filepath")
-            run_many = gr.Button("Colorize all", variant="primary")
-            gallery = gr.Gallery(label="colorized", columns=4, format="png")
-            archive = gr.File(label="all of them (zip)", interactive=False)
-            run_many.click(partial(colorize_uploads, models), [photos, model, render_size], [gallery, archive],
-                           api_name="colorize_many", concurrency_id="model")
-        with gr.Tab("Guide", elem_id="guide-tab") as guide_tab:
-            note = gr.Markdown(guide_note(models, choices[0]))
-            with gr.Row():
-                with gr.Column(scale=1):
-                    suggestions = gr.Image(label="suggested colours: the model's there, those used, all at its "
-                                           "lightness (click one)", type="filepath", format="png",
-                                           interactive=False, elem_id="guide-palette")
-                    colour = gr.ColorPicker(label="colour of the last hint", elem_id="guide-colour")
-                    apply = gr.Button("Apply colour", variant="primary")
-                    hint_size = gr.Slider(*HINT_SIZES[:2], step=1, value=HINT_SIZES[2], elem_id="guide-size",
-                                          label="hint size (px at the render size)")
-                    reach = gr.Slider(*REACHES, step=0.1, value=REACH, elem_id="guide-reach",
-                                      label="reach (how far a hint's colour travels)")
-                    propagation = gr.Radio(list(PROPAGATIONS), value="fast", label="propagation (fast; levin: exact, "
-                                           "up to 256 px; off: the model alone)", elem_id="guide-propagation")
-                    with gr.Row():
-                        undo, clear = gr.Button("Undo"), gr.Button("Clear")
-                    listing = gr.JSON(label="hints (photo pixels)", elem_id="guide-hints")
-                    hints_file = gr.File(label="hints.json (for colorize apply --hints)", interactive=False)
-                    hints_upload = gr.UploadButton("Load a hints file", file_types=[".json"], type="filepath")
-                with gr.Column(scale=3):
-                    view = gr.Image(label="click to place a hint", type="filepath", format="png", interactive=False,
-                                    height=720, elem_id="guide-view")
-            hints, guided_result, plain, palette = gr.State([]), gr.State(), gr.State(), gr.State()
-            step = [hints, guided_result, view, listing, hints_file]
-            settings = [model, render_size, propagation, reach]
-            private = dict(api_visibility="private", concurrency_id="model")
-
-            def on_click(hints, result, plain, photo, size, model, render_size, propagation, reach,
-                         evt: gr.SelectData):
-                return place_hint(models, hints, result, plain, photo, *evt.index, size, model, render_size,
-                                  propagation, reach)
-
-            def on_pick(palette, hints, photo, model, render_size, propagation, reach, evt: gr.SelectData):
-                return pick_suggested(models, palette, hints, photo, *evt.index, model, render_size, propagation,
-                                      reach)
-
-            def on_enter(photo, hints, result, *settings):  # the photo of the Colorize tab, guided once
-                if photo is None or result is not None:
-                    return (gr.skip(),) * 6
-                return begin_guide(models, photo, hints, *settings)
-
-            def restart(photo, hints, *settings):  # another model or render size: its own colours, the same hints
-                return (gr.skip(),) * 6 if photo is None else begin_guide(models, photo, hints, *settings)
-
-            def respread(photo, hints, result, *settings):  # another propagation or reach: the same model output
-                return (gr.skip(),) * 5 if result is None else guided(models, photo, hints, *settings)
-
-            model.change(partial(guide_note, models), model, note, api_visibility="private", queue=False)
-            photo.change(lambda: ([], None, None, None, [], None, None, None), None,
-                         [*step, plain, palette, suggestions], api_visibility="private", queue=False)
-            guide_tab.select(on_enter, [photo, hints, guided_result, *settings], [*step, plain], **private)
-            gr.on([model.change, render_size.release], restart, [photo, hints, *settings], [*step, plain], **private)
-            gr.on([propagation.change, reach.release], respread, [photo, hints, guided_result, *settings], step,
-                  **private)
-            view.select(on_click, [hints, guided_result, plain, photo, hint_size, *settings],
-                        [*step, colour, palette, suggestions], **private)
-            suggestions.select(on_pick, [palette, hints, photo, *settings], [*step, colour], **private)
-            apply.click(partial(recolour_last, models), [hints, colour, photo, *settings], step, **private)
-            undo.click(partial(undo_hint, models), [hints, photo, *settings], step, **private)
-            clear.click(lambda *a: begin_guide(models, a[0], [], *a[1:]), [photo, *settings], [*step, plain],
-                        **private)
-            hints_upload.upload(partial(load_hints, models), [hints_upload, photo, *settings], step, **private)
-            # the API's own input and output: the page keeps its hints in `hints` and shows `view`
-            hints_text = gr.Textbox("[]", label="hints", visible=False)
-            guide_png = gr.File(label="guided PNG", visible=False)
-            gr.Button(visible=False).click(partial(guide, models), [photo, hints_text, *settings], guide_png,
-                                           api_name="guide", concurrency_id="model")
+        photo = colorize_tab(models, model, render_size)
+        several_tab(models, model, render_size)
+        guide_tab(models, model, render_size, photo)
         video_tab(models, model, render_size)
     app.queue(default_concurrency_limit=1)  # one photo at a time: a CPU has nothing to spare for a second
     return app
 
 
+# ------------------------------------------------------------------------------------------- Video tab
+
+
 def colorize_video_upload(models: Mapping[str, nn.Module], clip: str | None, model: str | None = None,
-                          render_size: int = RENDER_SIZE, temporal: float = DEFAULT_TEMPORAL,
+                          render_size: int = DEFAULTS.render_size, temporal: float = DEFAULT_TEMPORAL,
                           progress=gr.Progress()) -> tuple[str, str]:
     """An uploaded clip -> its colorized MP4 (twice: for the player and the download), with progress in frames.
 
@@ -455,11 +419,12 @@ def colorize_video_upload(models: Mapping[str, nn.Module], clip: str | None, mod
     """
     if clip is None:
         raise _refuse("upload a video first")
-    generator, size = _model(models, model), _check_size(render_size)
+    generator, rendering = _model(models, model), _rendering(render_size)
     name = Path(clip).name
     try:
         info = probe(clip)
-    except BadVideoError as e:
+        video = VideoOptions(float(temporal))
+    except (BadVideoError, ValueError) as e:
         raise _refuse(str(e).replace(clip, name)) from e
     seconds = float(info.frames / info.fps)
     if seconds > MAX_VIDEO_SECONDS:
@@ -467,16 +432,17 @@ def colorize_video_upload(models: Mapping[str, nn.Module], clip: str | None, mod
                       f"from a terminal: colorize apply {name} --model CHECKPOINT --out colorized")
     out = _results_dir() / f"{Path(name).stem}-colorized.mp4"
     try:
-        colorize_video(generator, clip, out, render_size=size, temporal=float(temporal), progress=False,
+        colorize_video(generator, clip, out, rendering, video, progress=False,
                        on_frame=lambda done, total: progress((done, total or None), desc="colorizing", unit="frames"))
-    except (BadVideoError, ValueError) as e:
+    except BadVideoError as e:
         raise _refuse(str(e).replace(clip, name)) from e
-    log.info("colorized %s (%d frames, %dx%d) with %s at %d px", name, info.frames, info.width, info.height, model, size)
+    log.info("colorized %s (%d frames, %dx%d) with %s at %d px", name, info.frames, info.width, info.height, model,
+             rendering.render_size)
     return str(out), str(out)
 
 
 def video_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: gr.Slider) -> None:
-    """The Video tab (inside `build_app`'s Blocks): upload a short clip, watch and download its colorized MP4."""
+    """The Video tab: upload a short clip, watch and download its colorized MP4."""
     with gr.Tab("Video", elem_id="video-tab"):
         gr.Markdown(f"A clip up to {MAX_VIDEO_SECONDS} s comes back as an MP4 with its sound; longer ones with "
                     "`colorize apply CLIP --model ... --out ...` from a terminal. Colour is carried along the "

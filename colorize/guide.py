@@ -57,10 +57,14 @@ class GuideSession:
         r, g, b = (self.plain if plain else self.result)[int(y), int(x)]
         return f"#{r:02x}{g:02x}{b:02x}"
 
-    def palette(self, x: int, y: int, side: int = 1) -> Palette:
-        """The suggested colours at (x, y): the model's own there, those used, all at its lightness."""
+    def palette(self) -> Palette | None:
+        """The suggested colours for the last hint (None without one): the model's own colour at its point, the
+        colours used, and every colour at the point's lightness (over the hint's square)."""
+        if not self.hints:
+            return None
+        x, y, side = int(self.hints[-1]["x"]), int(self.hints[-1]["y"]), int(self.hints[-1].get("size", 1))
         return suggest(self.colour_at(x, y, plain=True), [h["color"] for h in self.hints],
-                       lightness_at(Image.fromarray(self.pixels), int(x), int(y), radius=side // 2))
+                       lightness_at(Image.fromarray(self.pixels), x, y, radius=side // 2))
 
     def marked(self) -> np.ndarray:
         """The result (H,W,3) uint8 with a ring in each hint's colour around its point; the last hint's is thicker."""

@@ -73,7 +73,7 @@ class Rendering(Recipe):
     reach: float = option(REACH, "how far a hint's colour travels under propagation (larger: further)")
 
     def check(self):
-        check_render_size(self.render_size)
+        object.__setattr__(self, "render_size", check_render_size(self.render_size))  # 96.0 (a slider's) -> 96
         if self.propagation == "levin":
             check_levin_size(self.render_size, self.render_size)  # the exact solver runs at the render size
         if not self.reach > 0:

@@ -7,13 +7,16 @@ app (and Gradio under it) is shown to reach nothing outside this machine.
 import ipaddress
 import json
 import logging
+import os
 import re
 import shutil
 import socket
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from skimage import color, data
 
@@ -22,12 +25,15 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from colorize import app as colorize_app  # noqa: E402
+from colorize import guide  # noqa: E402
 from colorize import cli  # noqa: E402
 from colorize.hintmaps import check_hints, read_hints_file  # noqa: E402
 from colorize.inference import colorize_image  # noqa: E402
 from colorize.swatches import CELL, GRID  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, Google's build
+# a path: the slider test also saves its screenshot there, e.g. COLORIZE_SCREENSHOT=docs/app.png (the README's)
+SCREENSHOT = "COLORIZE_SCREENSHOT"
 
 
 def ab(image):
@@ -196,65 +202,108 @@ def guide_models(tiny_generator):
 
 @pytest.mark.parametrize("name", ["hints", "auto"])
 def test_guide_steps_place_recolour_undo_clear_and_download(guide_models, tmp_path, name):
-    """The Guide tab's functions, called as the page calls them: a click, a picked colour, undo, clear; any model."""
+    """The Guide tab's adapters, called as the page calls them: a click, a picked colour, undo, clear; any model."""
     models, src = guide_models, str(photo(tmp_path / "cat.png", size=(160, 120)))
-    hints, result, view, listing, download, plain = colorize_app.begin_guide(models, src, [], name, 64)
-    assert hints == listing == [] and result == plain and Image.open(view).size == Image.open(result).size == (160, 120)
-    current = Image.open(result).convert("RGB").getpixel((40, 30))
+    session = colorize_app.guide_start(models, src, name, 64)
+    assert session.hints == () and session.palette() is None and session.size == (160, 120)
+    assert np.array_equal(session.result, session.plain) and session.marked().shape == (120, 160, 3)
+    current = session.colour_at(40, 30)
 
-    hints, result2, view, listing, download, colour, palette, picture = colorize_app.place_hint(
-        models, hints, result, plain, src, 40, 30, 4, name, 64)
-    assert colour == "#{:02x}{:02x}{:02x}".format(*current)  # the picker starts at the model's colour there
-    assert hints == listing == [{"x": 40, "y": 30, "color": colour, "size": 10}]  # 4 px at 64 -> 10 of 160
+    session = colorize_app.guide_click(session, 40, 30, 4)
+    colour = session.hints[-1]["color"]
+    assert colour == current  # the picker starts at the model's colour there
+    assert list(session.hints) == [{"x": 40, "y": 30, "color": colour, "size": 10}]  # 4 px at 64 -> 10 of 160
+    palette = session.palette()
     assert palette.cells[0][0] == colour and palette.cells[0][2] == colour  # the model's colour; the one used
-    assert Image.open(picture).size == palette.picture().size
-    assert not np.array_equal(np.asarray(Image.open(view)), np.asarray(Image.open(result2)))  # the hint is marked
+    assert not np.array_equal(session.marked(), session.result)  # the hint is marked
 
-    hints, result3, *_ = colorize_app.recolour_last(models, hints, "#00ff00", src, name, 64)
-    hints, result3, *_, download = colorize_app.place_hint(models, hints, result3, plain, src, 120, 90, 4, name,
-                                                           64)[:5]
-    assert [h["color"] for h in hints][0] == "#00ff00" and len(hints) == 2
-    saved = read_hints_file(download)  # the downloaded file is what `colorize apply --hints` reads
-    assert saved == hints and len(check_hints(saved, (160, 120))) == 2
+    session = colorize_app._step(guide.recolour, session, "#00ff00")
+    session = colorize_app.guide_click(session, 120, 90, 4)
+    assert [h["color"] for h in session.hints][0] == "#00ff00" and len(session.hints) == 2
+    saved = read_hints_file(colorize_app.hints_download(session))  # the file `colorize apply --hints` reads
+    assert saved == list(session.hints) and len(check_hints(saved, (160, 120))) == 2
     expected = colorize_image(models[name], Image.open(src), 64, hints=saved)
-    assert np.array_equal(np.asarray(Image.open(result3)), np.asarray(expected))
+    assert np.array_equal(np.asarray(session.image()), np.asarray(expected))
 
-    hints, undone, *_ = colorize_app.undo_hint(models, hints, src, name, 64)
-    assert hints == saved[:1]
-    assert np.array_equal(np.asarray(Image.open(undone)),
+    session = colorize_app._step(guide.undo, session)
+    assert list(session.hints) == saved[:1]
+    assert np.array_equal(np.asarray(session.image()),
                           np.asarray(colorize_image(models[name], Image.open(src), 64, hints=saved[:1])))
-    hints, *_, download = colorize_app.undo_hint(models, colorize_app.undo_hint(models, hints, src, name, 64)[0],
-                                                 src, name, 64)  # undo with nothing left is harmless
-    assert hints == [] and read_hints_file(download) == []
+    session = colorize_app._step(guide.undo, colorize_app._step(guide.undo, session))  # nothing left: harmless
+    assert session.hints == () and read_hints_file(colorize_app.hints_download(session)) == []
+    assert np.array_equal(session.result, session.plain)
     (tmp_path / "hints.json").write_text(json.dumps(saved))
-    hints, *_ = colorize_app.load_hints(models, str(tmp_path / "hints.json"), src, name, 64)
-    assert hints == saved  # a hints file uploaded is the list downloaded
+    session = colorize_app.guide_load(session, str(tmp_path / "hints.json"))
+    assert list(session.hints) == saved  # a hints file uploaded is the list downloaded
+    assert colorize_app._step(guide.clear, session).hints == ()
     with pytest.raises(gr.Error, match="no hint to colour yet"):
-        colorize_app.recolour_last(models, [], "#00ff00", src, name, 64)
+        colorize_app._step(guide.recolour, colorize_app._step(guide.clear, session), "#00ff00")
+    with pytest.raises(gr.Error, match="upload a photo in the Colorize tab first"):
+        colorize_app.guide_click(None, 1, 1, 4)
+
+
+class Counted(torch.nn.Module):
+    """A generator that counts its forward passes (and can be told to refuse any more)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.spec, self.calls, self.refuse = model, model.spec, 0, False
+
+    def forward(self, x):
+        if self.refuse:
+            raise AssertionError("the network ran")
+        self.calls += 1
+        return self.model(x)
+
+
+def test_a_guide_click_on_an_automatic_model_runs_no_network(tiny_generator, tmp_path):
+    """The automatic model's prediction is kept in the session: clicks, colours, undo, another propagation or reach
+    are propagation and composition alone; a hint model runs once per step; another render size runs it again."""
+    src = str(photo(tmp_path / "cat.png", size=(160, 120)))
+    auto = Counted(tiny_generator(32)).eval()
+    session = colorize_app.guide_start({"auto": auto}, src, "auto", 64)
+    assert auto.calls == 1
+    auto.refuse = True
+    session = colorize_app.guide_click(session, 40, 30, 4)
+    session = colorize_app._step(guide.recolour, colorize_app.guide_click(session, 120, 90, 4), "#00ff00")
+    session = colorize_app.guide_settings({"auto": auto}, colorize_app._step(guide.undo, session), "auto", 64,
+                                          "levin", 2.0)
+    assert len(session.hints) == 1 and session.rendering.propagation == "levin"
+    expected = colorize_image(tiny_generator(32).eval(), Image.open(src), session.rendering, hints=session.hints)
+    assert np.array_equal(np.asarray(session.image()), np.asarray(expected))  # the same as colorizing afresh
+    auto.refuse = False
+    session = colorize_app.guide_settings({"auto": auto}, session, "auto", 96, "fast", 1.0)
+    assert auto.calls == 2  # another render size: the model sees another picture
+
+    hinted = Counted(tiny_generator(32, in_channels=4, seed=2)).eval()
+    session = colorize_app.guide_start({"hints": hinted}, src, "hints", 64)
+    session = colorize_app.guide_click(session, 40, 30, 4)
+    assert hinted.calls == 2  # its own colours once, then once with the hint: it reads them
 
 
 def test_a_suggested_colour_recolours_the_last_hint(guide_models, tmp_path):
     models, src = guide_models, str(photo(tmp_path / "cat.png", size=(160, 120)))
-    hints, result, *_, plain = colorize_app.begin_guide(models, src, [], "auto", 64)
-    hints, result, *_, palette, _ = colorize_app.place_hint(models, hints, result, plain, src, 80, 60, 6, "auto", 64)
+    session = colorize_app.guide_click(colorize_app.guide_start(models, src, "auto", 64), 80, 60, 6)
+    palette = session.palette()
     row, col = next((i, j) for i, r in enumerate(palette.cells[1:], 1) for j, c in enumerate(r) if c is not None)
     y = row * CELL + CELL  # the middle of a gamut swatch (half a cell's gap under the first row)
-    hints, result, view, listing, download, colour = colorize_app.pick_suggested(
-        models, palette, hints, src, col * CELL + CELL // 2, y, "auto", 64)
-    assert colour == palette.cells[row][col] and hints[-1]["color"] == colour and len(hints) == 1
-    assert colorize_app.pick_suggested(models, palette, hints, src, 5, CELL + 3, "auto", 64) == (gr.skip(),) * 6
+    picked = colorize_app.guide_pick(session, col * CELL + CELL // 2, y)
+    colour = palette.cells[row][col]
+    assert picked.hints[-1]["color"] == colour and len(picked.hints) == 1
+    with pytest.warns(UserWarning, match="no colour there"):  # a click between the swatches says so
+        assert colorize_app.guide_pick(session, 5, CELL + 3) is None
 
 
 def test_reach_and_propagation_change_how_far_a_hint_goes(guide_models, tmp_path):
     models, src = guide_models, str(photo(tmp_path / "cat.png", size=(160, 120)))
-    hint = [{"x": 20, "y": 20, "color": "#00c000", "size": 8}]
-    plain = np.asarray(Image.open(colorize_app.guided(models, src, [], "auto", 64)[1]))
-    moved = {(p, r): np.abs(np.asarray(Image.open(colorize_app.guided(models, src, hint, "auto", 64, p, r)[1]))
+    hint = json.dumps([{"x": 20, "y": 20, "color": "#00c000", "size": 8}])
+    plain = np.asarray(Image.open(colorize_app.guide(models, src, "[]", "auto", 64)))
+    moved = {(p, r): np.abs(np.asarray(Image.open(colorize_app.guide(models, src, hint, "auto", 64, p, r)))
                             .astype(int) - plain).sum()
              for p, r in [("fast", 0.1), ("fast", 5.0), ("levin", 1.0), ("off", 1.0)]}
     assert moved[("off", 1.0)] == 0 and 0 < moved[("fast", 0.1)] < moved[("fast", 5.0)] and moved[("levin", 1.0)] > 0
     with pytest.raises(gr.Error, match="'fast'"):
-        colorize_app.guided(models, src, hint, "auto", 512, "levin")
+        colorize_app.guide(models, src, hint, "auto", 512, "levin")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -266,8 +315,9 @@ def test_reach_and_propagation_change_how_far_a_hint_goes(guide_models, tmp_path
 def test_a_bad_hints_file_gets_a_clear_message(guide_models, tmp_path, content, message):
     src = str(photo(tmp_path / "cat.png", size=(160, 120)))
     (tmp_path / "bad.json").write_text(content)
+    session = colorize_app.guide_start(guide_models, src, "hints", 64)
     with pytest.raises(gr.Error, match=message):
-        colorize_app.load_hints(guide_models, str(tmp_path / "bad.json"), src, "hints", 64)
+        colorize_app.guide_load(session, str(tmp_path / "bad.json"))
 
 
 def test_the_guide_note_says_how_each_model_uses_hints(guide_models):
@@ -349,6 +399,8 @@ def test_page_in_headless_chromium_shows_the_slider_and_fetches_nothing_outside(
     outside = [u for u in requests if not u.startswith((url.rstrip("/"), "data:", "blob:"))]
     assert not outside, f"the page fetched from outside the app: {outside}"
     assert Image.open(tmp_path / "app.png").size == (1280, 900)
+    if os.environ.get(SCREENSHOT):  # asked for: the README's picture is this test's screenshot
+        shutil.copyfile(tmp_path / "app.png", os.environ[SCREENSHOT])
 
 
 @pytest.mark.slow
@@ -383,6 +435,10 @@ def test_guide_tab_in_headless_chromium_guides_an_automatic_model(server):
                                " return i.complete && i.naturalWidth > 0 }", timeout=30_000)
         shown = swatches.bounding_box()
         natural = swatches.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        on_top = [page.evaluate("([x, y]) => document.elementFromPoint(x, y).closest('#guide-palette img') !== null",
+                                [shown["x"] + (j + 0.5) * CELL * shown["width"] / natural[0],
+                                 shown["y"] + CELL / 2 * shown["height"] / natural[1]]) for j in (0, 2)]
+        assert on_top == [True, True]  # the model's colour and the one used: not hidden under a label or button
         row, col = 1 + GRID // 2, GRID // 2 + 2  # a gamut swatch: a = +2 steps, b = 0 (exists at mid lightness)
         x, y = (col + 0.5) * CELL, (row + 1) * CELL  # its middle in the palette's pixels
         swatches.click(position={"x": x * shown["width"] / natural[0], "y": y * shown["height"] / natural[1]})
@@ -392,6 +448,14 @@ def test_guide_tab_in_headless_chromium_guides_an_automatic_model(server):
         picked = re.sub(r"\s", "", page.locator("#guide-hints").inner_text())
         page.wait_for_function("(before) => document.querySelector('#guide-view img').src !== before", arg=before,
                                timeout=30_000)
+        swatches.click(position={"x": 1.5 * CELL * shown["width"] / natural[0], "y": CELL / 2 * shown["height"]
+                                 / natural[1]})  # the empty cell between the model's colour and those used
+        page.get_by_text("no colour there").first.wait_for(state="visible", timeout=30_000)  # it says so
+        after = view.get_attribute("src")
+        page.wait_for_timeout(1000)  # the event has ended: the page shows what it showed, and no error
+        assert view.get_attribute("src") == after and page.get_by_text("Error", exact=True).count() == 0
+        if os.environ.get(SCREENSHOT):
+            page.screenshot(path=Path(os.environ[SCREENSHOT]).with_name("guide.png"))
         browser.close()
     x, y = map(int, re.search(r'"x":(\d+),"y":(\d+)', placed).groups())
     assert abs(x - 225) <= 2 and abs(y - 150) <= 2, placed  # the middle of the 451x300 photo, in its pixels
