@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/video_speed.py [--model CKPT] [--frames 48] [--render-size 256] [--device cpu]
 
-The clip is a pan and zoom over scikit-image's chelsea, made here with PyAV (H.264, with a tone as audio).
-Each mode runs `colorize_video` end to end (decode, model, flow and blend, Lab to RGB, H.264 encode, audio
+The clip is the package's sample clip (`video.pan_zoom_clip`): a pan and zoom over scikit-image's chelsea, H.264
+with a tone as audio. Each mode runs `colorize_video` end to end (decode, model, flow and blend, Lab to RGB, H.264 encode, audio
 copy) after a warm-up on a 2-frame clip; wall and CPU frames per second are reported, because on a shared machine the
 wall clock also counts time spent waiting for a core. Without --model an untrained ResNet-18 U-Net stands
 in: speed does not depend on the weights. Target: stabilisation adds at most 50% to the per-frame time.
@@ -17,42 +17,21 @@ import tempfile
 import time
 from pathlib import Path
 
-import av
-import numpy as np
 import torch
 from PIL import Image
 
 from colorize.models import build_generator, load_generator
 from colorize.temporal import DEFAULT_TEMPORAL
-from colorize.video import colorize_video
+from colorize.video import colorize_video, pan_zoom_clip
 
 TARGET_OVERHEAD = 0.5  # stabilised time / per-frame time - 1
 
 
-def make_clip(path: Path, frames: int, size: tuple[int, int], fps: int = 25) -> Path:
-    """A pan and zoom over chelsea, `frames` long at `size` (W,H), with a 440 Hz tone as AAC audio."""
+def make_clip(path: Path, frames: int, size: tuple[int, int]) -> Path:
+    """The package's sample clip (`video.pan_zoom_clip`) over chelsea, `frames` long at `size` (W,H)."""
     from skimage import data
 
-    photo = Image.fromarray(data.chelsea()).resize((1200, 900))
-    W, H = size
-    with av.open(str(path), "w") as c:
-        v = c.add_stream("libx264", rate=fps)
-        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
-        a = c.add_stream("aac", rate=16000)
-        for i in range(frames):
-            cw = int(1200 * (0.7 - 0.2 * i / frames))
-            ch, x0 = cw * H // W, int((1200 - cw) * i / frames)
-            crop = photo.crop((x0, (900 - ch) // 2, x0 + cw, (900 - ch) // 2 + ch)).resize(size)
-            c.mux(v.encode(av.VideoFrame.from_image(crop)))
-        c.mux(v.encode(None))
-        n = 16000 * frames // fps
-        tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(n) / 16000)).astype(np.float32)[None]
-        for k in range(0, n, 1024):
-            f = av.AudioFrame.from_ndarray(tone[:, k:k + 1024], format="flt", layout="mono")
-            f.sample_rate, f.pts = 16000, k
-            c.mux(a.encode(f))
-        c.mux(a.encode(None))
-    return path
+    return pan_zoom_clip(Image.fromarray(data.chelsea()).resize((1200, 900)), path, frames=frames, size=size)
 
 
 def timed(model, clip: Path, out: Path, render_size: int, temporal: float) -> dict:

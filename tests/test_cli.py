@@ -117,3 +117,39 @@ def test_demo_writes_gallery_and_metrics(tmp_path):
     original = Image.open(tmp_path / "samples" / "test" / "chelsea.png")
     assert Image.open(out / "chelsea_gan.png").size == original.size
     assert "gallery" in report and "results.md" in report and "PSNR RGB" in report
+
+
+def test_apply_evaluate_and_flicker_flags_default_to_the_librarys_values():
+    """The flags are made from the options values: given nothing, the CLI builds the library's defaults."""
+    from colorize.cli import options_from_args
+    from colorize.evaluate import EvalOptions
+    from colorize.flicker import FlickerOptions, measure_flicker
+    from colorize.inference import Rendering
+    from colorize.video import VideoOptions
+
+    parse = build_parser().parse_args
+    args = parse(["apply", "x.png", "--model", "m", "--out", "o"])
+    assert options_from_args(args, Rendering) == Rendering() and options_from_args(args, VideoOptions) == VideoOptions()
+    args = parse(["flicker", "c.mp4", "--models", "m", "--out", "o"])
+    assert options_from_args(args, FlickerOptions) == FlickerOptions()
+    rendering = options_from_args(args, Rendering)
+    assert rendering == Rendering() and measure_flicker.__defaults__ == (None, None)  # None: Rendering()'s values
+    args = parse(["evaluate", "--data", "d", "--models", "m", "--out", "o"])
+    assert options_from_args(args, EvalOptions) == EvalOptions()
+    args = parse(["evaluate", "--data", "d", "--models", "m", "--out", "o", "--hints", "5,0,2", "--precision", "auto"])
+    assert options_from_args(args, EvalOptions) == EvalOptions(hints=(0, 2, 5), precision="auto")
+    args = parse(["apply", "x.png", "--model", "m", "--out", "o", "--render-size", "64", "--reach", "2",
+                  "--propagation", "off", "--temporal", "0"])
+    assert options_from_args(args, Rendering) == Rendering(64, propagation="off", reach=2.0)
+    assert options_from_args(args, VideoOptions).temporal == 0.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["apply", "x", "--model", "m", "--out", "o", "--propagation", "slow"], "invalid choice: 'slow'"),
+    (["evaluate", "--data", "d", "--models", "m", "--out", "o", "--hints", "1,x"], "give whole numbers of hints"),
+    (["flicker", "c", "--models", "m", "--out", "o", "--render-size", "40"], "render size 40: choose a multiple"),
+])
+def test_a_bad_flag_is_refused_by_argparse_with_the_librarys_message(argv, message, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err

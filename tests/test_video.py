@@ -20,24 +20,17 @@ from colorize.flicker import ORIGINAL, js_divergence, measure_flicker, method_na
 from colorize.lab import pixels_to_rgb, rgb_to_lightness
 from colorize.models import build_generator
 from colorize.temporal import DEFAULT_TEMPORAL, Stabiliser, carry_point, check_temporal, consistent, new_flow, warp
-from colorize.video import (BadVideoError, colorize_video, colorized_frames, frame_hints, mux_tone, plan_videos, probe,
-                            read_frames)
+from colorize.inference import colorize_image
+from colorize.video import (BadVideoError, colorize_video, colorized_frames, frame_hints, mux_tone, pan_zoom_frames,
+                            plan_videos, probe, read_frames)
 
 SIZE = (96, 64)  # (W,H): small, even
 RATE = 16000  # audio sample rate
 
 
 def pan_zoom(photo: np.ndarray, n: int, size=SIZE) -> list[np.ndarray]:
-    """n frames (H,W,3) uint8 of a camera panning right and zooming in over `photo`."""
-    W, H = size
-    ph, pw = photo.shape[:2]
-    frames = []
-    for i in range(n):
-        cw = int(pw * (0.6 - 0.15 * i / n))
-        ch = int(cw * H / W)
-        x0, y0 = int((pw - cw) * i / n), (ph - ch) // 2
-        frames.append(np.asarray(Image.fromarray(photo[y0:y0 + ch, x0:x0 + cw]).resize(size, Image.Resampling.BILINEAR)))
-    return frames
+    """n frames (H,W,3) uint8 of a camera panning right and zooming in over `photo` (the package's sample clip)."""
+    return list(pan_zoom_frames(Image.fromarray(photo), n, size))
 
 
 def write_clip(path, frames, fps=24, audio="aac", codec="libx264", pix_fmt="yuv420p"):
@@ -73,7 +66,7 @@ class Flickering(nn.Module):
 
 @pytest.fixture(scope="module")
 def pan():
-    return pan_zoom(data.astronaut(), 16)
+    return pan_zoom(data.chelsea(), 16)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +95,22 @@ def test_colorized_video_keeps_frames_size_rate_lightness_and_audio(clips, tmp_p
     L_in, L_out = (rgb_to_lightness(pixels_to_rgb(x)) * 50 for x in (source, result))  # CIE L
     assert (L_in - L_out).abs().mean() < 1.5  # the frames' own lightness, up to H.264 and chroma subsampling
     assert not list(tmp_path.glob("*.part"))
+
+
+def test_a_frame_colorized_with_temporal_0_is_that_frame_colorized_as_a_photo(pan, tiny_generator):
+    """One engine: the frames pipeline (frames in batches, before encoding) gives each frame what `colorize_image`
+    gives it as a photo, to 1 level; with hints too."""
+    model = tiny_generator(32).eval()
+    frames = list(colorized_frames(model, pan[:5], render_size=32, temporal=0, batch=3))
+    assert len(frames) == 5
+    for frame, out in zip(pan[:5], frames):
+        photo = np.asarray(colorize_image(model, Image.fromarray(frame), 32), dtype=int)
+        assert np.abs(out.astype(int) - photo).max() <= 1
+    hints = [{"x": 40, "y": 30, "color": "#d02020", "size": 8}]  # placed on frame 0
+    (hinted,) = colorized_frames(model, pan[:1], render_size=32, temporal=0, hints=hints)
+    photo = np.asarray(colorize_image(model, Image.fromarray(pan[0]), 32, hints=hints), dtype=int)
+    assert np.abs(hinted.astype(int) - photo).max() <= 1
+    assert np.abs(hinted.astype(int) - frames[0]).max() > 20  # and the hint counted
 
 
 def test_audio_that_mp4_cannot_hold_is_reencoded_to_aac(tmp_path, pan):
