@@ -11,10 +11,10 @@ A generator that takes colour hints is scored without hints in the main table (a
 hint counts (`EvalOptions.hints`), EVERY model is also scored with that many hints per photo, the same
 hints for all, drawn from the photo's true colours (Zhang et al. 2017's sweep: square patches of the mean
 true ab at centre-biased places, `hintmaps.eval_side` px), seeded per photo and count, as `colorize
-apply --hints` uses them: a hint model reads them, then every model's remaining error at the hinted
-pixels is spread along lightness (`propagate`, `colorize apply`'s default). A row "hints only (Levin et al. 2004)" starts
-from gray with the exact propagation, as Zhang et al. plot it. PSNR RGB and ab against the number of
-hints go to results.json/.md and hint_curve.png.
+apply --hints` uses them (the same engine, `inference.colorize_batch`): a hint model reads them, then every
+model's remaining error at the hinted pixels is spread along lightness (`colorize apply`'s default
+propagation). A row "hints only (Levin et al. 2004)" starts from gray with the exact propagation, as
+Zhang et al. plot it. PSNR RGB and ab against the number of hints go to results.json/.md and hint_curve.png.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ Predictor = Callable[[torch.Tensor], torch.Tensor]  # L (B,1,S,S) in [-1,1] -> a
 Guide = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # L (B,1,S,S), hint map (B,3,S,S) -> ab (B,2,S,S)
 
 
-def hint_counts(text: str) -> tuple[int, ...]:
+def parse_hint_counts(text: str) -> tuple[int, ...]:
     """`0,1,2,5,10` -> (0, 1, 2, 5, 10): the `--hints` flag of `colorize evaluate`."""
     try:
         return tuple(int(c) for c in text.split(","))
@@ -86,7 +86,8 @@ class EvalOptions(Recipe):
                             "slightly differently")
     seed: int = 42  # the seed the data was split with; it also seeds each photo's hints
     hints: tuple[int, ...] = option((), "numbers of colour hints per photo for the PSNR-vs-hints curves of every "
-                                    "model (and Levin et al. from gray), e.g. 0,1,2,5,10,20,50,100", parse=hint_counts)
+                                    "model (and Levin et al. from gray), e.g. 0,1,2,5,10,20,50,100",
+                                    parse=parse_hint_counts)
     lpips_net: str | None = "alex"  # ColorMetrics: a backbone that can't be fetched is reported as skipped
     fid_feature: int | torch.nn.Module | None = 2048
     n_gallery: int = 6  # photos in the comparison gallery, spread over the split
@@ -400,7 +401,7 @@ def _guides(generators: dict[str, torch.nn.Module], protocol: Protocol) -> dict[
     size = protocol.size
     guides = {name: _guided(g, protocol.rendering) for name, g in generators.items()}
     if size * size <= LEVIN_MAX_PIXELS:
-        guides[LEVIN] = _guided(None)
+        guides[LEVIN] = _guided(None, protocol.rendering)
     else:
         log.warning("no %r row: the exact solver takes photos up to %d pixels, this protocol's are %dx%d",
                     LEVIN, LEVIN_MAX_PIXELS, size, size)

@@ -65,7 +65,8 @@ class Rendering(Recipe):
     sees, its arithmetic, the hints' propagation and reach. Every colorizing function takes it whole."""
 
     render_size: int = option(RENDER_SIZE, f"size the model sees: a multiple of {RENDER_SIZES[2]} from "
-                              f"{RENDER_SIZES[0]} to {RENDER_SIZES[1]}", parse=lambda text: check_render_size(int(text)))
+                              f"{RENDER_SIZES[0]} to {RENDER_SIZES[1]}",
+                              parse=lambda text: check_render_size(int(text)))
     precision: str = choice("auto", PRECISIONS, help="the model's arithmetic: auto is bf16 on GPUs that have it, "
                             "fp16 on older GPUs, fp32 on the CPU")
     propagation: str = choice("fast", PROPAGATIONS, help="how hints spread along lightness: fast, levin (exact, "

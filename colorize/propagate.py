@@ -43,12 +43,13 @@ def _hint_mask(hints: torch.Tensor) -> torch.Tensor:
     return hints[:, 2:3] > 0.5
 
 
-def propagate(L: torch.Tensor, ab: torch.Tensor, hints: torch.Tensor, method: str = "fast",
+def propagate(L: torch.Tensor, ab: torch.Tensor, hints: torch.Tensor, method: str,
               reach: float = 1.0) -> torch.Tensor:
     """Colour hints spread along lightness over a prediction.
 
     L (B,1,H,W) in [-1,1] (network L); ab (B,2,H,W) ab/110, the prediction (zeros: start from gray);
-    hints (B,3,H,W) the map of `lab.encode_hints` (hint a, hint b, mask). Returns (B,2,H,W) ab/110 on
+    hints (B,3,H,W) the map of `lab.encode_hints` (hint a, hint b, mask); `method` one of `config.PROPAGATIONS`
+    (the default is `inference.Rendering`'s). Returns (B,2,H,W) ab/110 on
     ab's device and dtype, equal to the hint at every hinted pixel; with no hint (or `method="off"`) ab
     itself, unchanged. `reach` (> 0, fast only): how far a hint's colour travels; 1 is the default,
     larger carries colour further from the hints, smaller keeps it near them.

@@ -146,4 +146,4 @@ def test_bad_arguments_say_what_is_valid():
     with pytest.raises(ValueError, match="reach"):
         propagate(L, ab, hints, "fast", reach=0)
     with pytest.raises(ValueError, match=r"\(B,3,H,W\)"):
-        propagate(L, ab, hints[:, :2])
+        propagate(L, ab, hints[:, :2], "fast")

@@ -54,8 +54,9 @@ def test_auto_precision_is_fp32_on_the_cpu_and_an_explicit_choice_is_kept(gpu):
 
 
 def test_the_cli_takes_a_precision_for_both_stages_apply_and_evaluate(capsys):
-    from colorize.cli import build_parser, config_from_args
+    from colorize.cli import build_parser, config_from_args, options_from_args
     from colorize.config import GanConfig, PretrainConfig
+    from colorize.evaluate import EvalOptions
 
     parser = build_parser()
     args = parser.parse_args(["pretrain", "--data", "d", "--out", "o", "--precision", "fp16"])
@@ -63,7 +64,8 @@ def test_the_cli_takes_a_precision_for_both_stages_apply_and_evaluate(capsys):
     args = parser.parse_args(["gan", "--data", "d", "--out", "o", "--precision", "bf16"])
     assert config_from_args(args, GAN_PRESETS, GanConfig).machine.precision == "bf16"
     assert parser.parse_args(["apply", "x", "--model", "m", "--out", "o", "--precision", "fp16"]).precision == "fp16"
-    assert parser.parse_args(["evaluate", "--data", "d", "--models", "m", "--out", "o"]).precision == "fp32"
+    args = parser.parse_args(["evaluate", "--data", "d", "--models", "m", "--out", "o"])
+    assert options_from_args(args, EvalOptions).precision == "fp32"  # the protocol's, from EvalOptions
 
 
 # ------------------------------------------------------------------- mixed precision on the CPU
