@@ -32,7 +32,8 @@ from colorize.inference import colorize_image  # noqa: E402
 from colorize.swatches import CELL, GRID  # noqa: E402
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")  # Debian, Ubuntu, Google's build
-# a path: the slider test also saves its screenshot there, e.g. COLORIZE_SCREENSHOT=docs/app.png (the README's)
+# a path: the slider test saves its screenshot there and the Guide test its own beside it (guide.png), e.g.
+# COLORIZE_SCREENSHOT=docs/app.png: the README's pictures
 SCREENSHOT = "COLORIZE_SCREENSHOT"
 
 
@@ -448,14 +449,14 @@ def test_guide_tab_in_headless_chromium_guides_an_automatic_model(server):
         picked = re.sub(r"\s", "", page.locator("#guide-hints").inner_text())
         page.wait_for_function("(before) => document.querySelector('#guide-view img').src !== before", arg=before,
                                timeout=30_000)
+        if os.environ.get(SCREENSHOT):
+            page.screenshot(path=Path(os.environ[SCREENSHOT]).with_name("guide.png"))
         swatches.click(position={"x": 1.5 * CELL * shown["width"] / natural[0], "y": CELL / 2 * shown["height"]
                                  / natural[1]})  # the empty cell between the model's colour and those used
         page.get_by_text("no colour there").first.wait_for(state="visible", timeout=30_000)  # it says so
         after = view.get_attribute("src")
         page.wait_for_timeout(1000)  # the event has ended: the page shows what it showed, and no error
         assert view.get_attribute("src") == after and page.get_by_text("Error", exact=True).count() == 0
-        if os.environ.get(SCREENSHOT):
-            page.screenshot(path=Path(os.environ[SCREENSHOT]).with_name("guide.png"))
         browser.close()
     x, y = map(int, re.search(r'"x":(\d+),"y":(\d+)', placed).groups())
     assert abs(x - 225) <= 2 and abs(y - 150) <= 2, placed  # the middle of the 451x300 photo, in its pixels
