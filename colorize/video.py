@@ -1,9 +1,11 @@
-"""Colorize video: frames in (PyAV), colorized in batches, stabilised along the flow (`temporal`), frames out.
+"""Colorize video: frames in (PyAV), colorized in batches by the engine, stabilised along the flow, frames out.
 
 Output is H.264 in yuv420p (plays in browsers) in an MP4, every frame at the source's size and frame rate
 (constant: the average rate), the audio stream kept (copied when MP4 can hold its codec, else re-encoded
-to AAC). Each frame keeps its own full-resolution lightness, as photos do (`lab.lab_net_to_rgb`); the
-model sees the frame squeezed to `render_size`. Memory holds one batch of frames, whatever the length.
+to AAC). Each batch of frames goes through `inference.colorize_batch` as photos do (the model sees each
+frame squeezed to the render size) and each frame keeps its own full-resolution lightness
+(`inference.compose`); with `VideoOptions.temporal` 0 a frame comes out as `colorize_image` gives it.
+Memory holds one batch of frames, whatever the length.
 """
 
 from __future__ import annotations
