@@ -457,6 +457,9 @@ def test_guide_tab_in_headless_chromium_guides_an_automatic_model(server):
         after = view.get_attribute("src")
         page.wait_for_timeout(1000)  # the event has ended: the page shows what it showed, and no error
         assert view.get_attribute("src") == after and page.get_by_text("Error", exact=True).count() == 0
+        page.get_by_role("button", name="Undo").click()  # the buttons take the same steps on the same session
+        page.wait_for_function("() => !document.querySelector('#guide-hints').innerText.includes('color')",
+                               timeout=30_000)
         browser.close()
     x, y = map(int, re.search(r'"x":(\d+),"y":(\d+)', placed).groups())
     assert abs(x - 225) <= 2 and abs(y - 150) <= 2, placed  # the middle of the 451x300 photo, in its pixels
