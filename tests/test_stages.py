@@ -9,6 +9,7 @@ from matplotlib.text import Text
 
 import colorize.run
 from colorize import config as cfg
+from colorize.clock import CpuGuardStop, InlineFigure
 from colorize.cli import main
 from colorize.config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, CriticConfig, DataConfig, GanConfig,
                              GeneratorConfig, HintsConfig, MachineConfig, is_smoke, override)
@@ -19,7 +20,6 @@ from colorize.hints import hints_learner
 from colorize.loaders import train_subset
 from colorize.models import build_generator, read_checkpoint_metadata, save_generator
 from colorize.pretrain import train_pretrain
-from colorize.run import CpuGuardStop, InlineFigure
 from colorize.stages import ensure_trained
 
 SMOKE = PRETRAIN_PRESETS["smoke"]
