@@ -42,13 +42,23 @@ def code_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def repository_url() -> str:
+def project() -> dict:
     with open(ROOT / "pyproject.toml", "rb") as f:
-        urls = tomllib.load(f)["project"].get("urls", {})
+        return tomllib.load(f)["project"]
+
+
+def repository_url() -> str:
+    urls = project().get("urls", {})
     if "Repository" not in urls:
         pytest.fail('pyproject.toml needs [project.urls] Repository = "https://github.com/OWNER/NAME": '
                     "the notebooks' Colab install cell and badge must use that URL")
     return urls["Repository"]
+
+
+def test_the_distribution_is_not_named_after_an_unrelated_pypi_project():
+    """`pip install colorize` fetches a 2019 tool that colours terminal output: ours has another name, the same import."""
+    assert project()["name"] not in {"colorize", "colorise"}
+    assert project()["scripts"] == {"colorize": "colorize.cli:main"}
 
 
 def test_there_are_notebooks():
@@ -196,11 +206,12 @@ def test_notebook_installs_the_package_in_colab_from_the_project_url(path):
     url = repository_url()
     first = code_cells(nb)[0].source
     assert '"google.colab" in sys.modules' in first, "the first code cell installs only inside Colab"
-    install = re.search(rf'^\s+%pip install -q "colorize(\[[\w,]+\])? @ git\+{re.escape(url)}"$', first, re.M)
-    assert install, f"{path.name}: the first code cell must `%pip install` colorize from {url} (pyproject's Repository)"
+    name = project()["name"]
+    install = re.search(rf'^\s+%pip install -q "{re.escape(name)}(\[[\w,]+\])? @ git\+{re.escape(url)}"$', first, re.M)
+    assert install, f"{path.name}: the first code cell must `%pip install` {name} from {url} (pyproject's name, Repository)"
     if any(re.search(r"^\s*(from colorize\.app import|import colorize\.app)", c.source, re.M) for c in code_cells(nb)):
         assert "app" in (install.group(1) or ""), (
-            f'{path.name} imports colorize.app: install "colorize[app] @ ..." (Gradio) in its first cell')
+            f'{path.name} imports colorize.app: install "{name}[app] @ ..." (Gradio) in its first cell')
     repo = url.removeprefix("https://github.com/")
     text = "\n".join(c.source for c in nb.cells)
     links = re.findall(r"(?:github\.com|colab\.research\.google\.com/github)/([\w.-]+/[\w.-]+?)(?:\.git)?[/\")\s]", text)
