@@ -221,14 +221,14 @@ class EpochGallery(RunCallback):
             valid = valid.dl
         batch = valid.one_batch()  # fixed: the valid loader is not shuffled and centre-crops
         n_inp = self.dls.n_inp
-        self.xb = tuple(x[: self.max_rows].as_subclass(torch.Tensor) for x in batch[:n_inp])
+        self.inputs = tuple(x[: self.max_rows].as_subclass(torch.Tensor) for x in batch[:n_inp])
         self.ab = batch[n_inp][: self.max_rows].as_subclass(torch.Tensor)  # (k,2,H,W)
 
     def after_new_epoch(self):
         model = unwrap(self.model).eval()  # rank 0 alone: the network itself, not its DistributedDataParallel
         with torch.no_grad():
-            pred = model(*self.xb).float()  # (k,2,H,W)
-        L, hints = self.xb[0][:, :1], self.xb[0][:, 1:]  # (k,1,H,W) L; (k,3,H,W) a hint model's hints, else (k,0,H,W)
+            pred = model(*self.inputs).float()  # (k,2,H,W)
+        L, hints = self.inputs[0][:, :1], self.inputs[0][:, 1:]  # (k,1,H,W) L; (k,3,H,W) a hint model's hints, else (k,0,H,W)
         fig = batch_gallery(L.cpu(), {"generated": pred.cpu()}, self.ab.cpu(), max_rows=self.max_rows,
                             title=f"after epoch {self.epoch + 1}", hints=hints.cpu() if hints.shape[1] else None)
         if self.inline is not None:

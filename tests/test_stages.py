@@ -7,6 +7,7 @@ import sys
 import pytest
 from matplotlib.text import Text
 
+import colorize.clock
 import colorize.run
 from colorize import config as cfg
 from colorize.clock import CpuGuardStop, InlineFigure
@@ -132,7 +133,8 @@ def test_a_run_speaks_shows_its_gallery_in_place_and_names_what_to_change(photos
     assert "epochs" not in message and "bs" not in message  # only the fields that differ
 
 
-def test_the_cpu_guard_stops_a_real_recipe_before_its_first_epoch_ends(photos, tmp_path, caplog):
+def test_the_cpu_guard_stops_a_real_recipe_before_its_first_epoch_ends(photos, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(colorize.clock, "CPU_GUARD_FREE_S", 0)  # this tiny run is projected at seconds
     caplog.set_level(logging.INFO, logger="colorize")
     run, config = tmp_path / "run", override(SMOKE, size=64)  # not smoke: 64 px crops
     assert not is_smoke(config)
