@@ -226,7 +226,7 @@ def test_a_training_notebook_asks_colab_for_a_gpu_keeps_runs_on_drive_and_guards
         f'{stem}: metadata needs "accelerator": "GPU" and colab.gpuType "T4", as Colab writes them')
     cells = code_cells(nb)
     params = cells[parameters_cell(Path(stem), cells)].source
-    for line in ("USE_DRIVE = False", "ALLOW_CPU = False", 'PRESET = "colab"'):
+    for line in ("USE_DRIVE = True", "ALLOW_CPU = False", 'PRESET = "colab"'):
         assert re.search(rf"^{re.escape(line)}(\s|$)", params, re.M), f"{stem}: the parameters cell needs {line}"
     later = "\n".join(c.source for c in cells[parameters_cell(Path(stem), cells) + 1:])
     assert "use_drive=USE_DRIVE" in later and "allow_cpu=ALLOW_CPU" in later, (
@@ -244,21 +244,24 @@ def test_each_tutorial_notebook_links_the_next_and_the_last_sums_up():
 
 
 def test_runs_dir_keeps_runs_on_drive_in_colab_and_smoke_apart(tmp_path, monkeypatch):
-    assert runs_dir("runs") == Path("runs")
-    assert runs_dir("runs", smoke=True) == Path("runs") / SMOKE_FOLDER
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    with pytest.raises(RuntimeError, match="USE_DRIVE"):
-        runs_dir("runs", use_drive=True)
+    assert runs_dir("runs") == runs_dir("runs", use_drive=True) == Path("runs")  # outside Colab nothing changes
+    assert runs_dir("runs", smoke=True) == Path("runs") / SMOKE_FOLDER
     mounted = []
-    drive = types.SimpleNamespace(mount=mounted.append)
+
+    def mount(folder):
+        mounted.append(folder)
+        (Path(folder) / "MyDrive").mkdir(parents=True)
+
     colab = types.ModuleType("google.colab")
-    colab.drive = drive
+    colab.drive = types.SimpleNamespace(mount=mount)
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     sys.modules["google"].colab = colab
-    assert runs_dir("runs", use_drive=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs"
-    assert runs_dir("runs", use_drive=True, smoke=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs/smoke"
-    assert mounted == [str(tmp_path)] * 2
+    assert runs_dir("runs", use_drive=False) == Path("runs")
+    assert runs_dir("runs", drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs"
+    assert runs_dir("runs", smoke=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs/smoke"
+    assert mounted == [str(tmp_path)]  # asked once per runtime
 
 
 @notebooks
