@@ -157,8 +157,9 @@ def path_rows(path: str, counts: dict, tflops: float, cache: dict, rates: dict) 
         epochs, fl = config.data.epochs, f(config)
         train = minutes(fl[kind] * photos * epochs, tflops)
         valid = minutes(fl["forward"] * counts["valid"] * epochs, tflops)
-        return [(notebook, f"training ({name})", f"{photos} photos x {epochs} epochs, {fl[kind] / 1e9:.0f} GFLOP/photo; "
-                 f"validation {counts['valid']} x {epochs}", train + valid)]
+        what = (f"{photos} photos x {epochs} epochs, {fl[kind] / 1e9:.0f} GFLOP/photo; "
+                f"validation {counts['valid']} x {epochs}")
+        return [(notebook, f"training ({name})", what, train + valid)]
 
     def stage(notebook, name, config, kind):
         return stage_on(notebook, name, config, kind, counts)
@@ -197,7 +198,8 @@ def path_rows(path: str, counts: dict, tflops: float, cache: dict, rates: dict) 
              ("05", "hint curve: Levin et al. row (CPU)", f"{counts_n} counts x {curve} photos x "
               f"{rates['levin']:.2f} s", counts_n * curve * rates["levin"] / 60)]
     rows += [("06", "video", f"{VIDEO_PASSES} passes x {VIDEO_FRAMES} frames, and their flow on the CPU",
-              minutes(forward * VIDEO_PASSES * VIDEO_FRAMES, tflops) + VIDEO_PASSES * VIDEO_FRAMES * rates["flow"] / 60)]
+              minutes(forward * VIDEO_PASSES * VIDEO_FRAMES, tflops)
+              + VIDEO_PASSES * VIDEO_FRAMES * rates["flow"] / 60)]
     return rows
 
 

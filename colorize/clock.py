@@ -1,5 +1,6 @@
 """The training clock and the notebook display: a run's start line, its projection from its first batches and its
-total; the CPU guard that stops a long job on a CPU; one figure shown in place in a notebook cell."""
+total; the learning-rate finder projected the same way; the CPU guard that stops a long job on a CPU, in a
+notebook with one sentence and no traceback; one figure shown in place in a notebook cell."""
 
 from __future__ import annotations
 

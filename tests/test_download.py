@@ -444,4 +444,4 @@ def test_a_run_file_is_found_in_an_attached_kaggle_notebook_output(tmp_path, mon
     assert download.find_run_file(runs, "colab-l1/best.safetensors") == attached
     (runs / "colab-l1").mkdir(parents=True)
     (runs / "colab-l1" / "best.safetensors").write_bytes(b"mine")
-    assert download.find_run_file(runs, "colab-l1/best.safetensors") == runs / "colab-l1/best.safetensors"  # its own first
+    assert download.find_run_file(runs, "colab-l1/best.safetensors") == runs / "colab-l1/best.safetensors"  # own first

@@ -1,4 +1,4 @@
-"""Fine-tuning a trained generator on a folder of your own photos: `colorize pretrain --data FOLDER --generator CKPT`."""
+"""Fine-tuning a trained generator on a folder of your own photos: `colorize pretrain --data DIR --generator CKPT`."""
 
 import json
 
@@ -32,8 +32,8 @@ def test_fine_tuning_on_a_folder_from_the_command_line_records_its_start(write_p
     ckpt = tiny_checkpoint(tmp_path / "start.safetensors")
     write_photos(tmp_path / "mine", 12)  # a plain folder: no train/valid/test sub-folders
     run = tmp_path / "mine-finetuned"
-    main(["pretrain", "--data", str(tmp_path / "mine"), "--generator", str(ckpt), "--preset", "smoke", "--out", str(run),
-          "--device", "cpu"])
+    main(["pretrain", "--data", str(tmp_path / "mine"), "--generator", str(ckpt), "--preset", "smoke",
+          "--out", str(run), "--device", "cpu"])
     assert (run / "best.safetensors").exists()
     assert json.loads((run / "config.json").read_text())["generator"] == checkpoint_identity(ckpt)
     other = tiny_checkpoint(tmp_path / "other.safetensors", seed=1)

@@ -59,7 +59,8 @@ def repository_url() -> str:
 
 
 def test_the_distribution_is_not_named_after_an_unrelated_pypi_project():
-    """`pip install colorize` fetches a 2019 tool that colours terminal output: ours has another name, the same import."""
+    """`pip install colorize` fetches a 2019 tool that colours terminal output: ours has another name, the same
+    import and command."""
     assert project()["name"] not in {"colorize", "colorise"}
     assert project()["scripts"] == {"colorize": "colorize.cli:main"}
 
@@ -211,7 +212,8 @@ def test_notebook_installs_the_package_in_colab_from_the_project_url(path):
     assert '"google.colab" in sys.modules' in first, "the first code cell installs only inside Colab"
     name = project()["name"]
     install = re.search(rf'^\s+%pip install -q "{re.escape(name)}(\[[\w,]+\])? @ git\+{re.escape(url)}"$', first, re.M)
-    assert install, f"{path.name}: the first code cell must `%pip install` {name} from {url} (pyproject's name, Repository)"
+    assert install, (f"{path.name}: the first code cell must `%pip install` {name} from {url} (pyproject's name and "
+                     "Repository)")
     if any(re.search(r"^\s*(from colorize\.app import|import colorize\.app)", c.source, re.M) for c in code_cells(nb)):
         assert "app" in (install.group(1) or ""), (
             f'{path.name} imports colorize.app: install "{name}[app] @ ..." (Gradio) in its first cell')
@@ -297,7 +299,7 @@ def colab_stand_in(folder: Path) -> Path:
 
 
 def kaggle_stand_in(folder: Path) -> Path:
-    """A folder for PYTHONPATH with a stand-in `kagglehub` whose every call raises: a notebook that calls Kaggle fails."""
+    """A folder for PYTHONPATH with a stand-in `kagglehub` whose every call raises: a notebook calling Kaggle fails."""
     pkg = folder / "kagglehub"
     pkg.mkdir(parents=True)
     refuse = "def _refuse(*args, **kwargs):\n    raise AssertionError('Kaggle was called')\n\n\n"
