@@ -27,6 +27,7 @@ def test_an_l1_learner_starts_from_the_checkpoint_it_is_given(write_photos, tmp_
                          generator=tiny_checkpoint(tmp_path / "big.safetensors", size=48))
 
 
+@pytest.mark.slow
 def test_fine_tuning_on_a_folder_from_the_command_line_records_its_start(write_photos, tmp_path, tiny_checkpoint,
                                                                           caplog):
     ckpt = tiny_checkpoint(tmp_path / "start.safetensors")
