@@ -111,7 +111,8 @@ def _pretrain(args):
 
     from .pretrain import train_pretrain
 
-    train_pretrain(args.data, args.out, config_from_args(args, PRETRAIN_PRESETS, PretrainConfig), device=args.device)
+    train_pretrain(args.data, args.out, config_from_args(args, PRETRAIN_PRESETS, PretrainConfig), device=args.device,
+                   generator=args.generator)
     if not rank_distrib():  # several processes trained: rank 0 says it
         print(f"generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv)")
 
@@ -240,6 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", required=True, help="folder of photos (any layout; train/valid/test folders are used)")
     t.add_argument("--out", required=True, help="run folder, e.g. runs/places365-l1")
     t.add_argument("--preset", default="places365", choices=PRETRAIN_PRESETS, help="recipe (default places365)")
+    t.add_argument("--generator", help="a trained generator to fine-tune on --data (e.g. with --preset finetune); "
+                                       "none: a new network")
     t.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
     add_config_args(t, PretrainConfig, PRETRAIN_PRESETS)  # --epochs --size --bs --lr --arch --no-pretrained ...
     t.set_defaults(run=_pretrain)

@@ -215,6 +215,10 @@ PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
     # One free T4 hour for the whole path (see COLAB_DATA): 5 epochs of 8,000 photos, the tutorial's lr.
     "colab": PretrainConfig(data=COLAB_DATA.replace(epochs=5), machine=COLAB_MACHINE),
     "demo": PretrainConfig(data=DEMO_DATA, machine=DEMO_MACHINE, generator=OFFLINE, lr=1e-3),
+    # A trained generator fine-tuned on your own folder of a few hundred photos (`colorize pretrain --generator`):
+    # 4 crops of each photo per epoch for 15 epochs, about 7 min on a T4 for 300 photos (PROJECTED by
+    # benchmarks/budget.py, not measured); a third of the tutorial's lr, to adapt the generator, not relearn it.
+    "finetune": PretrainConfig(data=DataConfig(epochs=15, repeats=4), machine=COLAB_MACHINE, lr=3e-5),
     "smoke": PretrainConfig(data=SMOKE_DATA, machine=SMOKE_MACHINE, generator=OFFLINE, lr=1e-3),
 }
 

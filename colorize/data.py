@@ -281,3 +281,20 @@ def _write_index(index: DatasetIndex, fingerprint: str, seed: int) -> None:
             w.writerows(rows)
     meta = {"fingerprint": fingerprint, "seed": seed, "root": str(index.root.resolve()), "counts": index.counts}
     atomic_write_text(index.work_dir / META_NAME, json.dumps(meta, indent=1))
+
+
+def sample_split(index: DatasetIndex, split: str, n: int, dest: str | os.PathLike) -> Path:
+    """A dataset folder holding `n` photos of `split` spread evenly over it (the same ones every time), linked (not
+    copied) into dest/<split>/: a smaller evaluation on the same photos. All of them if the split has no more."""
+    files = sorted(index.files(split))
+    picked = [files[round(i * len(files) / n)] for i in range(n)] if n < len(files) else files
+    folder = Path(dest) / split
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = {p.relative_to(index.root).as_posix().replace("/", "__"): p for p in picked}
+    for old in folder.iterdir():
+        if old.name not in wanted:
+            old.unlink()
+    for name, photo in wanted.items():
+        if not (folder / name).is_symlink():
+            (folder / name).symlink_to(photo.resolve())
+    return Path(dest)

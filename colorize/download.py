@@ -224,6 +224,34 @@ def download_places365(dest: str | os.PathLike = "data/places365", force: bool =
     return _finish(dest, path, SPLITS, work_dir)
 
 
+def photos_at(folder: str | os.PathLike) -> DatasetIndex:
+    """The photos to train on at `folder`, indexed: a folder of your own photos is used as it is, with no Kaggle
+    call; a missing or empty folder, or one a colorize download started or finished, gets the Places365 subset
+    (`download_places365`)."""
+    folder = Path(folder)
+    ours = folder.is_symlink() or (folder / DONE_MARKER).exists() or (folder / STARTED_MARKER).exists()
+    if folder.is_dir() and any(folder.iterdir()) and not ours:
+        index = index_dataset(folder)
+        log.info("%s: your photos, used as they are (no download): %s", folder, index.counts)
+        return index
+    return download_places365(folder)
+
+
+def find_run_file(runs: str | os.PathLike, relative: str | os.PathLike) -> Path:
+    """`runs / relative` (a run's checkpoint, e.g. "colab-l1/best.safetensors") if it is there; else, in a Kaggle
+    notebook, the same file in a notebook output attached as an input (<input>/<output>/.../runs/colab-l1/...);
+    else `runs / relative`, for the message that says how to make it."""
+    mine = Path(runs) / relative
+    if mine.exists() or Path(relative).is_absolute():
+        return mine
+    base, tail = kaggle_input_dir(), f"{Path(runs).name}/{relative}"
+    # an output is mounted at <input>/<slug> or <input>/notebooks/<owner>/<slug>; its runs folder one level down at most
+    found = sorted(p for depth in range(1, 5) for p in base.glob("*/" * depth + tail)) if base.is_dir() else []
+    if found:
+        log.info("%s: found in an attached notebook output, %s", relative, found[0])
+    return found[0] if found else mine
+
+
 def fetch_url(url: str, dest: Path) -> Path:
     """Download `url` to the file `dest` with a progress bar (the only network call of `download_cifar10`)."""
     from fastdownload import download_url

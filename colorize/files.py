@@ -19,6 +19,8 @@ from fastprogress.fastprogress import IN_NOTEBOOK
 
 from .hub import parse_hub_path
 
+log = logging.getLogger(__name__)
+
 
 def bars_can_draw() -> bool:
     """Progress bars redraw in place: in a terminal or a notebook. In a file or a pipe they are only noise.
@@ -88,31 +90,37 @@ def can_write_in(folder: str | os.PathLike) -> bool:
     return True
 
 
-DRIVE_MOUNT = Path("/content/drive")  # where Colab mounts Google Drive
+DRIVE_MOUNT = Path("/content/drive")  # where Colab mounts Google Drive ($COLORIZE_DRIVE_MOUNT moves it, e.g. in a test)
 DRIVE_RUNS = Path("MyDrive/colorize")  # where runs_dir keeps the runs on it: a relative RUNS_DIR goes under this
 SMOKE_FOLDER = "smoke"  # smoke runs (and their photos' index) live in this sub-folder of the runs folder
 
 
-def runs_dir(runs: str | os.PathLike, use_drive: bool = False, smoke: bool = False,
-             drive_mount: Path = DRIVE_MOUNT) -> Path:
-    """The folder a notebook keeps its runs (and reports) in: `runs`, on Google Drive if `use_drive`.
+def in_colab() -> bool:
+    """Whether this process runs in Google Colab (its kernel has imported `google.colab`)."""
+    return "google.colab" in sys.modules
 
-    Colab wipes the session's disk when it ends; on Drive a run survives it, and a cut-off run resumes from its
-    last finished epoch when the same cell runs again. `use_drive` mounts Drive (Colab asks for permission once)
-    and puts a relative `runs` under MyDrive/colorize/. A smoke run goes into a `smoke` sub-folder, so a real
-    run never meets a smoke checkpoint.
+
+def runs_dir(runs: str | os.PathLike, use_drive: bool = True, smoke: bool = False,
+             drive_mount: Path | None = None) -> Path:
+    """The folder a notebook keeps its runs (and reports) in: `runs`, on Google Drive in Colab if `use_drive`.
+
+    Each Colab notebook runs in its own runtime, whose disk is wiped when it ends: on Drive, notebook 3 finds the
+    run notebook 2 made, and a run cut off by the session limit resumes from its last finished epoch. In Colab,
+    `use_drive` mounts Drive (Colab asks for permission once per runtime) and puts a relative `runs` under
+    MyDrive/colorize/; elsewhere (your machine, Kaggle) it changes nothing. A smoke run goes into a `smoke`
+    sub-folder, so a real run never meets a smoke checkpoint.
     """
     folder = Path(runs)
-    if use_drive:
-        if "google.colab" not in sys.modules:
-            raise RuntimeError("USE_DRIVE = True needs Google Colab (it mounts Google Drive there); elsewhere set "
-                               "USE_DRIVE = False and RUNS_DIR to a folder that outlives the session")
+    if use_drive and in_colab():
         from google.colab import drive
 
-        drive.mount(str(drive_mount))
-        folder = drive_mount / DRIVE_RUNS / folder
+        mount = Path(drive_mount or os.environ.get("COLORIZE_DRIVE_MOUNT", DRIVE_MOUNT))
+        if not (mount / DRIVE_RUNS.parts[0]).is_dir():
+            log.info("mounting Google Drive at %s: each notebook runs in its own Colab runtime, whose disk is wiped "
+                     "when it ends, so the runs live on Drive, where the next notebook finds them", mount)
+            drive.mount(str(mount))
+        folder = mount / DRIVE_RUNS / folder
     return folder / SMOKE_FOLDER if smoke else folder
-
 
 
 def unique_output(out_dir: Path, rel: Path, suffix: str, taken: set[Path]) -> Path:

@@ -6,7 +6,7 @@ once into huggingface_hub's cache (HF_HOME) and returns the local path, which th
 same checkpoint validation as any local file; only safetensors files are accepted, so nothing is
 unpickled. `hf:/USER/NAME` (what `pathlib.Path` makes of `hf://`) is accepted too.
 
-huggingface_hub is an optional dependency (`pip install 'colorize[hub]'`); it is imported only when a
+huggingface_hub is an optional dependency (`pip install 'fastai-colorize[hub]'`); it is imported only when a
 Hub path or a push is used.
 """
 
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 HF_PREFIXES = ("hf://", "hf:/")  # the second is what pathlib makes of the first
 HUB_FILENAME = "generator.safetensors"  # the checkpoint's name in a repository pushed by `push_checkpoint`
-INSTALL_HINT = "pip install 'colorize[hub]'"
+INSTALL_HINT = "pip install 'fastai-colorize[hub]'"
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,7 @@ import json
 import logging
 import os
 import shutil
-import time
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -48,6 +46,7 @@ from filelock import FileLock, Timeout
 from torch import nn
 
 from .config import is_smoke, recipe_dict
+from .clock import RunClock, inline_figure
 from .files import atomic_path, atomic_write_text, bars_can_draw, in_notebook
 from .learner import StagePlan, StateOwner
 from .models import read_checkpoint_metadata, save_generator
@@ -60,8 +59,6 @@ STATE_NAME, LAST_NAME, BEST_NAME = "state.pt", "last.safetensors", "best.safeten
 GENERATOR_NAMES = (BEST_NAME, LAST_NAME)  # the generator checkpoints a run writes
 HISTORY_NAME, CONFIG_NAME, LOCK_NAME = "history.csv", "config.json", ".lock"
 GALLERY_NAME = "gallery_epoch{:03d}.png"  # N = epochs completed
-MEASURED_BATCHES = 3  # training batches timed for the projection, after one warm-up batch (cuDNN autotuning, caches)
-VALID_BATCH_COST = 1 / 3  # a validation batch (forward only) against a training one (forward and backward)
 
 
 def is_writer() -> bool:
@@ -72,19 +69,6 @@ def is_writer() -> bool:
 def new_run() -> str:
     """How the user starts another run: the notebook's RUN parameter, the command line's --out."""
     return "choose a new RUN" if in_notebook() else "choose a new --out folder"
-
-
-def duration(seconds: float) -> str:
-    """'1 h 40 min', '12 min', '40 s': a time as a person reads it."""
-    minutes = round(seconds / 60)
-    if seconds < 90:
-        return f"{max(1, round(seconds))} s"
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-
-
-def device_name(device: torch.device) -> str:
-    """The device by name: "Tesla T4", "NVIDIA H100 80GB HBM3", "cpu"."""
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
 
 
 # ------------------------------------------------------------------------------------ run callbacks
@@ -219,29 +203,6 @@ class RunCheckpoint(RunCallback):
             torch.save(state, tmp)
 
 
-class InlineFigure:
-    """One figure in a notebook cell's output, replaced in place by the next one (IPython's display handle)."""
-
-    def __init__(self, display: Callable):
-        self.display, self.handle = display, None  # display: IPython.display.display
-
-    def show(self, fig) -> None:
-        if self.handle is None:
-            self.handle = self.display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-
-
-def inline_figure() -> InlineFigure | None:
-    """An `InlineFigure` in IPython (a notebook); None elsewhere: a terminal, a script, a process of a distributed
-    launch (a fork shows none of its displays)."""
-    if not in_notebook() or num_distrib() > 1:
-        return None
-    from IPython.display import display
-
-    return InlineFigure(display)
-
-
 class EpochGallery(RunCallback):
     """After every epoch: the generator on one fixed validation batch, saved as gallery_epochNNN.png and, given an
     `InlineFigure` (`inline`), shown there in place of the previous epoch's."""
@@ -260,76 +221,19 @@ class EpochGallery(RunCallback):
             valid = valid.dl
         batch = valid.one_batch()  # fixed: the valid loader is not shuffled and centre-crops
         n_inp = self.dls.n_inp
-        self.xb = tuple(x[: self.max_rows].as_subclass(torch.Tensor) for x in batch[:n_inp])
+        self.inputs = tuple(x[: self.max_rows].as_subclass(torch.Tensor) for x in batch[:n_inp])
         self.ab = batch[n_inp][: self.max_rows].as_subclass(torch.Tensor)  # (k,2,H,W)
 
     def after_new_epoch(self):
         model = unwrap(self.model).eval()  # rank 0 alone: the network itself, not its DistributedDataParallel
         with torch.no_grad():
-            pred = model(*self.xb).float()  # (k,2,H,W)
-        L, hints = self.xb[0][:, :1], self.xb[0][:, 1:]  # (k,1,H,W) L; (k,3,H,W) a hint model's hints, else (k,0,H,W)
+            pred = model(*self.inputs).float()  # (k,2,H,W)
+        L, hints = self.inputs[0][:, :1], self.inputs[0][:, 1:]  # (k,1,H,W) L; (k,3,H,W) a hint model's hints, else (k,0,H,W)
         fig = batch_gallery(L.cpu(), {"generated": pred.cpu()}, self.ab.cpu(), max_rows=self.max_rows,
                             title=f"after epoch {self.epoch + 1}", hints=hints.cpu() if hints.shape[1] else None)
         if self.inline is not None:
             self.inline.show(fig)
         save_figure(fig, self.run_dir / GALLERY_NAME.format(self.epoch + 1))  # and closes it
-
-
-class CpuGuardStop(RuntimeError):
-    """A run that is not smoke was about to train on a CPU without being allowed to (`allow_cpu=False`)."""
-
-
-class RunClock(RunCallback):
-    """The run's voice: a start line (where, how, how much), a projection after the first few training batches,
-    the total time at the end; with `guard`, a CpuGuardStop right after the projection (before the first epoch
-    ends, so nothing is saved)."""
-
-    order = -10  # times the batch from before every other callback's work
-
-    def __init__(self, run_dir, start_epoch: int, *, precision: str, guard: bool = False):
-        super().__init__(run_dir, start_epoch)
-        self.precision, self.guard = precision, guard
-
-    def before_fit(self):
-        self.started, self.device = time.perf_counter(), self.dls.device
-        self.to_run = self.n_epoch - self.start_epoch
-        train = self.dls.train
-        if is_writer():
-            log.info("%s %s on %s (%s): %d photos per epoch, %d epochs", f"resuming after epoch {self.start_epoch}:"
-                     if self.start_epoch else "training", self.run_dir, device_name(self.device), self.precision,
-                     train.n * max(1, num_distrib()), self.n_epoch)
-        n_iter = len(train)
-        self.first = 1 if n_iter > 2 else 0  # the first batch warms up (autotuning, caches): not timed
-        self.last = min(self.first + MEASURED_BATCHES, n_iter) - 1
-
-    def before_batch(self):
-        if self.training and self.epoch == self.start_epoch and self.iter == self.first:
-            self.t0 = self._now()
-
-    def after_batch(self):
-        if not (self.training and self.epoch == self.start_epoch and self.iter == self.last):
-            return
-        per_batch = (self._now() - self.t0) / (self.last - self.first + 1)
-        per_epoch = per_batch * (len(self.dls.train) + VALID_BATCH_COST * len(self.dls.valid))
-        projection = (f"about {duration(per_epoch * self.to_run)} for {self.to_run} epochs on this "
-                      f"{device_name(self.device)} (projected from {self.last - self.first + 1} batches)")
-        if is_writer():
-            log.info("%s: %s", self.run_dir, projection)
-        if self.guard:
-            raise CpuGuardStop(
-                f"{self.run_dir}: training this recipe on the CPU would take {projection}. Stopped before the first "
-                "epoch ended (nothing saved): use a GPU (in Colab: Runtime > Change runtime type > T4 GPU), a smoke "
-                "recipe, or set ALLOW_CPU = True to train on the CPU anyway")
-
-    def after_fit(self):
-        if is_writer():
-            log.info("%s: %d epochs trained in %s (%d/%d done)", self.run_dir, self.to_run,
-                     duration(time.perf_counter() - self.started), self.n_epoch, self.n_epoch)
-
-    def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # the GPU's queued work counts in the batch that queued it
-        return time.perf_counter()
 
 
 # ------------------------------------------------------------------------------------------ the run

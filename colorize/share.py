@@ -72,7 +72,7 @@ def model_card(meta: dict, repo_id: str, files: RunFiles) -> str:
         "",
         "## Use it", "",
         "```bash",
-        "pip install 'colorize[app]'",
+        "pip install 'fastai-colorize[app]'",
         f"colorize apply old_photos/ --model hf://{repo_id} --out colorized/",
         f"colorize app --model hf://{repo_id}       # a local web page with a before/after slider",
         "```", "",

@@ -47,8 +47,10 @@ STAGES = {
 def fit_stage(learn: Learner, run_dir, config, *, generator=None, allow_cpu: bool = True) -> Learner:
     """Train any stage's Learner (from `pretrain_learner`, `gan_learner`, `hints_learner`) into `run_dir`, resuming
     after its last saved epoch. `generator`: the checkpoint a GAN or hint Learner started from, which the run
-    records (and a resume from another is refused). `allow_cpu=False`: see `run.fit_run`."""
-    facts = {} if isinstance(config, PretrainConfig) else {"generator": checkpoint_identity(generator)}
+    records (and a resume from another is refused); an L1 Learner may have started from one too (fine-tuning).
+    `allow_cpu=False`: see `run.fit_run`."""
+    new = isinstance(config, PretrainConfig) and generator is None  # an L1 run from a new network records no start
+    facts = {} if new else {"generator": checkpoint_identity(generator)}
     return fit_run(learn, run_dir, config, allow_cpu=allow_cpu, **facts)
 
 

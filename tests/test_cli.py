@@ -85,14 +85,14 @@ def test_an_unknown_preset_is_named_plainly():
     """For Python callers (the CLI's --preset is refused by argparse first)."""
     with pytest.raises(KeyError) as missing:
         get_preset(PRETRAIN_PRESETS, "nosuch")
-    assert missing.value.args[0] == "unknown preset 'nosuch'; choose one of: places365, colab, demo, smoke"
+    assert missing.value.args[0] == "unknown preset 'nosuch'; choose one of: places365, colab, demo, finetune, smoke"
 
 
 def test_flag_help_names_the_presets_that_differ_from_the_default(capsys):
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])
     help = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
-    assert "--cache, --no-cache default False (places365 True, colab True)" in help
+    assert "--cache, --no-cache default False (places365 True, colab True, finetune True)" in help
     assert "--size SIZE default 256 (demo 64, smoke 32)" in help
     assert "--seed SEED default 42 " in help  # the same in every preset: nothing added
 

@@ -455,3 +455,17 @@ print(json.dumps({{"work_dir": str(index.work_dir), "counts": index.counts, "L":
     assert got["counts"] == {"train": 6, "valid": 2, "test": 0, "excluded": 0} and got["L"] == [2, 1, 16, 16]
     assert (work / INDEX_NAME).exists() and any((work / CACHE_DIR).glob("train-16px-*.npy"))
     assert snapshot(root) == before
+
+
+def test_a_sample_of_a_split_links_the_same_spread_photos_and_indexes_as_that_split(tmp_path, write_photos):
+    from colorize.data import index_dataset, sample_split
+
+    write_photos(tmp_path / "photos" / "test", 10)
+    write_photos(tmp_path / "photos" / "train", 4, prefix="t")
+    index = index_dataset(tmp_path / "photos")
+    dest = sample_split(index, "test", 4, tmp_path / "sample")
+    linked = sorted(p.name for p in (dest / "test").iterdir())
+    assert linked == ["test__p000.jpg", "test__p002.jpg", "test__p005.jpg", "test__p008.jpg"]
+    assert index_dataset(dest).counts == {"train": 0, "valid": 0, "test": 4, "excluded": 0}
+    assert sample_split(index, "test", 2, dest) == dest and len(list((dest / "test").iterdir())) == 2
+    assert len(list((sample_split(index, "test", 50, tmp_path / "all") / "test").iterdir())) == 10

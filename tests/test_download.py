@@ -421,3 +421,27 @@ def test_safe_extract_extracts_a_normal_archive(tmp_path, make_cifar_tgz):
     out = safe_extract(tmp_path / "c.tgz", tmp_path / "out")
     assert (out / "cifar10" / "train" / "cat" / "0_cat.png").is_file()
     assert (out / "cifar10" / "labels.txt").read_text().split() == list(CIFAR_CLASSES)
+
+
+def test_a_folder_of_your_own_photos_is_used_as_it_is_without_a_kaggle_call(tmp_path, write_photos, monkeypatch):
+    def no_kaggle(*args, **kwargs):
+        raise AssertionError("Kaggle was called for a folder of the user's own photos")
+
+    monkeypatch.setattr(download, "download_places365", no_kaggle)
+    write_photos(tmp_path / "mine", 12)
+    assert sum(download.photos_at(tmp_path / "mine").counts.values()) == 12
+    with pytest.raises(AssertionError, match="Kaggle was called"):  # an empty folder is where Places365 goes
+        download.photos_at(tmp_path / "empty")
+
+
+def test_a_run_file_is_found_in_an_attached_kaggle_notebook_output(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAGGLE_CACHE_MOUNT_FOLDER", str(tmp_path / "input"))
+    runs = tmp_path / "working" / "runs"
+    assert download.find_run_file(runs, "colab-l1/best.safetensors") == runs / "colab-l1/best.safetensors"  # not there
+    attached = tmp_path / "input" / "notebooks" / "me" / "pretrain" / "runs" / "colab-l1" / "best.safetensors"
+    attached.parent.mkdir(parents=True)
+    attached.write_bytes(b"weights")
+    assert download.find_run_file(runs, "colab-l1/best.safetensors") == attached
+    (runs / "colab-l1").mkdir(parents=True)
+    (runs / "colab-l1" / "best.safetensors").write_bytes(b"mine")
+    assert download.find_run_file(runs, "colab-l1/best.safetensors") == runs / "colab-l1/best.safetensors"  # own first

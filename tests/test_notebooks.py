@@ -1,8 +1,11 @@
 """Every notebook: committed clean and thin (fast), and executed end to end in smoke mode with papermill (slow)."""
 
 import ast
+import json
+import os
 import re
 import sys
+import time
 import tomllib
 import types
 from pathlib import Path
@@ -42,13 +45,24 @@ def code_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code"]
 
 
-def repository_url() -> str:
+def project() -> dict:
     with open(ROOT / "pyproject.toml", "rb") as f:
-        urls = tomllib.load(f)["project"].get("urls", {})
+        return tomllib.load(f)["project"]
+
+
+def repository_url() -> str:
+    urls = project().get("urls", {})
     if "Repository" not in urls:
         pytest.fail('pyproject.toml needs [project.urls] Repository = "https://github.com/OWNER/NAME": '
                     "the notebooks' Colab install cell and badge must use that URL")
     return urls["Repository"]
+
+
+def test_the_distribution_is_not_named_after_an_unrelated_pypi_project():
+    """`pip install colorize` fetches a 2019 tool that colours terminal output: ours has another name, the same
+    import and command."""
+    assert project()["name"] not in {"colorize", "colorise"}
+    assert project()["scripts"] == {"colorize": "colorize.cli:main"}
 
 
 def test_there_are_notebooks():
@@ -196,11 +210,13 @@ def test_notebook_installs_the_package_in_colab_from_the_project_url(path):
     url = repository_url()
     first = code_cells(nb)[0].source
     assert '"google.colab" in sys.modules' in first, "the first code cell installs only inside Colab"
-    install = re.search(rf'^\s+%pip install -q "colorize(\[[\w,]+\])? @ git\+{re.escape(url)}"$', first, re.M)
-    assert install, f"{path.name}: the first code cell must `%pip install` colorize from {url} (pyproject's Repository)"
+    name = project()["name"]
+    install = re.search(rf'^\s+%pip install -q "{re.escape(name)}(\[[\w,]+\])? @ git\+{re.escape(url)}"$', first, re.M)
+    assert install, (f"{path.name}: the first code cell must `%pip install` {name} from {url} (pyproject's name and "
+                     "Repository)")
     if any(re.search(r"^\s*(from colorize\.app import|import colorize\.app)", c.source, re.M) for c in code_cells(nb)):
         assert "app" in (install.group(1) or ""), (
-            f'{path.name} imports colorize.app: install "colorize[app] @ ..." (Gradio) in its first cell')
+            f'{path.name} imports colorize.app: install "{name}[app] @ ..." (Gradio) in its first cell')
     repo = url.removeprefix("https://github.com/")
     text = "\n".join(c.source for c in nb.cells)
     links = re.findall(r"(?:github\.com|colab\.research\.google\.com/github)/([\w.-]+/[\w.-]+?)(?:\.git)?[/\")\s]", text)
@@ -215,7 +231,7 @@ def test_a_training_notebook_asks_colab_for_a_gpu_keeps_runs_on_drive_and_guards
         f'{stem}: metadata needs "accelerator": "GPU" and colab.gpuType "T4", as Colab writes them')
     cells = code_cells(nb)
     params = cells[parameters_cell(Path(stem), cells)].source
-    for line in ("USE_DRIVE = False", "ALLOW_CPU = False", 'PRESET = "colab"'):
+    for line in ("USE_DRIVE = True", "ALLOW_CPU = False", 'PRESET = "colab"'):
         assert re.search(rf"^{re.escape(line)}(\s|$)", params, re.M), f"{stem}: the parameters cell needs {line}"
     later = "\n".join(c.source for c in cells[parameters_cell(Path(stem), cells) + 1:])
     assert "use_drive=USE_DRIVE" in later and "allow_cpu=ALLOW_CPU" in later, (
@@ -233,21 +249,24 @@ def test_each_tutorial_notebook_links_the_next_and_the_last_sums_up():
 
 
 def test_runs_dir_keeps_runs_on_drive_in_colab_and_smoke_apart(tmp_path, monkeypatch):
-    assert runs_dir("runs") == Path("runs")
-    assert runs_dir("runs", smoke=True) == Path("runs") / SMOKE_FOLDER
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
-    with pytest.raises(RuntimeError, match="USE_DRIVE"):
-        runs_dir("runs", use_drive=True)
+    assert runs_dir("runs") == runs_dir("runs", use_drive=True) == Path("runs")  # outside Colab nothing changes
+    assert runs_dir("runs", smoke=True) == Path("runs") / SMOKE_FOLDER
     mounted = []
-    drive = types.SimpleNamespace(mount=mounted.append)
+
+    def mount(folder):
+        mounted.append(folder)
+        (Path(folder) / "MyDrive").mkdir(parents=True)
+
     colab = types.ModuleType("google.colab")
-    colab.drive = drive
+    colab.drive = types.SimpleNamespace(mount=mount)
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
     sys.modules["google"].colab = colab
-    assert runs_dir("runs", use_drive=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs"
-    assert runs_dir("runs", use_drive=True, smoke=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs/smoke"
-    assert mounted == [str(tmp_path)] * 2
+    assert runs_dir("runs", use_drive=False) == Path("runs")
+    assert runs_dir("runs", drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs"
+    assert runs_dir("runs", smoke=True, drive_mount=tmp_path) == tmp_path / "MyDrive/colorize/runs/smoke"
+    assert mounted == [str(tmp_path)]  # asked once per runtime
 
 
 @notebooks
@@ -262,36 +281,104 @@ def test_kernel_python3_is_this_interpreter():
     assert KernelManager(kernel_name="python3").format_kernel_cmd()[0] == sys.executable
 
 
-def execute(path: Path, folder: Path, up_to_training: bool = False):
+# Notebooks 02 and 03 run one after the other as in Colab: each in a runtime of its own (its own working folder),
+# with nothing but SMOKE changed, sharing only the Google Drive that a stand-in `google.colab` mounts.
+COLAB_CHAIN = ("02_pretrain_generator", "03_gan_finetune")
+
+
+def colab_stand_in(folder: Path) -> Path:
+    """A folder for PYTHONPATH with a stand-in `google.colab`, imported when Python starts as in Colab's kernel (a
+    sitecustomize), whose `drive.mount` makes the Drive folder (MyDrive) at the mount point."""
+    colab = folder / "google" / "colab"  # `google` stays a namespace package (protobuf lives there too)
+    colab.mkdir(parents=True)
+    (colab / "__init__.py").write_text("from . import drive\n")
+    (colab / "drive.py").write_text("from pathlib import Path\n\n\ndef mount(mountpoint):\n"
+                                    "    (Path(mountpoint) / 'MyDrive').mkdir(parents=True, exist_ok=True)\n")
+    (folder / "sitecustomize.py").write_text("import google.colab  # Colab's kernel starts with it imported\n")
+    return folder
+
+
+def kaggle_stand_in(folder: Path) -> Path:
+    """A folder for PYTHONPATH with a stand-in `kagglehub` whose every call raises: a notebook calling Kaggle fails."""
+    pkg = folder / "kagglehub"
+    pkg.mkdir(parents=True)
+    refuse = "def _refuse(*args, **kwargs):\n    raise AssertionError('Kaggle was called')\n\n\n"
+    (pkg / "__init__.py").write_text(refuse + "dataset_download = _refuse\n")
+    (pkg / "config.py").write_text(refuse + "get_kaggle_credentials = _refuse\n")
+    (pkg / "kaggle_cache_resolver.py").write_text(
+        refuse + "DEFAULT_KAGGLE_CACHE_MOUNT_FOLDER = '/kaggle/input'\n"
+        "KAGGLE_CACHE_MOUNT_FOLDER_ENV_VAR_NAME = 'KAGGLE_CACHE_MOUNT_FOLDER'\n\n\n"
+        "class DatasetKaggleCacheResolver:\n    is_supported = _refuse\n")
+    return folder
+
+
+def execute(path: Path, folder: Path, up_to_training: bool = False, colab: Path | None = None,
+            parameters: dict | None = None, env: dict | None = None):
     """`path` run by papermill in smoke mode in `folder` (its *_DIR parameters pointed there); the executed notebook.
 
     `up_to_training`: only its cells up to the training cell, into a file of its own (a rerun of the training cell).
+    `colab`: a Drive mount point: the notebook runs as in Colab with a stand-in `google.colab`, its parameters as
+    committed but SMOKE (its install cell, which would reach the network, left out). `parameters`: instead of
+    SMOKE and the folders; `env`: set for the kernel.
     """
     import papermill as pm
 
     folders = {p: str(folder / p.lower()) for p in pm.inspect_notebook(path) if p.endswith("_DIR")}
-    out = folder / path.name
+    nb = nbformat.read(path, as_version=4)
+    name = path.stem
     if up_to_training:
-        nb = nbformat.read(path, as_version=4)
         nb.cells = nb.cells[: nb.cells.index(training_cell(nb)) + 1]
-        path, out = folder / f"{path.stem}_up_to_training.ipynb", folder / f"{path.stem}_up_to_training_run.ipynb"
-        nbformat.write(nb, path)
-    pm.execute_notebook(path, out, parameters={"SMOKE": True, **folders}, kernel_name="python3", cwd=folder,
-                        progress_bar=False, execution_timeout=CELL_TIMEOUT_S)
+        name += "_up_to_training"
+    if colab is not None:
+        install = code_cells(nb)[0]
+        assert "%pip install" in install.source, install.source
+        nb.cells.remove(install)
+        folders, env = {}, {**(env or {}), "COLORIZE_DRIVE_MOUNT": str(colab),
+                            "PYTHONPATH": os.pathsep.join([str(colab_stand_in(folder / "colab_stand_in")),
+                                                           os.environ.get("PYTHONPATH", "")])}
+    path, out = folder / f"{name}.ipynb", folder / f"{name}_run.ipynb"
+    nbformat.write(nb, path)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in (env or {}).items():
+            mp.setenv(key, value)
+        pm.execute_notebook(path, out, parameters=parameters or {"SMOKE": True, **folders}, kernel_name="python3",
+                            cwd=folder, progress_bar=False, execution_timeout=CELL_TIMEOUT_S)
     return nbformat.read(out, as_version=4)
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
-    """Each notebook executed once in smoke mode, when a test first asks: path -> (its folder, the executed notebook)."""
+def drive(tmp_path_factory) -> Path:
+    """The mount point of the Google Drive the Colab chain shares."""
+    return tmp_path_factory.mktemp("drive")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory, drive):
+    """Each notebook executed once in smoke mode, when a test first asks: path -> (its folder, the executed notebook).
+
+    The notebooks of COLAB_CHAIN run as in Colab, in order (03 after 02), each in its own folder; their folder here
+    is what they wrote on the Drive (MyDrive/colorize)."""
     done = {}
 
     def run(path: Path):
-        if path.stem not in done:
-            folder = tmp_path_factory.mktemp(path.stem)
+        if path.stem in COLAB_CHAIN:
+            for stem in COLAB_CHAIN[: COLAB_CHAIN.index(path.stem) + 1]:
+                if stem not in done:
+                    started = time.perf_counter()
+                    nb = execute(ROOT / "notebooks" / f"{stem}.ipynb", tmp_path_factory.mktemp(stem), colab=drive)
+                    done[stem] = drive / "MyDrive" / "colorize", nb
+                    print(f"{stem}: smoke run as in Colab in {time.perf_counter() - started:.0f} s")
+        elif path.stem not in done:
+            folder, started = tmp_path_factory.mktemp(path.stem), time.perf_counter()
             done[path.stem] = folder, execute(path, folder)
+            print(f"{path.stem}: smoke run in {time.perf_counter() - started:.0f} s")
         return done[path.stem]
     return run
+
+
+def runs_of(folder: Path) -> Path:
+    """The RUNS_DIR a smoke run wrote into: the test's runs_dir folder, or `runs` on the Drive of the Colab chain."""
+    return folder / "runs_dir" if (folder / "runs_dir").exists() else folder / "runs"
 
 
 def training_cell(nb):
@@ -319,7 +406,7 @@ def test_notebook_runs_end_to_end_in_smoke_mode(path, smoke_run):
     if path.stem in SHOWS:
         html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
         assert re.search(SHOWS[path.stem], html), f"{path.name} showed no {SHOWS[path.stem]!r}"
-    runs = folder / "runs_dir"
+    runs = runs_of(folder)
     if runs.exists():  # what a smoke run writes under RUNS_DIR is in its smoke/ sub-folder, apart from real runs
         assert [p.name for p in runs.iterdir()] == [SMOKE_FOLDER], f"{path.name} wrote {list(runs.iterdir())}"
     assert not (folder / "data_dir").exists(), f"{path.name} in smoke mode wrote into DATA_DIR, the real photos' folder"
@@ -334,7 +421,7 @@ def test_a_training_cell_says_where_how_long_and_shows_its_gallery_inline(stem, 
     assert re.search(r" on cpu \(fp32\): \d+ photos per epoch, \d+ epochs?", said), f"no start line in:\n{said}"
     assert re.search(r"about .+ for \d+ epochs? on this cpu", said), f"no projection in:\n{said}"
     assert re.search(r"\d+ epochs? trained in ", said), f"no closing line in:\n{said}"
-    runs = list((folder / "runs_dir" / SMOKE_FOLDER).glob(f"*/{HISTORY_NAME}"))
+    runs = list((runs_of(folder) / SMOKE_FOLDER).glob(f"*/{HISTORY_NAME}"))
     assert runs, f"no smoke run under RUNS_DIR/{SMOKE_FOLDER}/"
     closing = max(i for i, o in enumerate(cell.outputs) if re.search(r"\d+ epochs? trained in ", o.get("text", "")))
     shown = [o for o in cell.outputs[:closing] if o.output_type == "display_data" and "image/png" in o.data]
@@ -343,9 +430,51 @@ def test_a_training_cell_says_where_how_long_and_shows_its_gallery_inline(stem, 
 
 
 @pytest.mark.slow
-def test_rerunning_a_finished_run_says_it_is_complete(smoke_run):
+def test_rerunning_a_finished_run_says_it_is_complete(smoke_run, drive):
     path = ROOT / "notebooks" / "02_pretrain_generator.ipynb"
     folder, _ = smoke_run(path)
-    again = execute(path, folder, up_to_training=True)  # the training cell again: the same RUN in the same RUNS_DIR
+    again = execute(path, folder, up_to_training=True, colab=drive)  # the training cell again: the same RUN on Drive
     said = stdout_of(training_cell(again))
     assert re.search(r"is complete \((\d+)/\1 epochs?\): choose a new RUN to train again", said), said
+
+
+@pytest.mark.slow
+def test_in_colab_notebook_03_fine_tunes_the_generator_notebook_02_left_on_drive(smoke_run, drive):
+    """Each notebook in its own runtime (folder), nothing changed but SMOKE: 03 finds 02's generator on Drive."""
+    from colorize.models import checkpoint_identity
+
+    _, first = smoke_run(ROOT / "notebooks" / "02_pretrain_generator.ipynb")
+    best = drive / "MyDrive/colorize/runs" / SMOKE_FOLDER / "colab-l1" / BEST_NAME
+    assert best.exists(), "notebook 02 left no generator on the Drive"
+    made_by_02 = checkpoint_identity(best)
+    _, nb = smoke_run(ROOT / "notebooks" / "03_gan_finetune.ipynb")
+    gan = json.loads((best.parents[1] / "colab-gan" / "config.json").read_text())
+    assert gan["generator"] == made_by_02 == checkpoint_identity(best)  # 02's, not a stand-in trained by 03
+    assert "training" not in "".join(stdout_of(c) for c in code_cells(nb) if "ensure_trained(" in c.source)
+
+
+@pytest.mark.slow
+def test_02_on_a_folder_of_photos_without_a_gpu_stops_at_the_guard_without_kaggle_or_a_traceback(tmp_path,
+                                                                                                write_photos):
+    write_photos(tmp_path / "my_photos", 16, size=(96, 128))
+    env = {"CUDA_VISIBLE_DEVICES": "", "PYTHONPATH": os.pathsep.join([str(kaggle_stand_in(tmp_path / "stand_in")),
+                                                                        os.environ.get("PYTHONPATH", "")])}
+    # SMOKE off: the colab preset on the folder. Offline (no ImageNet weights), small crops so that the measured
+    # steps take seconds, and epochs enough for the projection to be long: the guard must fire before the finder runs.
+    parameters = {"SMOKE": False, "DATA_DIR": str(tmp_path / "my_photos"), "RUNS_DIR": str(tmp_path / "runs"),
+                  "OVERRIDES": {"pretrained": False, "size": 64, "bs": 4, "epochs": 2000}}
+    import papermill as pm
+
+    with pytest.raises(pm.PapermillExecutionError) as stopped:
+        execute(ROOT / "notebooks" / "02_pretrain_generator.ipynb", tmp_path, parameters=parameters, env=env)
+    assert stopped.value.ename == "CpuGuardStop", (stopped.value.ename, stopped.value.evalue)
+    nb = nbformat.read(tmp_path / "02_pretrain_generator_run.ipynb", as_version=4)
+    finder = next(c for c in code_cells(nb) if "find_lr(" in c.source)
+    error = next(o for o in finder.outputs if o.output_type == "error")
+    assert error.traceback == [f"Stopped: {error.evalue}"], error.traceback  # the sentence, no frames
+    assert "the learning-rate finder (100 steps) and the training after it (2000 epochs) on this CPU would take " \
+           "about" in error.evalue and "Stopped the finder after 4 steps" in error.evalue, error.evalue
+    assert re.search(r"the learning-rate finder: about .+ for 100 steps, then training about .+ for 2000 epochs on "
+                     r"this cpu \(projected from 3 steps\)", stdout_of(finder)), stdout_of(finder)
+    assert "your photos, used as they are (no download)" in "".join(stdout_of(c) for c in code_cells(nb))
+    assert training_cell(nb).execution_count is None  # "Run all" stopped at the finder

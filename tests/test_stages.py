@@ -7,8 +7,10 @@ import sys
 import pytest
 from matplotlib.text import Text
 
+import colorize.clock
 import colorize.run
 from colorize import config as cfg
+from colorize.clock import CpuGuardStop, InlineFigure
 from colorize.cli import main
 from colorize.config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, CriticConfig, DataConfig, GanConfig,
                              GeneratorConfig, HintsConfig, MachineConfig, is_smoke, override)
@@ -19,7 +21,6 @@ from colorize.hints import hints_learner
 from colorize.loaders import train_subset
 from colorize.models import build_generator, read_checkpoint_metadata, save_generator
 from colorize.pretrain import train_pretrain
-from colorize.run import CpuGuardStop, InlineFigure
 from colorize.stages import ensure_trained
 
 SMOKE = PRETRAIN_PRESETS["smoke"]
@@ -132,7 +133,8 @@ def test_a_run_speaks_shows_its_gallery_in_place_and_names_what_to_change(photos
     assert "epochs" not in message and "bs" not in message  # only the fields that differ
 
 
-def test_the_cpu_guard_stops_a_real_recipe_before_its_first_epoch_ends(photos, tmp_path, caplog):
+def test_the_cpu_guard_stops_a_real_recipe_before_its_first_epoch_ends(photos, tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(colorize.clock, "CPU_GUARD_FREE_S", 0)  # this tiny run is projected at seconds
     caplog.set_level(logging.INFO, logger="colorize")
     run, config = tmp_path / "run", override(SMOKE, size=64)  # not smoke: 64 px crops
     assert not is_smoke(config)
