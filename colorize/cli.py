@@ -100,6 +100,8 @@ def _apply(args):
 
     hints = read_hints_file(args.hints) if args.hints else None
     model = load_generator(args.model, device=inference_device(args.device))
+    if args.reference or args.save_hints:
+        return _apply_reference(args, model, hints)
     videos = plan_videos(args.inputs, args.out)  # videos given, and those inside folders
     photo_inputs = [p for p in args.inputs if not is_video(p)]
     photos = [p for p in list_images(photo_inputs) if not is_video(p)]
@@ -127,6 +129,35 @@ def _apply(args):
     print(f"wrote {len(written)} file(s) to {args.out}" +
           (f"; skipped {len(failed)} unreadable: " + ", ".join(str(p) for p, _ in failed) if failed else ""))
     return 1 if failed and not written else 0
+
+
+def _apply_reference(args, model, hints):
+    """`apply --reference`: colour from a reference photo (colorize.reference)."""
+    from .reference import apply_reference
+
+    if not args.reference:
+        raise ValueError("--save-hints writes the hints derived from a reference: give --reference too")
+    written, fallback = apply_reference(model, args.inputs, args.out, args.reference, hints, args.save_hints,
+                                        args.render_size, args.precision, args.propagation, args.reach, args.temporal)
+    print(f"wrote {len(written)} file(s) to {args.out}" + (f"; no match with the reference, colorized automatically: "
+          + ", ".join(str(p) for p in fallback) if fallback else "; every one matched the reference"))
+    return 0
+
+
+def _evaluate_reference(args):
+    from pathlib import Path
+
+    from .device import inference_device
+    from .files import atomic_write_text
+    from .models import load_generator
+    from .reference import evaluate_pairs, pairs_markdown, read_pairs
+
+    model = load_generator(args.model, device=inference_device(args.device))
+    table = pairs_markdown(evaluate_pairs(model, read_pairs(args.pairs), args.render_size, args.propagation))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out) / "reference.md", table + "\n")
+    print(table)
 
 
 def _flicker(args):
@@ -274,6 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how hints spread along lightness: fast (default), levin (exact, up to 256 px), off")
     a.add_argument("--reach", type=float, default=REACH,
                    help=f"how far a hint's colour travels under propagation (default {REACH:g}; larger: further)")
+    a.add_argument("--reference", help="a colour photo whose colours to use where it shows the same (or a similar) "
+                   "scene; photos that do not match it are colorized automatically (colorize.reference)")
+    a.add_argument("--save-hints", help="with --reference: write the hints each target used (a hints file for one "
+                   "target, a folder of <stem>.json for several), to see, edit and reuse with --hints")
     a.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     a.add_argument("--precision", default="auto", choices=PRECISIONS,
                    help="auto (default): bf16 on GPUs that have it, fp16 on older GPUs, fp32 on the CPU")
@@ -311,6 +346,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--precision", default="fp32", choices=PRECISIONS,
                    help="fp32 (default, the protocol), or auto/bf16/fp16 for a faster, slightly different score")
     e.set_defaults(run=_evaluate)
+
+    er = sub.add_parser("evaluate-reference", help="automatic against reference-guided colorization on pairs "
+                        "(target, reference): PSNR RGB, PSNR ab, colourfulness")
+    er.add_argument("pairs", help="CSV rows target,reference[,kind] (kind: same, mismatched or clip; paths relative "
+                    "to the file); the targets are colour photos, their colour is the truth")
+    er.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
+    er.add_argument("--out", help="folder for reference.md (default: print only)")
+    er.add_argument("--render-size", type=_render_size, default=RENDER_SIZE,
+                    help=f"size the model sees (default {RENDER_SIZE})")
+    er.add_argument("--propagation", default="fast", choices=PROPAGATIONS, help="how the hints spread (default fast)")
+    er.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
+    er.set_defaults(run=_evaluate_reference)
 
     x = sub.add_parser("export", help="export a generator to ONNX (dynamic batch and size)")
     x.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
