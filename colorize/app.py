@@ -329,6 +329,39 @@ def guide(models: Mapping[str, nn.Module], photo: str | None, hints: str = "[]",
     return guided(models, photo, entries, model, render_size, propagation, reach)[1]
 
 
+def reference_step(models: Mapping[str, nn.Module], photo: str | None, reference: str | None,
+                   hints: list[dict] | None, model: str | None = None, render_size: int = RENDER_SIZE,
+                   propagation: str = "fast", reach: float = REACH) -> tuple:
+    """A reference photo's hints (`reference.reference_hints`) added to the Guide's, whose own win where they
+    disagree -> the Guide step and the correspondence drawn (reference and photo side by side, matches joined)."""
+    from .reference import BadReferenceError, draw_correspondence, load_reference, merge_hints, reference_hints
+
+    if reference is None:
+        raise _refuse("upload a colour photo of the same (or a similar) scene as the reference")
+    image = _load_photo(photo)
+    try:
+        ref = load_reference(reference)
+        found = reference_hints(image, ref, _model(models, model))
+    except BadReferenceError as e:
+        raise _refuse(str(e).replace(str(reference), Path(reference).name)) from e
+    if not found.hints:
+        gr.Info(f"no hints from this reference: {found.reason}; the colours stay the model's")
+    drawn = _results_dir() / "correspondence.png"
+    draw_correspondence(image, ref, found).save(drawn, compress_level=PNG_COMPRESS_LEVEL)
+    step = guided(models, photo, merge_hints(found.hints, hints), model, render_size, propagation, reach)
+    return *step, str(drawn)
+
+
+def reference_panel(models: Mapping[str, nn.Module], photo, hints, step: list, settings: list, private: dict) -> None:
+    """The Guide tab's reference input: its hints join the Guide's as ordinary points (recolour, undo, download,
+    edit and load back), and the correspondence is drawn below."""
+    reference = gr.Image(label="reference: a colour photo of the same scene (its colours become hints)",
+                         type="filepath", sources=["upload"], elem_id="guide-reference")
+    drawn = gr.Image(label="correspondence (reference | photo)", type="filepath", interactive=False,
+                     elem_id="guide-correspondence")
+    reference.upload(partial(reference_step, models), [photo, reference, hints, *settings], [*step, drawn], **private)
+
+
 def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], device=None) -> gr.Blocks:
     """The app's page: upload, model and render size, a before/after slider, PNG and zip downloads.
 
@@ -435,6 +468,8 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
             clear.click(lambda *a: begin_guide(models, a[0], [], *a[1:]), [photo, *settings], [*step, plain],
                         **private)
             hints_upload.upload(partial(load_hints, models), [hints_upload, photo, *settings], step, **private)
+            with gr.Row():
+                reference_panel(models, photo, hints, step, settings, private)
             # the API's own input and output: the page keeps its hints in `hints` and shows `view`
             hints_text = gr.Textbox("[]", label="hints", visible=False)
             guide_png = gr.File(label="guided PNG", visible=False)

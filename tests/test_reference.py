@@ -173,3 +173,21 @@ def test_evaluate_reference_reports_automatic_against_guided(tiny_checkpoint, pa
     assert set(rows) == {"same", "mismatched"}
     assert float(rows["same"][6]) > 2.0 and float(rows["mismatched"][6]) == 0.0  # gain: guided minus automatic
     assert rows["mismatched"][3].strip() == "1"  # its one pair fell back to automatic
+
+
+def test_the_guide_tab_turns_a_reference_into_editable_hints_and_draws_the_matches(model, pair, tmp_path):
+    app = pytest.importorskip("colorize.app")
+    target, reference = pair
+    target.save(tmp_path / "t.png")
+    reference.save(tmp_path / "r.png")
+    mine = [{"x": 200, "y": 150, "color": "#2040c0", "size": 10}]
+    hints, result, view, listing, hints_file, drawn = app.reference_step(
+        {"m": model}, str(tmp_path / "t.png"), str(tmp_path / "r.png"), mine, "m", SIZE)
+    assert len(hints) > 20 and hints[-1] == mine[0] and listing == hints  # the person's hint kept, last
+    assert json.loads(open(hints_file).read()) == hints  # the hints file to edit and load back
+    assert Image.open(drawn).size[0] > Image.open(drawn).size[1]  # side by side
+    automatic = colorize_image(model, target, SIZE)
+    assert ab_error(Image.open(result).convert("RGB"), target) < ab_error(automatic, target)
+    Image.fromarray(data.camera()).save(tmp_path / "gray.png")
+    with pytest.raises(Exception, match="no colour to give"):
+        app.reference_step({"m": model}, str(tmp_path / "t.png"), str(tmp_path / "gray.png"), [], "m", SIZE)
