@@ -11,7 +11,7 @@ from skimage import color, data
 
 from colorize.cli import main
 from colorize.inference import colorize_image
-from colorize.reference import (BadReferenceError, SAME, apply_reference, colorize_with_reference,
+from colorize.reference import (SAME, SIMILAR, BadReferenceError, apply_reference, colorize_with_reference,
                                 draw_correspondence, merge_hints, reference_hints)
 from colorize.video import pan_zoom_clip, read_frames
 
@@ -46,6 +46,16 @@ def test_a_shifted_rotated_rescaled_crop_halves_the_colour_error(model, pair):
     assert ab_error(guided, target) <= 0.5 * ab_error(automatic, target)
     diff = color.rgb2lab(np.asarray(guided))[..., 0] - color.rgb2lab(np.asarray(target))[..., 0]
     assert np.abs(diff).mean() < 1.0  # the target's own lightness is kept
+
+
+def test_a_mirrored_photo_is_no_homography_but_a_similar_scene_for_the_encoder(model):
+    """A mirror image defeats the keypoints' geometry (a homography cannot flip); the generator's own features still
+    pair each cell with its mirror, and the colours follow."""
+    target = Image.fromarray(data.chelsea())
+    reference = target.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    guided, used, found = colorize_with_reference(model, target, reference, render_size=SIZE)
+    assert found.kind == SIMILAR and len(used) >= 10, found.reason
+    assert ab_error(guided, target) < 0.7 * ab_error(colorize_image(model, target, SIZE), target)
 
 
 @pytest.mark.parametrize("unrelated", ["other photo", "noise"])
