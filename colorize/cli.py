@@ -290,7 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(hs, HintsConfig, HINTS_PRESETS)
     hs.set_defaults(run=_hints)
 
-    from .inference import REACH, RENDER_SIZE
+    from .inference import REACH, RENDER_SIZE, Rendering
 
     a = sub.add_parser("apply", help="colorize photos, videos or folders at full resolution")
     a.add_argument("inputs", nargs="+", help="image or video files (mp4, mov, avi, mkv, webm), or folders (searched "
@@ -355,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     er.add_argument("--out", help="folder for reference.md (default: print only)")
     er.add_argument("--render-size", type=_render_size, default=RENDER_SIZE,
                     help=f"size the model sees (default {RENDER_SIZE})")
-    er.add_argument("--propagation", default="fast", choices=PROPAGATIONS, help="how the hints spread (default fast)")
+    er.add_argument("--propagation", default=Rendering.propagation, choices=PROPAGATIONS,
+                    help=f"how the hints spread (default {Rendering.propagation})")
     er.add_argument("--device", help="cuda or cpu (default: a GPU if there is one)")
     er.set_defaults(run=_evaluate_reference)
 

@@ -44,7 +44,7 @@ from torch import nn
 from .data import BadImageError, is_grayscale, list_images, load_rgb, to_rgb
 from .files import atomic_write_text
 from .hintmaps import check_hints
-from .inference import PNG_COMPRESS_LEVEL, REACH, RENDER_SIZE, colorize_image, plan_outputs
+from .inference import PNG_COMPRESS_LEVEL, REACH, RENDER_SIZE, Rendering, colorize_image, plan_outputs
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness, rgb_to_pixels
 from .metrics import colorfulness, psnr_ab, psnr_rgb
 from .temporal import DEFAULT_TEMPORAL, Stabiliser, consistent, new_flow, warp
@@ -70,6 +70,7 @@ MAX_SCALE = 8.0  # a reference whose longer side is more than 8x larger or small
 GRAY_CHROMA = 6  # `data.is_grayscale`'s tolerance: a reference without colour has nothing to give
 SAME, SIMILAR = "same scene", "similar scene"
 KINDS = ("same", "mismatched", "clip")  # the kinds of pair `evaluate_pairs` reports separately
+LINE_COLOURS = ("#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6")  # matches drawn
 
 
 class BadReferenceError(ValueError):
@@ -237,7 +238,7 @@ def _hex(lab: np.ndarray) -> list[str]:
     return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in pixels.tolist()]
 
 
-def _grid_hints(tl: np.ndarray, aligned: np.ndarray, ok: np.ndarray, scale: float, full: tuple[int, int]) -> list[dict]:
+def _grid_hints(tl: np.ndarray, aligned: np.ndarray, ok: np.ndarray, full: tuple[int, int]) -> list[dict]:
     """Hints at the centres of the grid cells where the aligned reference is trusted: `ok` (h,w) bool, lightness in
     agreement after the exposure shift, one colour. tl, aligned (h,w,3) network Lab at the working size."""
     h, w = ok.shape
@@ -258,7 +259,7 @@ def _grid_hints(tl: np.ndarray, aligned: np.ndarray, ok: np.ndarray, scale: floa
 
 
 def _semantic(model: nn.Module, target: np.ndarray, reference: np.ndarray, full: tuple[int, int],
-              scale_t: float, scale_r: float) -> Correspondence:
+              scale_r: float) -> Correspondence:
     """Similar-scene hints from the generator's encoder: mutual nearest neighbours above SEMANTIC_SIM."""
     ft, fr = encoder_features(model, target), encoder_features(model, reference)  # (C,g,g)
     g = ft.shape[-1]
@@ -306,14 +307,14 @@ def reference_hints(target: Image.Image, reference: Image.Image, model: nn.Modul
     Hm, inliers, why = homography(_to_uint8(tl[..., 0]), _to_uint8(rl[..., 0]))
     if Hm is not None:
         aligned, trusted = _aligned_same_scene(tl, rl, Hm)
-        hints = _grid_hints(tl, aligned, trusted, st, target.size)
+        hints = _grid_hints(tl, aligned, trusted, target.size)
         matches = [((float(a[0] * st), float(a[1] * st)), (float(b[0] * sr), float(b[1] * sr))) for a, b in inliers]
         if hints:
             return Correspondence(hints, SAME, matches, f"{SAME}: {why}; {len(hints)} hints")
         why += ", but no region of the target matches it with confidence"
     if model is None:
         return Correspondence([], None, reason=f"not the same scene ({why})")
-    found = _semantic(model, t_rgb, r_rgb, target.size, st, sr)
+    found = _semantic(model, t_rgb, r_rgb, target.size, sr)
     return found if found.hints else Correspondence([], None, reason=f"not the same scene ({why}); {found.reason}")
 
 
@@ -336,7 +337,8 @@ def merge_hints(derived: list[dict], person: list[dict] | None) -> list[dict]:
 
 
 def colorize_with_reference(model: nn.Module, image: Image.Image, reference: Image.Image, hints=None,
-                            render_size: int = RENDER_SIZE, precision: str = "auto", propagation: str = "fast",
+                            render_size: int = RENDER_SIZE, precision: str = Rendering.precision,
+                            propagation: str = Rendering.propagation,
                             reach: float = REACH) -> tuple[Image.Image, list[dict], Correspondence]:
     """`inference.colorize_image` guided by a reference photo (and a person's `hints`, which win where they
     disagree): returns the colorized photo, the hints it used (a hints file's list) and the correspondence."""
@@ -378,8 +380,9 @@ def _save_hints(path: Path, hints: list[dict]) -> None:
 
 
 def apply_reference(model: nn.Module, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-                    reference: str | os.PathLike, hints: list | None = None, save_hints: str | os.PathLike | None = None,
-                    render_size: int = RENDER_SIZE, precision: str = "auto", propagation: str = "fast",
+                    reference: str | os.PathLike, hints: list | None = None,
+                    save_hints: str | os.PathLike | None = None, render_size: int = RENDER_SIZE,
+                    precision: str = Rendering.precision, propagation: str = Rendering.propagation,
                     reach: float = REACH, temporal: float | None = None) -> tuple[list[Path], list[Path]]:
     """`colorize apply TARGETS --reference REF`: photos, folders (one look) and videos coloured from one reference.
 
@@ -443,7 +446,7 @@ def draw_correspondence(target: Image.Image, reference: Image.Image, found: Corr
     draw = ImageDraw.Draw(canvas)
     step = max(1, len(found.matches) // lines)
     for k, ((xt, yt), (xr, yr)) in enumerate(found.matches[::step][:lines]):
-        colour = tuple(int(c) for c in np.array(Image.new("HSV", (1, 1), (k * 47 % 256, 200, 255)).convert("RGB"))[0, 0])
+        colour = LINE_COLOURS[k % len(LINE_COLOURS)]
         draw.line([(xr * sr, yr * sr), (wr + xt * st, yt * st)], fill=colour, width=1)
     return canvas
 
@@ -471,7 +474,7 @@ def read_pairs(path: str | os.PathLike) -> list[tuple[Path, Path, str]]:
 
 
 def evaluate_pairs(model: nn.Module, pairs: list[tuple[Path, Path, str]], render_size: int = RENDER_SIZE,
-                   propagation: str = "fast") -> dict:
+                   propagation: str = Rendering.propagation) -> dict:
     """PSNR RGB, PSNR ab and colourfulness of automatic against reference-guided colorization, per kind of pair.
 
     Each target is a colour photo (its colour is the truth; the model sees its lightness). Returns {kind: {metric:
