@@ -124,6 +124,25 @@ def test_a_shot_takes_the_colours_of_a_still_of_its_middle_frame(model, tmp_path
     assert err[0] < 0.7 * err[1]  # the whole shot, not only its first frame
 
 
+def test_each_shot_is_matched_again_after_a_cut(model, tmp_path):
+    import av
+
+    from colorize.reference import video_reference_hints
+
+    photo, other = Image.fromarray(data.astronaut()), Image.fromarray(data.coffee())
+    shots = [photo.crop((40 + 4 * i, 40, 360 + 4 * i, 280)) for i in range(6)] \
+        + [other.crop((100, 60, 420, 300))] * 6 + [photo.crop((120 - 4 * i, 150, 440 - 4 * i, 390)) for i in range(6)]
+    with av.open(str(tmp_path / "cuts.mp4"), "w") as c:
+        v = c.add_stream("libx264", rate=25)
+        v.width, v.height, v.pix_fmt = 320, 240, "yuv420p"
+        for frame in shots:
+            c.mux(v.encode(av.VideoFrame.from_image(frame)))
+        c.mux(v.encode(None))
+    hints, placed = video_reference_hints(model, tmp_path / "cuts.mp4", photo)
+    assert placed == [0, 12]  # the first shot and the third (the same scene again); the coffee shot matches nothing
+    assert {h["frame"] for h in hints} == {0, 12} and len(hints) > 20
+
+
 def apply_reference_free(model, clip, out):
     from colorize.video import colorize_video
 
