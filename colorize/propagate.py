@@ -32,7 +32,6 @@ import scipy.sparse
 import scipy.sparse.linalg
 import torch
 
-
 LEVIN_MAX_PIXELS = 256 * 256  # the sparse LU of a 256x256 photo takes a few seconds on a CPU; larger: use `fast`
 LEVIN_MIN_WEIGHT = 0.01  # Levin et al.'s code: sigma at least -min((Y_s - Y_r)^2) / log(0.01)
 LEVIN_VAR_SCALE = 0.6  # Levin et al.'s code: csig = c_var * 0.6
@@ -41,8 +40,8 @@ FGS_LAMBDA = 1e3  # smoothness of the Fast Global Smoother at FGS_SIZE px (the p
 FGS_SIZE = 256  # ... its reach grows as sqrt(lambda) px, so lambda scales with the square of the photo's size
 FGS_SIGMA_COLOR = 4.0  # its edge sensitivity, in L scaled to 0..255: a step of ~1.5 L units already slows a hint
 FGS_EPS = 3e-4  # normalised convolution's confidence floor at reach 1: where smooth(mask) is not well above it, the
-# hint's colour fades back to the prediction (benchmarks/hint_edges.py: with 8 and 1e-4, 22% of a hint's change
-# crossed a soft 30-L-unit edge in a textured photo; with these, under 10%)
+# hint's colour fades back to the prediction (with FGS_SIGMA_COLOR, under 10% of a hint's change crosses a soft
+# 20-30 L-unit edge in a textured photo: benchmarks/hint_edges.py)
 LEVIN_PULL = 1e-4  # the weak pull of the residual toward zero at every free pixel, at FGS_SIZE px and reach 1
 
 
