@@ -144,15 +144,16 @@ def _to_uint8(L: np.ndarray) -> np.ndarray:
 
 
 def _keypoints(gray: np.ndarray):
+    """Keypoints and descriptors of a (h,w) uint8 lightness image: SIFT, or ORB where this OpenCV has no SIFT."""
     detector = cv2.SIFT_create(nfeatures=4000) if hasattr(cv2, "SIFT_create") else cv2.ORB_create(4000)
-    return detector, *detector.detectAndCompute(gray, None)
+    return detector.detectAndCompute(gray, None)
 
 
 def homography(target_gray: np.ndarray, reference_gray: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, str]:
     """The RANSAC homography taking reference pixels to target pixels (3x3) or None, the inlier pairs (N,2,2) as
     ((x_t, y_t), (x_r, y_r)), and why it was (not) found. Both (h,w) uint8 lightness."""
-    detector, kt, dt = _keypoints(target_gray)
-    _, kr, dr = _keypoints(reference_gray)
+    kt, dt = _keypoints(target_gray)
+    kr, dr = _keypoints(reference_gray)
     none = np.zeros((0, 2, 2))
     if dt is None or dr is None or len(kt) < MIN_INLIERS or len(kr) < MIN_INLIERS:
         return None, none, "too few keypoints"
