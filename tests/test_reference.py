@@ -110,6 +110,7 @@ def test_a_folder_takes_one_look_and_says_which_photos_fell_back(model, pair, tm
     assert "wrote 2 file(s)" in said and "coffee.png" in said and "match.png" not in said
 
 
+@pytest.mark.slow
 def test_a_shot_takes_the_colours_of_a_still_of_its_middle_frame(model, tmp_path):
     clip = pan_zoom_clip(Image.fromarray(data.astronaut()), tmp_path / "clip.mp4", frames=16, size=(192, 128))
     frames = list(read_frames(clip))
@@ -163,6 +164,8 @@ def _save(image, path):
 ])
 def test_a_bad_reference_is_refused_and_nothing_is_written(model, pair, tmp_path, bad, match):
     target, reference = pair
+    if bad == "huge":  # more than 8x the target's size, without writing a huge file
+        target = target.resize((80, 60))
     target.save(tmp_path / "target.png")
     path = tmp_path / ("ref.mp4" if bad == "video" else "ref.png")
     if bad == "unreadable":
@@ -172,7 +175,7 @@ def test_a_bad_reference_is_refused_and_nothing_is_written(model, pair, tmp_path
     elif bad == "tiny":
         reference.resize((40, 35)).save(path)
     elif bad == "huge":
-        reference.resize((4000, 3500)).save(path)
+        reference.resize((700, 610)).save(path)
     else:
         pan_zoom_clip(reference, path, frames=4, size=(64, 48))
     with pytest.raises(BadReferenceError, match=match):
@@ -204,6 +207,7 @@ def test_evaluate_reference_reports_automatic_against_guided(tiny_checkpoint, pa
     assert rows["mismatched"][3].strip() == "1"  # its one pair fell back to automatic
 
 
+@pytest.mark.slow  # Gradio's import
 def test_the_guide_tab_turns_a_reference_into_editable_hints_and_draws_the_matches(model, pair, tmp_path):
     app = pytest.importorskip("colorize.app")
     target, reference = pair
