@@ -58,7 +58,8 @@ def propagate(L: torch.Tensor, ab: torch.Tensor, hints: torch.Tensor, method: st
     hints (B,3,H,W) the map of `lab.encode_hints` (hint a, hint b, mask). Returns (B,2,H,W) ab/110 on
     ab's device and dtype, equal to the hint at every hinted pixel; with no hint (or `method="off"`) ab
     itself, unchanged. `reach` (> 0): how far a hint's colour travels before it fades back to the
-    prediction; 1 is the default, larger carries colour further from the hints, smaller keeps it near them.
+    prediction; 1 is the default, larger carries colour further from the hints, smaller keeps it near them;
+    `math.inf` never fades (`levin`: exactly Levin et al.'s system).
     """
     if method not in PROPAGATORS:
         raise ValueError(f"unknown propagation {method!r}: choose one of {', '.join(PROPAGATORS)}")

@@ -187,6 +187,12 @@ def test_one_hint_fades_back_to_the_model_with_distance_on_a_flat_photo(method):
     assert near > 0.1 and corner < 0.1 * near  # not a global shift (Levin et al.'s system alone gives 0.5 everywhere)
 
 
+def test_an_infinite_reach_is_levin_et_al_s_system_exactly():
+    out = propagate(torch.rand(1, 1, 24, 24) * 2 - 1, torch.zeros(1, 2, 24, 24),
+                    hint_map(24, [((3, 3), (0.5, 0.3))], side=2), "levin", reach=math.inf)
+    torch.testing.assert_close(out[0], torch.tensor([0.5, 0.3])[:, None, None].expand(2, 24, 24))  # one hint: a shift
+
+
 def test_crossing_share_counts_the_change_on_the_far_side():
     before, after = np.zeros((2, 4, 4)), np.zeros((2, 4, 4))
     after[0, :, 0] = 3.0  # near side
