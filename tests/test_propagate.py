@@ -201,3 +201,14 @@ def test_crossing_share_counts_the_change_on_the_far_side():
     far[:, 2:] = True
     assert crossing_share(before, after, far) == pytest.approx(0.25)
     assert crossing_share(before, before, far) == 0.0
+
+
+def test_the_hint_edges_benchmark_runs_and_reports_both_propagations(capsys):
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "hint_edges.py"))
+    bench["main"](["--size", "64"])
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[1].strip() for r in rows] == ["fast", "levin"]
+    assert all(float(r[2]) < 0.15 for r in rows)  # the worst crossing share

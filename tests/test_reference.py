@@ -224,3 +224,20 @@ def test_the_guide_tab_turns_a_reference_into_editable_hints_and_draws_the_match
     Image.fromarray(data.camera()).save(tmp_path / "gray.png")
     with pytest.raises(Exception, match="no colour to give"):
         app.reference_step({"m": model}, str(tmp_path / "t.png"), str(tmp_path / "gray.png"), [], "m", SIZE)
+
+
+@pytest.mark.slow
+def test_the_reference_pairs_benchmark_runs_at_its_smallest(tiny_checkpoint, tmp_path, capsys):
+    import runpy
+    from pathlib import Path
+
+    (tmp_path / "photos").mkdir()
+    for name in ("astronaut", "chelsea"):
+        Image.fromarray(getattr(data, name)()).save(tmp_path / "photos" / f"{name}.png")
+    ckpt = tiny_checkpoint(tmp_path / "g.safetensors", seed=3, size=SIZE)
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "reference_pairs.py"))
+    bench["main"](["--photos", str(tmp_path / "photos"), "--model", str(ckpt), "--out", str(tmp_path / "out"),
+                   "--clips", "0"])
+    said = capsys.readouterr().out
+    assert all(f"| {kind} | 2 |" in said for kind in ("same", "mismatched", "clip"))
+    assert (tmp_path / "out" / "pairs.csv").read_text().count("\n") == 6
