@@ -326,6 +326,11 @@ def guide_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: 
             with gr.Column(scale=3):
                 view = gr.Image(label="click to place a hint", type="numpy", format="webp", interactive=False,
                                 height=720, elem_id="guide-view")
+        with gr.Row():
+            reference = gr.Image(label="reference: a colour photo of the same scene (its colours become hints)",
+                                 type="filepath", sources=["upload"], elem_id="guide-reference")
+            drawn = gr.Image(label="correspondence (reference | photo)", type="filepath", interactive=False,
+                             elem_id="guide-correspondence")
         state = gr.State()
         shown = [state, view, listing, hints_file, palette, colour]
 
@@ -370,12 +375,41 @@ def guide_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: 
         on([undo.click], partial(_step, steps.undo), [state])
         on([clear.click], partial(_step, steps.clear), [state])
         on([hints_upload.upload], guide_load, [state, hints_upload])
+
+        def match(session, path):  # a reference's hints join the session's; the matches drawn beside
+            session, picture = guide_reference(session, path)
+            return {**show(session), drawn: picture}
+
+        reference.upload(match, [state, reference], [*shown, drawn], api_visibility="private", concurrency_id="model")
         # the API's own input and output: the page keeps its hints in the session and shows `view`
         hints_text = gr.Textbox("[]", label="hints", visible=False)
         guide_png = gr.File(label="guided PNG", visible=False)
         gr.Button(visible=False).click(partial(guide, models), [photo, hints_text, model, render_size, propagation,
                                                                  reach], guide_png, api_name="guide",
                                        concurrency_id="model")
+
+
+def guide_reference(session: GuideSession | None, reference: str | None) -> tuple[GuideSession, str]:
+    """A reference photo's hints (`reference.reference_hints`) joined to the session's, whose own win where they
+    disagree -> the new session (its hints editable like any others) and the correspondence drawn (reference and
+    photo side by side, matches joined)."""
+    from .reference import BadReferenceError, draw_correspondence, load_reference, merge_hints, reference_hints
+
+    if session is None:
+        raise _refuse("upload a photo in the Colorize tab first")
+    if reference is None:
+        raise _refuse("upload a colour photo of the same (or a similar) scene as the reference")
+    photo = Image.fromarray(session.pixels)
+    try:
+        ref = load_reference(reference)
+        found = reference_hints(photo, ref, session.model)
+    except BadReferenceError as e:
+        raise _refuse(str(e).replace(str(reference), Path(reference).name)) from e
+    if not found.hints:
+        gr.Info(f"no hints from this reference: {found.reason}; the colours stay the model's")
+    drawn = _results_dir() / "correspondence.png"
+    draw_correspondence(photo, ref, found).save(drawn, compress_level=PNG_COMPRESS_LEVEL)
+    return _step(steps.load, session, merge_hints(found.hints, list(session.hints))), str(drawn)
 
 
 def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], device=None) -> gr.Blocks:

@@ -149,11 +149,43 @@ def _apply(args):
     rendering, video = options_from_args(args, Rendering), options_from_args(args, VideoOptions)
     hints = read_hints_file(args.hints) if args.hints else None
     model = load_generator(args.model, device=inference_device(args.device))
+    if args.reference or args.save_hints:
+        return _apply_reference(args, model, hints, rendering, video)
     result = apply_paths(model, args.inputs, args.out, rendering, hints=hints, video=video)
     print(f"wrote {len(result.written)} file(s) to {args.out}" + (
         f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
         if result.failed else ""))
     return 1 if result.failed and not result.written else 0
+
+
+def _apply_reference(args, model, hints, rendering, video):
+    """`apply --reference`: colour from a reference photo (colorize.reference)."""
+    from .reference import apply_reference
+
+    if not args.reference:
+        raise ValueError("--save-hints writes the hints derived from a reference: give --reference too")
+    written, fallback = apply_reference(model, args.inputs, args.out, args.reference, hints, args.save_hints,
+                                        rendering, video)
+    print(f"wrote {len(written)} file(s) to {args.out}" + (f"; no match with the reference, colorized automatically: "
+          + ", ".join(str(p) for p in fallback) if fallback else "; every one matched the reference"))
+    return 0
+
+
+def _evaluate_reference(args):
+    from pathlib import Path
+
+    from .device import inference_device
+    from .files import atomic_write_text
+    from .models import load_generator
+    from .inference import Rendering
+    from .reference import evaluate_pairs, pairs_markdown, read_pairs
+
+    model = load_generator(args.model, device=inference_device(args.device))
+    table = pairs_markdown(evaluate_pairs(model, read_pairs(args.pairs), options_from_args(args, Rendering)))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(args.out) / "reference.md", table + "\n")
+    print(table)
 
 
 def _flicker(args):
@@ -279,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--out", required=True, help="folder for the colorized photos")
     a.add_argument("--hints", help='JSON list of colour hints in the photo\'s pixels, e.g. [{"x": 410, "y": 220, '
                    '"color": "#b03020", "size": 12}] (one photo; any model: a hint model also reads them)')
+    a.add_argument("--reference", help="a colour photo whose colours to use where it shows the same (or a similar) "
+                   "scene; photos that do not match it are colorized automatically (colorize.reference)")
+    a.add_argument("--save-hints", help="with --reference: write the hints each target used (a hints file for one "
+                   "target, a folder of <stem>.json for several), to see, edit and reuse with --hints")
     a.add_argument("--device", help=DEVICE_HELP)
     add_option_args(a, Rendering)  # --render-size --precision --propagation --reach
     add_option_args(a, VideoOptions)  # --temporal
@@ -302,6 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", help=DEVICE_HELP)
     add_option_args(e, EvalOptions)  # --split --size --precision --hints --bs --work-dir
     e.set_defaults(run=_evaluate)
+
+    er = sub.add_parser("evaluate-reference", help="automatic against reference-guided colorization on pairs "
+                        "(target, reference): PSNR RGB, PSNR ab, colourfulness")
+    er.add_argument("pairs", help="CSV rows target,reference[,kind] (kind: same, mismatched or clip; paths relative "
+                    "to the file); the targets are colour photos, their colour is the truth")
+    er.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
+    er.add_argument("--out", help="folder for reference.md (default: print only)")
+    er.add_argument("--device", help=DEVICE_HELP)
+    add_option_args(er, Rendering)  # --render-size --precision --propagation --reach
+    er.set_defaults(run=_evaluate_reference)
 
     x = sub.add_parser("export", help="export a generator to ONNX (dynamic batch and size)")
     x.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")

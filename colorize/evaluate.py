@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -186,7 +187,8 @@ def _guided(model: torch.nn.Module | None, rendering: Rendering) -> Guide:
     """(L, hint map) -> ab as `colorize apply --hints` does it (the engine). None: Levin et al.'s exact spreading
     from gray."""
     if model is None:
-        return lambda L, hints: propagate(L, _zero_ab(L), hints, "levin")
+        # reach inf: Levin et al.'s system as published, with no fade back to the (gray) start
+        return lambda L, hints: propagate(L, _zero_ab(L), hints, "levin", reach=math.inf)
     return lambda L, hints: colorize_batch(model, L, hints, rendering)
 
 

@@ -30,6 +30,7 @@ PRODUCES = {
     "04_evaluate_and_colorize": (["**/results.md", "**/gallery.png", "**/hardest.png", "**/*_colorized.png"], 5),
     "05_colour_hints": ([f"**/{BEST_NAME}", "**/hint_curve.png", "**/hints.json", f"**/{GALLERY_NAME.format(1)}"], 6),
     "06_video": (["**/clip_colorized.mp4", "**/clip_per_frame.mp4", "**/flicker.md", "**/ab_over_time.png"], 3),
+    "07_reference": (["**/hints.json", "**/reference.md"], 4),  # pair, correspondence, result, the three cases
 }
 # HTML a notebook's smoke run must show (a regular expression): the web app of notebooks 4 and 5, inline, on this machine only.
 SHOWS = {"04_evaluate_and_colorize": r'<iframe src="http://127\.0\.0\.1:\d+/',
@@ -427,6 +428,15 @@ def test_a_training_cell_says_where_how_long_and_shows_its_gallery_inline(stem, 
     shown = [o for o in cell.outputs[:closing] if o.output_type == "display_data" and "image/png" in o.data]
     assert len(shown) == 1, (f"the epoch gallery is shown inline while training, once, and updated in place (not "
                              f"one figure per epoch): {len(shown)} figures before the closing line")
+
+
+@pytest.mark.slow
+def test_the_reference_notebook_guides_the_same_scene_and_leaves_a_mismatch_automatic(smoke_run):
+    folder, _ = smoke_run(ROOT / "notebooks" / "07_reference.ipynb")
+    out = runs_of(folder) / SMOKE_FOLDER / "reference"
+    assert len(json.loads((out / "hints.json").read_text())) > 20
+    rows = {line.split("|")[1].strip(): line.split("|") for line in (out / "reference.md").read_text().splitlines()[2:]}
+    assert float(rows["same"][6]) > 1.0 and float(rows["mismatched"][6]) == 0.0  # gain in dB, guided - automatic
 
 
 @pytest.mark.slow

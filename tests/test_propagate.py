@@ -6,10 +6,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.ndimage import gaussian_filter1d
+from skimage import data, transform
 
 from colorize.config import PROPAGATIONS
 from colorize.lab import encode_hints
-from colorize.propagate import LEVIN_MAX_PIXELS, levin_matrix, levin_weights, propagate
+from colorize.propagate import (LEVIN_MAX_PIXELS, PROPAGATORS, crossing_share, levin_matrix, levin_weights,
+                                propagate)
 
 METHODS = ("fast", "levin")
 
@@ -92,11 +95,13 @@ def test_hints_are_honoured_at_their_pixels(method):
     assert not torch.equal(out[~mask], ab[~mask])  # and they moved the colours around them
 
 
-@pytest.mark.parametrize("method, tol", [("levin", 0.05), ("fast", 0.15)])  # fast fades towards the prediction
-def test_colours_stop_at_a_strong_lightness_edge(method, tol):
+# both fade towards the prediction with distance (a hint's colour stays near it at the default reach, 1): at these
+# reaches a hint fills its 15x32 region (levin) or nearly (fast)
+@pytest.mark.parametrize("method, reach, tol", [("levin", 10, 0.05), ("fast", 3, 0.15)])
+def test_colours_stop_at_a_strong_lightness_edge(method, reach, tol):
     L = two_regions(32)
     red, blue = torch.tensor([0.5, 0.3])[:, None, None], torch.tensor([-0.1, -0.5])[:, None, None]
-    out = propagate(L, torch.zeros(1, 2, 32, 32), hint_map(32, [((15, 4), red), ((15, 26), blue)]), method)
+    out = propagate(L, torch.zeros(1, 2, 32, 32), hint_map(32, [((15, 4), red), ((15, 26), blue)]), method, reach)
     left, right = out[0, :, :, :15], out[0, :, :, 17:]  # (2,32,15) each, away from the edge's two columns
     assert (left - red).abs().max() < tol and (right - blue).abs().max() < tol
     assert (left - blue).abs().min() > 0.3 and (right - red).abs().min() > 0.3  # neither colour crossed
@@ -105,7 +110,7 @@ def test_colours_stop_at_a_strong_lightness_edge(method, tol):
 def test_fast_keeps_the_prediction_across_an_edge_from_a_hint_on_one_side():
     L = two_regions(256)
     ab = torch.full((1, 2, 256, 256), 0.1)
-    out = propagate(L, ab, hint_map(256, [((125, 40), (0.6, 0.4))], side=6), "fast", reach=10)
+    out = propagate(L, ab, hint_map(256, [((125, 40), (0.6, 0.4))], side=6), "fast", reach=30)
     assert (out[0, :, :, :120] - torch.tensor([0.6, 0.4])[:, None, None]).abs().max() < 0.06  # its region takes it
     assert (out[0, :, :, 136:] - 0.1).abs().max() < 1e-3  # the far side keeps the prediction
 
@@ -147,3 +152,63 @@ def test_bad_arguments_say_what_is_valid():
         propagate(L, ab, hints, "fast", reach=0)
     with pytest.raises(ValueError, match=r"\(B,3,H,W\)"):
         propagate(L, ab, hints[:, :2], "fast")
+
+
+def test_the_registry_offers_exactly_the_configured_names():
+    assert tuple(PROPAGATORS) == PROPAGATIONS
+
+
+def textured_edge(size=128, step=30.0, blur=3.0):
+    """(1,1,S,S) network L: the camera photo's lightness texture (std 6 L units) with a vertical edge of `step`
+    L units in the middle, blurred over `blur` px as a real boundary is."""
+    tex = transform.resize(data.camera().astype(float), (size, size), anti_aliasing=True)
+    tex = (tex - tex.mean()) / tex.std()
+    side = gaussian_filter1d(np.where(np.arange(size) >= size // 2, 1.0, -1.0), blur)
+    return torch.from_numpy(np.clip(50 + 6 * tex + step / 2 * side[None, :], 0, 100) / 50 - 1).float()[None, None]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_a_hint_stays_on_its_side_of_a_strong_edge_and_the_far_side_keeps_the_model(method):
+    size = 128
+    ab = torch.full((1, 2, size, size), -0.05)  # the model's colour
+    out = propagate(textured_edge(size), ab, hint_map(size, [((64, 32), (0.5, 0.3))], side=3), method)
+    far = np.broadcast_to(np.arange(size) >= size // 2, (size, size))
+    assert crossing_share(ab[0].numpy(), out[0].numpy(), far) < 0.15
+    assert (out - ab)[0, :, :, 32:36].abs().mean() > 0.05  # and the hint did colour its own side
+    assert (out - ab)[0, :, :, -size // 4:].abs().max() < 0.01  # the far quarter keeps the model's colour
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_hint_fades_back_to_the_model_with_distance_on_a_flat_photo(method):
+    size = 128
+    out = propagate(torch.zeros(1, 1, size, size), torch.zeros(1, 2, size, size),
+                    hint_map(size, [((10, 10), (0.5, 0.3))], side=3), method)  # no edge anywhere
+    near, corner = out[0, 0, 12, 16].item(), out[0, 0, -1, -1].item()
+    assert near > 0.1 and corner < 0.1 * near  # not a global shift (Levin et al.'s system alone gives 0.5 everywhere)
+
+
+def test_an_infinite_reach_is_levin_et_al_s_system_exactly():
+    out = propagate(torch.rand(1, 1, 24, 24) * 2 - 1, torch.zeros(1, 2, 24, 24),
+                    hint_map(24, [((3, 3), (0.5, 0.3))], side=2), "levin", reach=math.inf)
+    torch.testing.assert_close(out[0], torch.tensor([0.5, 0.3])[:, None, None].expand(2, 24, 24))  # one hint: a shift
+
+
+def test_crossing_share_counts_the_change_on_the_far_side():
+    before, after = np.zeros((2, 4, 4)), np.zeros((2, 4, 4))
+    after[0, :, 0] = 3.0  # near side
+    after[1, :, 3] = 1.0  # far side
+    far = np.zeros((4, 4), bool)
+    far[:, 2:] = True
+    assert crossing_share(before, after, far) == pytest.approx(0.25)
+    assert crossing_share(before, before, far) == 0.0
+
+
+def test_the_hint_edges_benchmark_runs_and_reports_both_propagations(capsys):
+    import runpy
+    from pathlib import Path
+
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "hint_edges.py"))
+    bench["main"](["--size", "64"])
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines()[2:]]
+    assert [r[1].strip() for r in rows] == ["fast", "levin"]
+    assert all(float(r[2]) < 0.15 for r in rows)  # the worst crossing share
