@@ -436,11 +436,11 @@ def test_onnx_export_of_a_hint_model_matches_pytorch_on_real_photos(tmp_path, ti
 def hint_run(tmp_path_factory, photos, tiny_checkpoint):
     """A smoke hint run from an automatic generator checkpoint, on the sample photos."""
     from colorize.config import HINTS_PRESETS
-    from colorize.hints import train_hints
+    from colorize.stages import train
 
     tmp = tmp_path_factory.mktemp("stage")
     ckpt = tiny_checkpoint(tmp / "l1" / "best.safetensors")
-    learn = train_hints(photos, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")
+    learn = train(photos, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")
     return learn, ckpt, photos, tmp
 
 
@@ -461,30 +461,33 @@ def test_stage_writes_a_hint_generator_run_folder(hint_run):
 
 def test_stage_resumes_and_refuses_another_generator(hint_run, tiny_checkpoint):
     from colorize.config import HINTS_PRESETS
-    from colorize.hints import train_hints
+    from colorize.stages import train
 
     _, ckpt, photos_dir, tmp = hint_run
     before = (tmp / "run" / "last.safetensors").read_bytes()
-    train_hints(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")  # finished: no-op
+    train(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=ckpt, device="cpu")  # finished: no-op
     assert (tmp / "run" / "last.safetensors").read_bytes() == before
     other = tiny_checkpoint(tmp / "other" / "best.safetensors", 1)
     with pytest.raises(ValueError, match="different recipe"):
-        train_hints(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=other, device="cpu")
+        train(photos_dir, tmp / "run", HINTS_PRESETS["smoke"], generator=other, device="cpu")
 
 
 def test_hints_command_hands_the_stage_the_recipe_its_flags_say(monkeypatch, capsys):
     """The command's own part: flags parsed into the recipe the stage trains (the stage is tested above)."""
-    from colorize import hints
+    from colorize import stages
     from colorize.config import HINTS_PRESETS, override
 
     calls = []
-    monkeypatch.setattr(hints, "train_hints", lambda *args, **kwargs: calls.append((args, kwargs)))
+    monkeypatch.setattr(stages, "train", lambda *args, **kwargs: calls.append((args, kwargs)))
     assert main(["hints", "--data", "photos", "--generator", "l1/best.safetensors", "--out", "runs/h",
                  "--preset", "smoke", "--hint-max-side", "5", "--device", "cpu"]) == 0
     ((args, kwargs),) = calls
     assert args == ("photos", "runs/h", override(HINTS_PRESETS["smoke"], hint_max_side=5))
     assert kwargs["generator"] == "l1/best.safetensors" and kwargs["device"] == "cpu"
     assert "--hints hints.json" in capsys.readouterr().out
+    monkeypatch.setattr("colorize.run.rank_distrib", lambda: 1)  # another process of a distributed job: silent
+    assert main(["hints", "--data", "photos", "--generator", "l1/best.safetensors", "--out", "runs/h"]) == 0
+    assert len(calls) == 2 and capsys.readouterr().out == ""
 
 
 # ------------------------------------------------------------------------------------------- widgets
