@@ -9,8 +9,7 @@ import sys
 import typing
 import warnings
 
-from .config import (GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS, GanConfig, HintsConfig, PretrainConfig, field_value,
-                     flat_fields, get_preset, override)
+from .config import field_value, flat_fields, get_preset, override
 
 log = logging.getLogger("colorize")
 
@@ -106,36 +105,41 @@ def config_from_args(args, presets: dict, recipe: type):
     return override(get_preset(presets, args.preset), **given)
 
 
-def _pretrain(args):
-    from fastai.torch_core import rank_distrib
+def say(text: str) -> None:
+    """Print `text` for the user from the process that speaks: the only one, or rank 0 of a distributed job."""
+    from .run import is_writer
 
-    from .pretrain import train_pretrain
-
-    train_pretrain(args.data, args.out, config_from_args(args, PRETRAIN_PRESETS, PretrainConfig), device=args.device,
-                   generator=args.generator)
-    if not rank_distrib():  # several processes trained: rank 0 says it
-        print(f"generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv)")
+    if is_writer():
+        print(text)
 
 
-def _gan(args):
-    from fastai.torch_core import rank_distrib
+def add_training_commands(sub) -> None:
+    """One subcommand per training stage (`stages.STAGES`): its recipe's flags (`add_config_args`), a preset, and
+    the start checkpoint where the stage takes one."""
+    from .stages import STAGES
 
-    from .gan import train_gan
+    for recipe, stage in STAGES.items():
+        t = sub.add_parser(stage.command, help=f"{stage.summary} (resumes if --out has a run)")
+        t.add_argument("--data", required=True, help="folder of photos (any layout; train/valid/test folders are used)")
+        t.add_argument("--out", required=True, help=f"run folder, e.g. runs/places365-{stage.command}")
+        if stage.start is not None:
+            t.add_argument("--generator", required=stage.start == "required", help=stage.start_help)
+            t.add_argument("--resize", action="store_true", help=RESIZE_HELP)
+        t.add_argument("--preset", default=stage.default_preset, choices=stage.presets,
+                       help=f"recipe (default {stage.default_preset})")
+        t.add_argument("--device", help=DEVICE_HELP)
+        add_config_args(t, recipe, stage.presets)  # --epochs --size --bs --lr --arch --no-pretrained ...
+        t.set_defaults(run=_train, recipe=recipe)
 
-    train_gan(args.data, args.out, config_from_args(args, GAN_PRESETS, GanConfig), generator=args.generator,
-              device=args.device, resize=args.resize)
-    if not rank_distrib():  # several processes trained: rank 0 says it
-        print(f"GAN run in {args.out}: last.safetensors (the GAN generator), best.safetensors (lowest valid L1), "
-              "history.csv, gallery_epochNNN.png")
 
+def _train(args):
+    from .stages import STAGES, train
 
-def _hints(args):
-    from .hints import train_hints
-
-    train_hints(args.data, args.out, config_from_args(args, HINTS_PRESETS, HintsConfig), generator=args.generator,
-                device=args.device, resize=args.resize)
-    print(f"hint generator checkpoints in {args.out}: best.safetensors, last.safetensors (history in history.csv); "
-          f"use one with `colorize apply PHOTO --model {args.out}/best.safetensors --hints hints.json`")
+    stage = STAGES[args.recipe]
+    start = {"generator": args.generator, "resize": args.resize} if stage.start is not None else {}
+    train(args.data, args.out, config_from_args(args, stage.presets, args.recipe), device=args.device, **start)
+    say(f"{stage.what} run in {args.out}: best.safetensors, last.safetensors, history.csv, gallery_epochNNN.png; "
+        f"{stage.done.replace('RUN', str(args.out))}")
 
 
 def _apply(args):
@@ -269,35 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--work-dir", help=WORK_DIR_HELP)
     d.set_defaults(run=_download)
 
-    t = sub.add_parser("pretrain", help="stage 1: train the U-Net generator on L1 (resumes if --out has a run)")
-    t.add_argument("--data", required=True, help="folder of photos (any layout; train/valid/test folders are used)")
-    t.add_argument("--out", required=True, help="run folder, e.g. runs/places365-l1")
-    t.add_argument("--preset", default="places365", choices=PRETRAIN_PRESETS, help="recipe (default places365)")
-    t.add_argument("--generator", help="a trained generator to fine-tune on --data (e.g. with --preset finetune); "
-                                       "none: a new network")
-    t.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
-    add_config_args(t, PretrainConfig, PRETRAIN_PRESETS)  # --epochs --size --bs --lr --arch --no-pretrained ...
-    t.set_defaults(run=_pretrain)
-
-    g = sub.add_parser("gan", help="stage 2: fine-tune a generator as a conditional GAN (resumes if --out has a run)")
-    g.add_argument("--data", required=True, help="folder of photos")
-    g.add_argument("--out", required=True, help="run folder, e.g. runs/places365-gan")
-    g.add_argument("--generator", help="L1-pretrained generator checkpoint (.safetensors); none: from scratch")
-    g.add_argument("--preset", default="pix2pix", choices=GAN_PRESETS, help="recipe (default pix2pix)")
-    g.add_argument("--resize", action="store_true", help=RESIZE_HELP)
-    g.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
-    add_config_args(g, GanConfig, GAN_PRESETS)
-    g.set_defaults(run=_gan)
-
-    hs = sub.add_parser("hints", help="stage 3: teach a trained generator to follow colour hints (resumes if --out has a run)")
-    hs.add_argument("--data", required=True, help="folder of photos")
-    hs.add_argument("--out", required=True, help="run folder, e.g. runs/places365-hints")
-    hs.add_argument("--generator", required=True, help="trained automatic generator checkpoint (.safetensors) to widen")
-    hs.add_argument("--preset", default="places365", choices=HINTS_PRESETS, help="recipe (default places365)")
-    hs.add_argument("--resize", action="store_true", help=RESIZE_HELP)
-    hs.add_argument("--device", help="cuda, cuda:1, cpu (default: a GPU if there is one)")
-    add_config_args(hs, HintsConfig, HINTS_PRESETS)
-    hs.set_defaults(run=_hints)
+    add_training_commands(sub)  # pretrain, gan, hints
 
     from .evaluate import EvalOptions
     from .flicker import FlickerOptions

@@ -18,15 +18,13 @@ from .config import GAN_PRESETS, HINTS_PRESETS, PRETRAIN_PRESETS
 from .data import index_dataset, load_rgb
 from .download import sample_photos
 from .evaluate import EvalOptions, evaluate
-from .gan import train_gan
 from .hintmaps import hints_from_photo
-from .hints import train_hints
 from .inference import Rendering, colorize_image
 from .lab import gray_photo
 from .models import load_generator
 from .plots import gallery, save_figure
-from .pretrain import train_pretrain
 from .run import BEST_NAME, LAST_NAME
+from .stages import train
 
 EVALUATION = "evaluation"  # the `colorize evaluate` report of the demo's generators, under the demo's folder
 DEMO_HINTS = 5  # hints per photo in the gallery: "a few", taken from the original's colours
@@ -41,10 +39,10 @@ def run_demo(out="runs/demo", data="data/samples", device=None, pretrain_config=
     out = Path(out)
     photos = sample_photos(data)
     config = pretrain_config or PRETRAIN_PRESETS["demo"]
-    train_pretrain(photos, out / "l1", config, device=device)
-    train_gan(photos, out / "gan", gan_config or GAN_PRESETS["demo"], generator=out / "l1" / BEST_NAME, device=device)
-    train_hints(photos, out / "hints", hints_config or HINTS_PRESETS["demo"], generator=out / "l1" / BEST_NAME,
-                device=device)  # widens the L1 generator, as Zhang et al. widen their automatic one
+    train(photos, out / "l1", config, device=device)
+    train(photos, out / "gan", gan_config or GAN_PRESETS["demo"], generator=out / "l1" / BEST_NAME, device=device)
+    train(photos, out / "hints", hints_config or HINTS_PRESETS["demo"], generator=out / "l1" / BEST_NAME,
+          device=device)  # widens the L1 generator, as Zhang et al. widen their automatic one
     checkpoints = {"L1 generator": out / "l1" / BEST_NAME,
                    "GAN generator": out / "gan" / LAST_NAME,  # the GAN's result, not its lowest-L1 epoch
                    "hint generator": out / "hints" / BEST_NAME}

@@ -21,7 +21,6 @@ import logging
 import math
 from contextlib import nullcontext
 from functools import partial
-from pathlib import Path
 
 import torch
 from fastai.callback.core import Callback
@@ -33,10 +32,9 @@ from torch.amp import GradScaler
 
 from .config import GanConfig
 from .device import sum_over_processes
-from .learner import StagePlan, at_recipe_size, on_device, stage_learner, start_size
+from .learner import StagePlan, TrainingStopped, at_recipe_size, on_device, stage_learner, start_size
 from .losses import GANLoss, generator_loss
-from .models import build_critic, build_generator, checkpoint_identity, load_generator
-from .run import LAST_NAME, fit_run
+from .models import build_critic, build_generator, load_generator
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,7 @@ class ConditionalGAN(Callback):
 
     Keeps the epoch's running means of G's adversarial and L1 terms, D's loss on real and on fake
     pairs and D's accuracy on each (`metrics()` exposes them to fastai's Recorder). A NaN or Inf in any
-    of them raises a RuntimeError before the step it would poison, so no checkpoint is written after it.
+    of them raises a `TrainingStopped` before the step it would poison, so no checkpoint is written after it.
     """
 
     order, run_valid = 20, False  # after MixedPrecision (10) has computed L1 under autocast and left it
@@ -131,13 +129,9 @@ class ConditionalGAN(Callback):
         values = dict(zip(stats, torch.stack([v.detach().float() for v in stats.values()]).tolist()))
         bad = {k: v for k, v in values.items() if not math.isfinite(v)}
         if bad:
-            last = Path(self.learn.path) / LAST_NAME  # the run folder's (run.fit_run sets learn.path)
-            kept = (f"the last good checkpoint is {last}, untouched; rerunning the same command resumes from it"
-                    if last.exists() else "no epoch of this run had been saved yet")
-            raise RuntimeError(
-                f"non-finite GAN loss {bad} at epoch {self.epoch + 1} of {self.n_epoch}, batch {self.iter + 1} of "
-                f"{self.n_iter}: training stopped before this step; {kept}. Lower lr_g/lr_d, or try the "
-                "spectral-norm critic")
+            raise TrainingStopped(f"non-finite GAN loss {bad} at epoch {self.epoch + 1} of {self.n_epoch}, batch "
+                                  f"{self.iter + 1} of {self.n_iter}: training stopped before this step. Lower "
+                                  "lr_g/lr_d, or try the spectral-norm critic")
         for k, v in values.items():
             self.sums[k] += v
 
@@ -192,10 +186,3 @@ def gan_learner(data, config: GanConfig, *, generator=None, device=None, resize:
     learn.stage = StagePlan("gan", fit, parts={"critic": critic, "critic_opt": critic_opt})
     return learn
 
-
-def train_gan(data, run_dir, config: GanConfig, *, generator=None, device=None, allow_cpu: bool = True,
-              resize: bool = False) -> Learner:
-    """Stage 2 end to end: the GAN Learner on the photos under `data`, trained (or resumed) into `run_dir`, which
-    records the checkpoint it started from (`generator`) and refuses to resume from another."""
-    learn = gan_learner(data, config, generator=generator, device=device, resize=resize)
-    return fit_run(learn, run_dir, config, allow_cpu=allow_cpu, generator=checkpoint_identity(generator))

@@ -13,8 +13,7 @@ from fastai.learner import Learner
 from .config import HintsConfig
 from .hintmaps import hint_transforms
 from .learner import at_recipe_size, stage_learner, start_size
-from .models import checkpoint_identity, load_generator, widen_for_hints
-from .run import fit_run
+from .models import load_generator, widen_for_hints
 
 
 def hints_learner(data, config: HintsConfig, *, generator, device=None, resize: bool = False) -> Learner:
@@ -32,10 +31,3 @@ def hints_learner(data, config: HintsConfig, *, generator, device=None, resize: 
     return stage_learner(data, config, make_model, stage="hints", lr=config.lr, wd=config.wd, device=device,
                          batch_tfms=tfms)
 
-
-def train_hints(data, run_dir, config: HintsConfig, *, generator, device=None, allow_cpu: bool = True,
-                resize: bool = False) -> Learner:
-    """Stage 3 end to end: widen `generator` (a .safetensors checkpoint) and train it with hints (or resume) into
-    `run_dir`, which records the checkpoint it started from."""
-    learn = hints_learner(data, config, generator=generator, device=device, resize=resize)
-    return fit_run(learn, run_dir, config, allow_cpu=allow_cpu, generator=checkpoint_identity(generator))

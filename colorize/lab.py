@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from fastai.vision.all import ItemTransform, TensorImage
-from kornia.color import lab_to_rgb, rgb_to_lab
+from kornia.color import linear_rgb_to_rgb, rgb_to_lab
 from PIL import Image
 
 L_SCALE = 50.0  # L in [0, 100] -> L/50 - 1 in [-1, 1]
@@ -24,8 +25,12 @@ def rgb_to_lab_net(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return lab[:, :1] / L_SCALE - 1.0, lab[:, 1:] / AB_SCALE
 
 
-GAMUT_STEPS = 10  # bisection steps on the chroma scale: 1/1024 of it, under 0.15 ab units, finer than 8-bit output
-GAMUT_TOL = 1e-4  # sRGB this close outside [0, 1] is float noise at the cube's faces: clipped, not desaturated
+GAMUT_TOL = 1e-4  # linear sRGB this close outside [0, 1] is float noise at the cube's faces: clipped, not desaturated
+GAMUT_ROWS, GAMUT_HUES = 257, 720  # the chroma table: L every 100/256, hue every half degree (185k entries)
+GAMUT_MARGIN = 0.1  # ab units below the table's interpolated chroma: on 400k random (L, hue) its interpolation
+                    # overshoots the largest chroma that fits at 0.08% of them (by the gamut's sharp ridges)
+GAMUT_STEPS = 10  # bisection steps on the chroma scale for those: 1/1024 of it, finer than 8-bit output
+TABLE_STEPS = 24  # bisection steps per table entry, on [0, 200] ab units: 1.2e-5 of a unit
 
 
 def lab_net_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
@@ -33,47 +38,108 @@ def lab_net_to_rgb(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
 
     Where (L, ab) lies outside the sRGB gamut, the chroma is reduced (hue and L kept) until the colour
     fits, instead of clipping RGB, which would change the lightness: the output's CIE L equals `L` to
-    within float (and, once stored, 8-bit) rounding for ANY prediction. The fitting scale is found per
-    pixel by bisection on [0, 1] (gray, scale 0, always fits), only for the pixels that need it.
+    within float (and, once stored, 8-bit) rounding for ANY prediction. The chroma is capped at the largest
+    that fits at the pixel's L and hue, read from a table (`max_chroma_table`, interpolated, kept on the safe
+    side): a few operations per pixel outside, however far outside. The rare colour the table still leaves
+    outside (by the gamut's sharp ridges) is fitted by bisection.
     """
     lab = torch.cat([(L.float() + 1.0) * L_SCALE, ab.float() * AB_SCALE], dim=1)  # (B,3,H,W) CIE Lab
-    rgb = lab_to_rgb(lab, clip=False)
-    outside = ((rgb < -GAMUT_TOL) | (rgb > 1 + GAMUT_TOL)).any(dim=1)  # (B,H,W)
-    if outside.any():
-        rgb = rgb.permute(0, 2, 3, 1).contiguous()  # (B,H,W,3): pixels in rows, for the masked ones
-        rgb[outside] = _fit_chroma(lab.permute(0, 2, 3, 1)[outside])
-        rgb = rgb.permute(0, 3, 1, 2)
-    return rgb.clamp_(0.0, 1.0)
+    linear = _lab_to_linear(lab)  # (B,3,H,W) linear sRGB, unclipped
+    b, y, x = _outside(linear)[:, 0].nonzero(as_tuple=True)  # the pixels outside, (N,) each
+    if len(b):
+        linear[b, :, y, x] = _fit_gamut(lab[b, :, y, x])  # (N,3) rows
+    return linear_rgb_to_rgb(linear.clamp_(0.0, 1.0)).clamp_(0.0, 1.0)
 
 
-# kornia's lab_to_rgb (kornia/color/lab.py, `_lab_to_rgb`) up to linear RGB: D65 white and its XYZ -> linear sRGB
-# matrix. The gamut test needs no more: sRGB's transfer function maps [0, 1] onto [0, 1] and is monotonic, so a
-# colour fits in sRGB exactly when it fits in linear RGB, and each bisection step skips the gamma's pow.
+def _fit_gamut(lab: torch.Tensor) -> torch.Tensor:
+    """Out-of-gamut CIE Lab colours (N,3) -> linear sRGB (N,3) with the chroma capped at the table's (bisection for
+    the few it misses)."""
+    lab = torch.cat([lab[:, :1], _cap_chroma(lab)], dim=1)
+    linear = _lab_to_linear(lab, dim=-1)
+    missed = _outside(linear, dim=-1)[:, 0]  # (N,): by the gamut's sharp ridges
+    if missed.any():
+        linear[missed] = _lab_to_linear(_fit_chroma(lab[missed]), dim=-1)
+    return linear
+
+
+# kornia's lab_to_rgb (kornia/color/lab.py, `_lab_to_rgb`, and `xyz_to_rgb`) up to linear RGB: D65 white and its
+# XYZ -> linear sRGB matrix; kornia's `linear_rgb_to_rgb` then applies sRGB's transfer function, which maps [0, 1]
+# onto [0, 1] and is monotonic: a colour fits in sRGB exactly when it fits in linear RGB.
 _D65 = (0.95047, 1.0, 1.08883)
 _XYZ_TO_LINEAR = ((3.2404813432005266, -1.5371515162713185, -0.4985363261688878),
                   (-0.9692549499965682, 1.8759900014898907, 0.0415559265582928),
                   (0.0556466391351772, -0.2040413383665112, 1.0573110696453443))
 
 
+def _lab_to_linear(lab: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """CIE Lab, channels along `dim` -> linear sRGB in the same layout, unclipped (kornia's arithmetic)."""
+    L, a, b = lab.unbind(dim)
+    fy = (L + 16.0) / 116.0
+    f = torch.stack([fy + a / 500.0, fy, (fy - b / 200.0).clamp(min=0.0)], dim=dim)
+    xyz = torch.where(f > 0.2068966, f.pow(3), (f - 4.0 / 29.0) / 7.787).unbind(dim)
+    x, y, z = (c * w for c, w in zip(xyz, _D65))
+    return torch.stack([m[0] * x + m[1] * y + m[2] * z for m in _XYZ_TO_LINEAR], dim=dim)
+
+
+def _outside(linear: torch.Tensor, dim: int = 1, tol: float = GAMUT_TOL) -> torch.Tensor:
+    """Where linear sRGB colours (channels along `dim`, kept as a dimension of 1) lie outside [0, 1] by over `tol`."""
+    return ((linear < -tol) | (linear > 1 + tol)).any(dim=dim, keepdim=True)
+
+
+def _cap_chroma(lab: torch.Tensor) -> torch.Tensor:
+    """CIE Lab colours (N,3) -> their ab (N,2) with the chroma at most the table's largest in gamut at that L and hue,
+    less GAMUT_MARGIN."""
+    L, a, b = lab.unbind(-1)
+    chroma = torch.hypot(a, b)  # (N,)
+    # the table as a picture (1,1,rows=L,cols=hue) sampled at x = hue/pi in [-1, 1] (both ends the same hue), y =
+    # L/50 - 1; bilinear, L clamped to [0, 100] at the border
+    grid = torch.stack([torch.atan2(b, a) / torch.pi, L / L_SCALE - 1.0], dim=-1)[None, None]  # (1,1,N,2)
+    table = max_chroma_table(lab.device, lab.dtype)[None, None]
+    fits = F.grid_sample(table, grid, mode="bilinear", padding_mode="border", align_corners=True)[0, 0, 0]  # (N,)
+    return lab[:, 1:] * ((fits - GAMUT_MARGIN).clamp_(min=0.0) / chroma.clamp(min=1e-6)).clamp_(max=1.0)[:, None]
+
+
+def max_chroma(L: torch.Tensor, hue: torch.Tensor, steps: int = TABLE_STEPS) -> torch.Tensor:
+    """The largest chroma (ab units) in the sRGB gamut at CIE lightness `L` along `hue` (radians), by bisection on
+    [0, 200] (every sRGB colour's chroma is under 134), inside linear sRGB's [0, 1] without tolerance: any shapes
+    that broadcast."""
+    L, hue = torch.broadcast_tensors(L, hue)
+    lo, hi = torch.zeros_like(L), torch.full_like(L, 200.0)  # chromas that fit (gray), and that don't
+    cos, sin = hue.cos(), hue.sin()
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok = ~_outside(_lab_to_linear(torch.stack([L, mid * cos, mid * sin], dim=-1), dim=-1), dim=-1, tol=0.0)[..., 0]
+        lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
+    return lo
+
+
+_TABLES: dict[tuple, torch.Tensor] = {}
+
+
+def max_chroma_table(device=None, dtype=torch.float32) -> torch.Tensor:
+    """(GAMUT_ROWS, GAMUT_HUES + 1) the largest chroma in gamut at L = 0..100 (rows) and hue = -pi..pi (columns, the
+    last the first again); computed once in float64 on the CPU (a fraction of a second), kept per device and dtype."""
+    key = (torch.device(device or "cpu"), dtype)
+    if key not in _TABLES:
+        exact = torch.device("cpu"), torch.float64
+        if exact not in _TABLES:
+            L = torch.linspace(0.0, 100.0, GAMUT_ROWS, dtype=torch.float64)[:, None]
+            hue = torch.linspace(-torch.pi, torch.pi, GAMUT_HUES + 1, dtype=torch.float64)[None]
+            _TABLES[exact] = max_chroma(L, hue)
+        _TABLES[key] = _TABLES[exact].to(*key)
+    return _TABLES[key]
+
+
 def _fit_chroma(lab: torch.Tensor) -> torch.Tensor:
-    """Out-of-gamut Lab colours (N,3) -> sRGB (N,3) of (L, s * ab), s in [0,1] the largest that fits (bisection)."""
-    lo = torch.zeros(len(lab), 1, device=lab.device)  # scales that fit: gray always does
+    """Out-of-gamut CIE Lab colours (N,3) -> (L, s * ab) (N,3), s in [0,1] the largest that fits (bisection)."""
+    lo = torch.zeros(len(lab), 1, device=lab.device, dtype=lab.dtype)  # scales that fit: gray always does
     hi = torch.ones_like(lo)  # scales that don't: the colour itself is outside
     L, ab = lab[:, :1], lab[:, 1:]
-    fy = (L + 16.0) / 116.0  # (N,1): the same for every scale
-    white = lab.new_tensor(_D65)
-    to_linear = lab.new_tensor(_XYZ_TO_LINEAR).T
-
-    def fits(s):  # (N,1) scales -> (N,1) bool: (L, s*ab) inside linear sRGB, kornia's arithmetic
-        f = torch.cat([fy + s * ab[:, :1] / 500.0, fy, (fy - s * ab[:, 1:] / 200.0).clamp(min=0.0)], dim=1)
-        linear = (torch.where(f > 0.2068966, f.pow(3), (f - 4.0 / 29.0) / 7.787) * white) @ to_linear
-        return ((linear >= -GAMUT_TOL) & (linear <= 1 + GAMUT_TOL)).all(dim=1, keepdim=True)
-
     for _ in range(GAMUT_STEPS):
         mid = (lo + hi) / 2
-        ok = fits(mid)
+        ok = ~_outside(_lab_to_linear(torch.cat([L, mid * ab], dim=1), dim=-1), dim=-1)
         lo, hi = torch.where(ok, mid, lo), torch.where(ok, hi, mid)
-    return lab_to_rgb(torch.cat([L, lo * ab], dim=1).T[None, :, :, None], clip=False)[0, :, :, 0].T
+    return torch.cat([L, lo * ab], dim=1)
 
 
 def gray_rgb(L: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,7 @@
 
 A stage module (pretrain, gan, hints) says what differs: the networks, the learning rates, the batch
 transforms, and how its Learner fits (a `StagePlan`, `learn.stage`). The run folder around the fit is
-`colorize.run`'s; `colorize.stages.fit_stage` trains any stage's Learner into one.
+`colorize.run`'s; `colorize.stages.train` trains any stage's Learner into one.
 """
 
 from __future__ import annotations
@@ -70,6 +70,16 @@ class CudnnAutotune(Callback):
 
     def after_fit(self):
         torch.backends.cudnn.benchmark = self.previous
+
+
+class TrainingStopped(RuntimeError):
+    """A stage's training stopped before its end: a loss went NaN or Inf (it diverged), or the GPU ran out of
+    memory. `reason` says what happened and what to change; `run.fit_run` raises it again with the run folder's
+    last good checkpoint in the message."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason  # kept apart: fastai prefixes the message of an exception raised in a callback
 
 
 CPU_CHANNELS_LAST_FROM = 64  # px: on the CPU, NHWC convolutions are faster from 64 px crops, slower at 32

@@ -120,7 +120,7 @@ def distributed(learn: Learner):
 
 
 def launch(function: Callable, *args, processes: int = 2, port: int = 29500, **kwargs):
-    """`function(*args, **kwargs)` (e.g. `train_pretrain(data, run_dir, config)`) in `processes` processes training
+    """`function(*args, **kwargs)` (e.g. `stages.train(data, run_dir, config)`) in `processes` processes training
     together, one per GPU.
 
     For a notebook: accelerate's `notebook_launcher` forks the processes from the kernel, so no cell may

@@ -1,6 +1,7 @@
 """A run folder for any training stage: recipe check, one writer, resume, checkpoints, logs, galleries, the clock.
 
-A stage's Learner (`colorize.learner`, its plan in `learn.stage`) trains through `fit_run`. The run folder:
+A stage's Learner (`colorize.learner`, its plan in `learn.stage`) trains through `fit_run`, in a folder claimed first
+(`claim_run`: one writer, the same recipe), both called by `stages.train`. The run folder:
     config.json              the recipe, the machine settings and precision used, and facts such as the
                              checkpoint the run started from; a resume with another recipe is refused
     state.pt                 model + optimiser + every other state owner (the plan's `parts`, e.g. a critic and
@@ -12,7 +13,7 @@ A stage's Learner (`colorize.learner`, its plan in `learn.stage`) trains through
                              notebook also shown below the cell, one figure updated in place)
     .lock, .lock.owner       held while a process trains the run; a second one stops at once
 
-Kill it at any point (even kill -9) and call `fit_run` again: it resumes after the last epoch whose
+Kill it at any point (even kill -9) and train again (`stages.train`): it resumes after the last epoch whose
 state.pt was written (state.pt is the commit point).
 
 The run speaks through logging ("colorize.run"; `files.log_to_stdout` shows it in a notebook): where and
@@ -48,7 +49,7 @@ from torch import nn
 from .config import is_smoke, recipe_dict
 from .clock import RunClock, inline_figure
 from .files import atomic_path, atomic_write_text, bars_can_draw, in_notebook
-from .learner import StagePlan, StateOwner
+from .learner import StagePlan, StateOwner, TrainingStopped
 from .models import read_checkpoint_metadata, save_generator
 from .parallel import agreed_start, compare_weights, distributed, unwrap
 from .plots import batch_gallery, save_figure
@@ -186,10 +187,11 @@ class RunCheckpoint(RunCallback):
 
     def after_new_epoch(self):
         values = dict(zip(self.recorder.metric_names[1:], self.recorder.log[1:]))
-        valid_loss = float(values["valid_loss"])
-        if not np.isfinite(valid_loss):
-            raise RuntimeError(f"validation loss is {valid_loss} at epoch {self.epoch + 1}; the last good "
-                               f"checkpoint is {self.last}")
+        losses = {k: float(values[k]) for k in ("train_loss", "valid_loss")}
+        if not all(np.isfinite(v) for v in losses.values()):
+            raise TrainingStopped(f"non-finite loss {losses} at epoch {self.epoch + 1}: this epoch was not saved. "
+                                  "Lower the learning rate")
+        valid_loss = losses["valid_loss"]
         improved = self.best is None or valid_loss < self.best
         self.best = valid_loss if improved else self.best
         model = unwrap(self.model)
@@ -321,22 +323,37 @@ def restore(learn: Learner, run_dir: Path, parts: dict[str, StateOwner]) -> int:
     return state["epoch"]
 
 
-def fit_run(learn: Learner, run_dir, config, *, allow_cpu: bool = True, **facts) -> Learner:
-    """Train a stage's Learner (its plan in `learn.stage`) into the run folder `run_dir`, resuming after its last
-    saved epoch; `config.data.epochs` in all.
+@contextlib.contextmanager
+def claim_run(run_dir, config, **facts):
+    """Hold the run folder `run_dir` for this training (`run_lock`) and refuse another recipe or other `facts`
+    (`check_config`), before anything is built: a second writer, or a changed recipe, stops here at once. Every
+    process of a distributed job enters; rank 0 alone holds and checks."""
+    run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        if is_writer():
+            check_config(run_dir, config, **facts)
+        yield run_dir
 
-    `facts` are checked on resume like the recipe (e.g. the checkpoint the run started from). Adds the clock, the
-    checkpoint, CSV history, epoch gallery (inline too in a notebook), and a bar where it can draw (else a log line
-    per epoch). `allow_cpu=False`: a recipe that is not smoke stops on a CPU after the projection (`CpuGuardStop`).
-    One process at a time per run folder, or one distributed job (see the module's docstring). A CUDA
-    out-of-memory error stops with a message that names the batch and crop size; the last completed
-    epoch's checkpoint is kept.
+
+def last_good(run_dir: Path) -> str:
+    """Where a stopped run stands: its last good checkpoint, or that none was saved yet."""
+    last = run_dir / LAST_NAME
+    return f"the last good checkpoint is {last}, untouched" if last.exists() else "no epoch of this run had been saved yet"
+
+
+def fit_run(learn: Learner, run_dir, config, *, allow_cpu: bool = True, **facts) -> Learner:
+    """Train a stage's Learner (its plan in `learn.stage`) into the run folder `run_dir`, which this process has
+    claimed (`claim_run`, with the same `facts`), resuming after its last saved epoch; `config.data.epochs` in all.
+
+    Adds the clock, the checkpoint, CSV history, epoch gallery (inline too in a notebook), and a bar where it can
+    draw (else a log line per epoch). `allow_cpu=False`: a recipe that is not smoke stops on a CPU after the
+    projection (`CpuGuardStop`). A loss that goes NaN or Inf, or a CUDA out-of-memory error, stops the run with a
+    `TrainingStopped` that names the last good checkpoint (kept as it was). Several processes: see the module's
+    docstring.
     """
     plan: StagePlan = learn.stage
     run_dir, epochs = Path(run_dir), config.data.epochs
-    with run_lock(run_dir), distributed(learn):
-        if is_writer():
-            check_config(run_dir, config, **facts)
+    with distributed(learn):
         distrib_barrier()  # other processes read the run folder once rank 0 holds it and has checked the recipe
         start = agreed_start(restore(learn, run_dir, plan.parts), run_dir)  # before DistributedTrainer wraps the model
         precision = getattr(learn, "precision", "fp32")
@@ -348,7 +365,6 @@ def fit_run(learn: Learner, run_dir, config, *, allow_cpu: bool = True, **facts)
             if is_writer():
                 log.info("%s is complete (%d/%d epochs): %s to train again", run_dir, start, epochs, new_run())
             return learn
-        learn.path = run_dir  # where ConditionalGAN's message finds the last checkpoint
         guard = not allow_cpu and learn.dls.device.type == "cpu" and not is_smoke(config)
         cbs = [RunClock(run_dir, start, precision=precision, guard=guard),
                RunCheckpoint(run_dir, start, plan.name, plan.parts), ResumableCSVLogger(run_dir, start),
@@ -360,10 +376,11 @@ def fit_run(learn: Learner, run_dir, config, *, allow_cpu: bool = True, **facts)
                 with learn.no_bar():
                     plan.fit(epochs, cbs=[*cbs, EpochLog()], start_epoch=start)
             compare_weights({"model": learn.model, **{k: v for k, v in plan.parts.items() if isinstance(v, nn.Module)}})
+        except TrainingStopped as e:
+            raise TrainingStopped(f"{run_dir}: {e.reason}; {last_good(run_dir)}") from None
         except torch.OutOfMemoryError:
             bs, size = config.data.bs, config.data.size
-            raise RuntimeError(
-                f"out of GPU memory training {run_dir} at batch size {bs} and {size} px crops; the last completed "
-                f"epoch's checkpoint is kept in {run_dir}. Rerun with a smaller --bs (e.g. --bs {max(1, bs // 2)}) "
-                "into a new --out folder, or a smaller --size") from None
+            raise TrainingStopped(
+                f"{run_dir}: out of GPU memory at batch size {bs} and {size} px crops; {last_good(run_dir)}. Rerun "
+                f"with a smaller --bs (e.g. --bs {max(1, bs // 2)}) into a new --out folder, or a smaller --size") from None
     return learn

@@ -151,7 +151,7 @@ def interrupted_l1_run(photos, tmp_path_factory):
 
     from colorize.config import PRETRAIN_PRESETS, override
     from colorize.pretrain import pretrain_learner
-    from colorize.stages import fit_stage
+    from colorize.stages import train
 
     class StopBetweenLogAndSave(Callback):
         order = Recorder.order + 1  # after the Recorder (50) logged the epoch, before the checkpoint (55)
@@ -164,7 +164,7 @@ def interrupted_l1_run(photos, tmp_path_factory):
     config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
     learn = pretrain_learner(photos, config)
     learn.add_cb(StopBetweenLogAndSave())
-    fit_stage(learn, run, config)
+    train(photos, run, config, learn=learn)
 
     def copy(dest):
         return Path(shutil.copytree(run, dest))

@@ -1,4 +1,6 @@
-"""benchmarks/train_throughput.py runs end to end on the CPU at a tiny size and reports every configuration with its rate, FLOPs and settings."""
+"""Every benchmark script runs end to end on the CPU at its smallest size: train_throughput.py reports every
+configuration with its rate, FLOPs and settings; inference_speed.py and video_speed.py every measure.
+(benchmarks/budget.py has its own test.)"""
 
 import importlib.util
 import json
@@ -9,13 +11,14 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+SCRIPT = BENCHMARKS / "train_throughput.py"
 RECORD_KEYS = {"config", "device", "device_name", "torch", "fastai", "precision", "memory_format", "batch", "size",
                "workers", "cache", "images_per_s", "gpu_mem_peak_gb", "gflops_per_image", "mfu", "load_avg_1m"}
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("train_throughput", SCRIPT)
+def load_script(path: Path = SCRIPT):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -90,3 +93,42 @@ def test_peak_table(bench, monkeypatch, name, peak):
     monkeypatch.setattr(bench, "device_name", lambda device: name)
     assert bench.peak_flops(torch.device("cuda", 0)) == peak
     assert bench.peak_flops(torch.device("cpu")) is None
+
+
+def test_every_benchmark_script_is_run_by_a_test():
+    """A new script in benchmarks/ cannot be left out: each is named by a test here (budget.py by its own)."""
+    tested = {"train_throughput.py", "inference_speed.py", "video_speed.py", "budget.py"}
+    assert {p.name for p in BENCHMARKS.glob("*.py")} <= tested, "add a smoke test for the new benchmark script"
+
+
+@pytest.mark.slow  # three fresh processes (the peak-memory child, `colorize apply` twice): each imports torch and fastai
+def test_inference_speed_prints_every_measure_at_its_smoke_size(capsys):
+    load_script(BENCHMARKS / "inference_speed.py").main(["--smoke", "--threads", "1"])
+    out = capsys.readouterr().out
+    for measure in ("1 MP photo (116x87), colorize_image", "12 MP photo (400x300), colorize_image",
+                    "20 hints (fast propagation)", "peak RSS", "400x300 photo, dull colours",
+                    "400x300 photo, saturated colours", "`colorize apply` photo_12mp.jpg, dull generator, 20 hints",
+                    "guided / plain, through the CLI"):
+        assert measure in out, (measure, out)
+    ratio = next(line for line in out.splitlines() if "guided / plain, through the CLI" in line)
+    assert float(ratio.split()[-4].rstrip("x")) > 0  # a ratio, then its target and verdict
+
+
+def test_the_dull_generator_is_the_same_network_with_colours_near_gray(tmp_path, tiny_checkpoint):
+    bench = load_script(BENCHMARKS / "inference_speed.py")
+    from colorize.models import load_generator
+
+    ckpt = str(tiny_checkpoint(tmp_path / "g.safetensors"))
+    dull = load_generator(bench.dull_checkpoint(ckpt, tmp_path / "dull.safetensors"))
+    L = torch.rand(2, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        before, after = load_generator(ckpt)(L).abs().mean(), dull(L).abs().mean()
+    assert after < 0.1 * before and after > 0  # colours, but near gray
+
+
+def test_video_speed_reports_both_modes_at_a_tiny_size(capsys):
+    summary = load_script(BENCHMARKS / "video_speed.py").main(["--frames", "3", "--size", "64x48", "--render-size",
+                                                                "32", "--threads", "1"])
+    assert [r["temporal"] for r in summary["runs"]] == [0.0, summary["runs"][1]["temporal"]]
+    assert all(r["frames"] == 3 and r["fps_wall"] > 0 for r in summary["runs"])
+    assert "stabilisation adds" in capsys.readouterr().out

@@ -98,11 +98,11 @@ def test_two_processes_train_the_gan_and_its_critic_in_step_and_resume_after_a_k
 LAUNCH = """
 import sys
 from colorize.config import PRETRAIN_PRESETS, override
-from colorize.pretrain import train_pretrain
+from colorize.stages import train
 from colorize.parallel import launch
 
 config = override(PRETRAIN_PRESETS["smoke"], epochs=1, bs=2, repeats=2)
-launch(train_pretrain, sys.argv[1], sys.argv[2], config, device="cpu", processes=2, port=int(sys.argv[3]))
+launch(train, sys.argv[1], sys.argv[2], config, device="cpu", processes=2, port=int(sys.argv[3]))
 """
 
 

@@ -12,9 +12,10 @@ from PIL import Image
 
 from colorize.config import GAN_PRESETS, GanConfig, field_value, flat_fields, get_preset, override
 from colorize.gan import ConditionalGAN, gan_learner, step_decay
+from colorize.learner import TrainingStopped
 from colorize.models import load_generator, read_checkpoint_metadata
 from colorize.run import load_state, plain
-from colorize.stages import ensure_trained, fit_stage
+from colorize.stages import ensure_trained, train
 
 # 5 training photos at bs 4: one batch per epoch; 32 px keeps the ResNet-18 U-Net quick on a CPU.
 TINY = override(GAN_PRESETS["smoke"], repeats=1)
@@ -54,7 +55,7 @@ def interrupted_run(photos, tmp_path_factory, tiny_checkpoint):
     assert all(torch.equal(v, start[k]) for k, v in learn.model.state_dict().items())  # starts from the checkpoint
     learn.add_cb(KillBeforeEpoch(1))
     with pytest.raises(Killed):
-        fit_stage(learn, root / "run", RUN, generator=ckpt)
+        train(photos, root / "run", RUN, generator=ckpt, learn=learn)
     return root / "run", ckpt
 
 
@@ -138,7 +139,7 @@ def test_resume_restores_optimisers_and_logs_each_epoch_once(interrupted_run, ph
             seen["lr_g"], seen["lr_d"] = self.opt.hypers[0]["lr"], gan.critic_opt.param_groups[0]["lr"]
 
     learn.add_cb(CheckRestored())
-    fit_stage(learn, run, RUN, generator=interrupted_run[1])
+    train(photos, run, RUN, generator=interrupted_run[1], learn=learn)
 
     assert seen["epoch"] == 1  # continued with the second epoch
     _assert_equal(seen["g_opt"], saved["opt"]["state"])
@@ -165,7 +166,7 @@ def test_resume_refuses_another_starting_generator(interrupted_run, photos, tmp_
     other = tiny_checkpoint(tmp_path / "l1.safetensors", 1)  # same name, other weights
     for generator in (other, None):
         with pytest.raises(ValueError, match="different recipe.*generator"):
-            fit_stage(gan_learner(photos, RUN, generator=generator), run, RUN, generator=generator)
+            train(photos, run, RUN, generator=generator)
     assert load_state(run)["epoch"] == 1  # nothing trained
 
 
@@ -191,8 +192,8 @@ def test_nan_in_the_critic_stops_the_run_and_keeps_the_last_good_checkpoint(inte
     learn = gan_learner(photos, RUN, generator=interrupted_run[1])
     critic = learn.gan.critic
     critic.forward = lambda L, ab: torch.full_like(L[:, :, :6, :6], float("nan"))  # (B,1,6,6) logits
-    with pytest.raises(RuntimeError, match=r"non-finite GAN loss .*'d_real': nan.* at epoch 2 of 2, batch 1 of 1") as e:
-        fit_stage(learn, run, RUN, generator=interrupted_run[1])
+    with pytest.raises(TrainingStopped, match=r"non-finite GAN loss .*'d_real': nan.* at epoch 2 of 2, batch 1 of 1") as e:
+        train(photos, run, RUN, generator=interrupted_run[1], learn=learn)
     assert f"last good checkpoint is {run / 'last.safetensors'}" in str(e.value)
     assert {name: (run / name).read_bytes() for name in before} == before  # the last good epoch, byte for byte
     assert len(read_history(run)) == 1 and not (run / "gallery_epoch002.png").exists()
@@ -207,13 +208,15 @@ class NaNL1(Callback):
         self.learn.loss_grad = self.loss_grad * float("nan")
 
 
-def test_nan_in_the_generator_loss_stops_before_g_steps(photos):
-    learn = gan_learner(photos, TINY)
+def test_nan_in_the_generator_loss_stops_before_g_steps(photos, tmp_path):
+    one = override(TINY, epochs=1)
+    learn = gan_learner(photos, one)
     g, d = learn.model, learn.gan.critic
     g0 = _params(g)
-    with pytest.raises(RuntimeError, match=r"non-finite GAN loss \{'g_l1': nan\} at epoch 1 of 1, batch 1 of 1.*"
-                                           r"no epoch of this run had been saved yet"):
-        learn.fit(1, cbs=[NaNL1()])
+    learn.add_cb(NaNL1())
+    with pytest.raises(TrainingStopped, match=r"non-finite GAN loss \{'g_l1': nan\} at epoch 1 of 1, batch 1 of 1.*"
+                                              r"no epoch of this run had been saved yet"):
+        train(photos, tmp_path / "run", one, learn=learn)
     assert not any(_changed(g0, g))  # G never took the NaN step (the critic's finite step went ahead)
     assert all(torch.isfinite(p).all() for p in [*g.parameters(), *d.parameters()])
 
@@ -261,10 +264,10 @@ def test_ensure_trained_trains_a_missing_gan_checkpoint_only_when_allowed(photos
     path = tmp_path / "gan" / "last.safetensors"
     recipe = override(TINY, epochs=1)
     with pytest.raises(FileNotFoundError, match="03_gan_finetune"):
-        ensure_trained(path, recipe, photos, generator=l1)
+        ensure_trained(photos, path, recipe, generator=l1)
     assert not path.parent.exists()
 
-    assert ensure_trained(path, recipe, photos, generator=l1, train_if_missing=True) == path
+    assert ensure_trained(photos, path, recipe, generator=l1, train_if_missing=True) == path
     assert read_checkpoint_metadata(path)["extra"]["stage"] == "gan"
     assert [r["epoch"] for r in read_history(path.parent)] == ["0"]
-    assert ensure_trained(path, recipe, tmp_path / "no-photos", generator=l1) == path  # there now: left alone
+    assert ensure_trained(tmp_path / "no-photos", path, recipe, generator=l1) == path  # there now: left alone

@@ -8,7 +8,7 @@ import torch
 from kornia.color import lab_to_rgb
 from skimage import color, data
 
-from colorize.lab import AB_SCALE, L_SCALE, LabSplit, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
+from colorize.lab import AB_SCALE, GAMUT_TOL, L_SCALE, LabSplit, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_pixels
 
 TOL = 0.05  # max abs error in L, a, b units: kornia and skimage use the same formulas
 
@@ -85,3 +85,76 @@ def test_lightness_and_hue_are_kept_for_an_absurdly_saturated_prediction(name):
     # the check can fail: clipping RGB instead shifts the lightness by far more
     clipped = lab_to_rgb(torch.cat([(L + 1) * L_SCALE, wild * AB_SCALE], 1), clip=True)
     assert np.abs(color.rgb2lab(rgb_to_pixels(clipped)[0])[..., 0] - L_photo).mean() > 3
+
+
+def _skimage_max_chroma(L: np.ndarray, hue: np.ndarray, steps: int = 30, tol: float = 0.0) -> np.ndarray:
+    """The oracle: the largest chroma in sRGB at (L, hue), by bisection on skimage's own Lab -> XYZ -> linear RGB,
+    within `tol` of its faces."""
+    lo, hi = np.zeros_like(L), np.full_like(L, 200.0)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        lab = np.stack([L, mid * np.cos(hue), mid * np.sin(hue)], axis=-1)[None]  # (1,N,3)
+        linear = color.lab2xyz(lab)[0] @ color.colorconv.rgb_from_xyz.T
+        ok = ((linear >= -tol) & (linear <= 1 + tol)).all(axis=-1)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return lo
+
+
+def _random_colours(n: int, amplitude: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """n colours as an (1,1,1,n) L in [-1,1] and (1,2,1,n) ab of up to `amplitude` (x110 ab units), seeded."""
+    g = torch.Generator().manual_seed(seed)
+    L = torch.rand(1, 1, 1, n, generator=g) * 1.9 - 0.95  # L 2.5 to 97.5: away from black and white
+    return L, (torch.rand(1, 2, 1, n, generator=g) * 2 - 1) * amplitude
+
+
+@pytest.mark.parametrize("amplitude", [0.1, 1.0, 5.0], ids=["dull", "saturated", "absurd"])
+def test_any_colour_comes_out_in_gamut_with_its_lightness_and_hue(amplitude):
+    """Dull colours pass unchanged; saturated ones keep L and hue and lose only the chroma that does not fit."""
+    L, ab = _random_colours(4000, amplitude)
+    rgb = lab_net_to_rgb(L, ab)[0, :, 0].T.double().numpy()  # (N,3) in [0,1] (clamped: the test is that it fits)
+    out = color.rgb2lab(rgb[None])[0]  # (N,3) skimage's Lab of what came out
+    lab_in = torch.cat([(L + 1) * L_SCALE, ab * AB_SCALE], 1)[0, :, 0].T.double().numpy()
+    assert np.abs(out[:, 0] - lab_in[:, 0]).max() < 0.02  # L kept: no pixel was clipped
+    chroma_in, chroma_out = np.hypot(*lab_in[:, 1:].T), np.hypot(*out[:, 1:].T)
+    hue_in = np.arctan2(lab_in[:, 2], lab_in[:, 1])
+    fits = chroma_in <= _skimage_max_chroma(lab_in[:, 0], hue_in)
+    best = _skimage_max_chroma(lab_in[:, 0], hue_in, tol=GAMUT_TOL)  # and float noise outside: clipped
+    assert np.abs(out[fits] - lab_in[fits]).max() < 0.02  # a colour that fits is left as it is
+    hue_turn = np.abs(np.angle(np.exp(1j * (np.arctan2(out[:, 2], out[:, 1]) - hue_in))))
+    assert hue_turn[chroma_out > 5].max() < 0.01  # radians
+    # the fitted chroma against the oracle's: at most 0.02 over it (float), and not needlessly less
+    given_up = best[~fits] - chroma_out[~fits]
+    assert given_up.min() > -0.02 and given_up.mean() < 0.3 and np.quantile(given_up, 0.99) < 1.0, given_up
+    assert fits.mean() > 0.95 if amplitude < 0.2 else fits.mean() < 0.5  # the dull ones fit, bar the darkest
+
+
+def test_the_chroma_table_is_the_largest_chroma_in_gamut_at_its_nodes():
+    """Each entry of the table against the oracle at its (L, hue), and the two hue ends the same."""
+    from colorize.lab import GAMUT_HUES, GAMUT_ROWS, max_chroma_table
+
+    table = max_chroma_table().double().numpy()
+    assert table.shape == (GAMUT_ROWS, GAMUT_HUES + 1) and np.array_equal(table[:, 0], table[:, -1])
+    rows, cols = np.meshgrid(np.arange(0, GAMUT_ROWS, 16), np.arange(0, GAMUT_HUES + 1, 36), indexing="ij")
+    L, hue = rows.ravel() * 100 / (GAMUT_ROWS - 1), -np.pi + cols.ravel() * 2 * np.pi / GAMUT_HUES
+    assert np.abs(table[rows.ravel(), cols.ravel()] - _skimage_max_chroma(L, hue)).max() < 0.01
+    assert table.max() > 130 and table[0].max() < 0.01 and table[-1].max() < 0.01  # blue's 134; black, white: gray
+
+
+def test_max_chroma_table_is_kept_per_device_and_dtype():
+    from colorize.lab import max_chroma_table
+
+    assert max_chroma_table("cpu", torch.float32) is max_chroma_table("cpu", torch.float32)
+    assert max_chroma_table("cpu", torch.float64).dtype == torch.float64
+
+
+def test_the_table_fits_nearly_every_colour_and_bisection_only_the_rare_rest(monkeypatch):
+    """The cost does not follow the colours: of 40k absurdly saturated colours (all outside), the table caps all but
+    a handful; only those go through the bisection's ten steps."""
+    from colorize import lab
+
+    bisected = []
+    fit_chroma = lab._fit_chroma
+    monkeypatch.setattr(lab, "_fit_chroma", lambda rows: bisected.append(len(rows)) or fit_chroma(rows))
+    L, ab = _random_colours(40_000, 5.0, seed=1)
+    lab_net_to_rgb(L, ab)
+    assert sum(bisected) < 0.005 * 40_000, bisected

@@ -1,4 +1,5 @@
-"""The package's shape: imports point one way (no cycle, also through imports inside functions)."""
+"""The package's shape: every module on a floor, imports only pointing down (no cycle, also through imports inside
+functions)."""
 
 import ast
 from pathlib import Path
@@ -58,11 +59,44 @@ def test_the_cycle_finder_finds_one():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
+# The package's floors, from the ground up: a module imports only modules on floors below its own. A new module
+# goes on the floor of what it needs (one above the highest floor it imports from); the test below names any
+# module of the package missing here.
+LAYERS = (
+    ("__init__", "config", "hub", "lab", "losses", "temporal"),  # recipes, Lab and its scaling, losses, flow
+    ("device", "files", "hintmaps", "metrics", "plots", "propagate", "swatches"),  # small helpers on those
+    ("clock", "data", "models", "parallel", "readme"),  # photos and their index, the networks, processes, the clock
+    ("download", "export", "inference", "loaders"),  # datasets, the engine, batches
+    ("evaluate", "guide", "learner", "video"),  # scores, the Guide's session, the Learner every stage trains, frames
+    ("apply", "flicker", "gan", "hints", "pretrain", "reference", "run", "widgets"),  # routing, reference colour,
+    # the stages' learners, the run folder, notebook widgets
+    ("app", "share", "stages"),  # the app, training any stage, sharing a checkpoint
+    ("demo",),
+    ("cli",),
+    ("__main__",),
+)
+FLOOR = {m: i for i, floor in enumerate(LAYERS) for m in floor}
+
+
+def test_every_module_of_the_package_has_a_floor():
+    missing = sorted({p.stem for p in PACKAGE.glob("*.py")} - set(FLOOR))
+    assert not missing, (f"modules missing from the layer table (LAYERS in tests/test_layout.py): {', '.join(missing)}; "
+                         "add each to the floor above the highest one it imports from")
+    assert not set(FLOOR) - {p.stem for p in PACKAGE.glob("*.py")}, "the table names a module that is gone"
+
+
 def test_the_data_flow_points_downstream_to_upstream():
-    """The lower layers never import the stages, the CLI or the app."""
-    top = {"cli", "app", "demo", "pretrain", "gan", "run", "evaluate", "share"}
-    for low in ("lab", "files", "data", "loaders", "download", "models", "config", "device", "metrics", "losses"):
-        assert not _imports(PACKAGE / f"{low}.py") & top, low
+    """Every import goes down to a lower floor: the lower layers never import the stages, the CLI or the app."""
+    upward = [f"{m} (floor {FLOOR[m]}) imports {n} (floor {FLOOR[n]})" for m in FLOOR if (PACKAGE / f"{m}.py").exists()
+              for n in sorted(_imports(PACKAGE / f"{m}.py")) if n in FLOOR and FLOOR[n] >= FLOOR[m]]
+    assert not upward, "; ".join(upward)
+
+
+def test_the_floor_check_finds_an_import_that_climbs(tmp_path, monkeypatch):
+    """The check above can fail: lab (floor 0) importing the CLI is caught."""
+    fake = tmp_path / "lab.py"
+    fake.write_text("from .cli import main\n")
+    assert "cli" in _imports(fake) and FLOOR["cli"] >= FLOOR["lab"]
 
 
 def test_the_stage_recipes_share_parts_not_fields():

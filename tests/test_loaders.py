@@ -20,7 +20,7 @@ from colorize.config import PRETRAIN_PRESETS, DataConfig, MachineConfig, overrid
 from colorize.data import index_dataset, open_photo
 from colorize.lab import rgb_to_lab_net
 from colorize.loaders import _Decode, CACHE_DIR, cache_split, device_augmentation, make_dataloaders
-from colorize.pretrain import train_pretrain
+from colorize.stages import train
 
 # --------------------------------------------------------------------------------- make_dataloaders
 
@@ -212,7 +212,7 @@ def test_train_batches_draw_a_crop_and_flip_for_each_photo(index):
 
 
 def test_a_cached_training_run(index, tmp_path):
-    learn = train_pretrain(index.root, tmp_path / "run", override(PRETRAIN_PRESETS["smoke"], cache=True))
+    learn = train(index.root, tmp_path / "run", override(PRETRAIN_PRESETS["smoke"], cache=True))
     assert (tmp_path / "run" / "last.safetensors").exists()
     assert learn.recorder.values and all(np.isfinite(v).all() for v in learn.recorder.values)
     assert any((index.root / CACHE_DIR).glob("train-32px-*.npy"))

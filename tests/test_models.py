@@ -226,10 +226,20 @@ def test_model_name_is_the_run_folder_and_stem():
     assert model_name("runs/places365-l1/best.safetensors") == "places365-l1/best"
 
 
-def test_inference_device_is_the_one_asked_for_else_a_gpu_if_there_is_one():
+def test_inference_device_is_the_one_asked_for_else_a_gpu_if_there_is_one(monkeypatch):
+    """Asked for: that device; else the GPU where torch sees one, else Apple's MPS, else the CPU (faked both ways)."""
+    import fastai.torch_core
+
     from colorize.device import inference_device
 
     assert inference_device("cpu") == torch.device("cpu") and inference_device(torch.device("cpu")).type == "cpu"
-    assert inference_device().type == ("cuda" if torch.cuda.is_available() else inference_device().type)
-    if not torch.cuda.is_available():
-        assert inference_device() in (torch.device("cpu"), torch.device("mps", 0))
+    assert inference_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setattr(fastai.torch_core.defaults, "use_cuda", None)  # fastai's own default: use a GPU if any
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert inference_device() == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(fastai.torch_core, "_has_mps", lambda: True)
+    assert inference_device() == torch.device("mps", 0)
+    monkeypatch.setattr(fastai.torch_core, "_has_mps", lambda: False)
+    assert inference_device() == torch.device("cpu")

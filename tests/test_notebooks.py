@@ -383,8 +383,8 @@ def runs_of(folder: Path) -> Path:
 
 
 def training_cell(nb):
-    """The code cell that trains the notebook's own run (a stage's train_* or fit_stage call)."""
-    cells = [c for c in code_cells(nb) if re.search(r"^[\w, ]*=? ?(fit_stage|train_\w+)\(", c.source, re.M)]
+    """The code cell that trains the notebook's own run (its `stages.train` call)."""
+    cells = [c for c in code_cells(nb) if re.search(r"^[\w, ]*=? ?train\(", c.source, re.M)]
     assert len(cells) == 1, f"expected one training cell, found {len(cells)}"
     return cells[0]
 

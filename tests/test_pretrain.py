@@ -14,9 +14,9 @@ from fastai.optimizer import Adam
 
 from colorize.config import PRETRAIN_PRESETS, override
 from colorize.models import load_generator, read_checkpoint_metadata, save_generator
-from colorize.pretrain import pretrain_learner, train_pretrain
+from colorize.pretrain import pretrain_learner
 from colorize.learner import CudnnAutotune, adam
-from colorize.stages import ensure_trained
+from colorize.stages import ensure_trained, train
 from colorize.run import check_config, load_state, write_config
 
 
@@ -40,7 +40,7 @@ def test_smoke_run_writes_a_usable_run_folder(photos, tmp_path, monkeypatch, cap
     run = tmp_path / "run"
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)  # output to a file: a log line per epoch, no bar
     caplog.set_level("INFO", logger="colorize")
-    train_pretrain(photos, run, override(PRETRAIN_PRESETS["smoke"], epochs=2))
+    train(photos, run, override(PRETRAIN_PRESETS["smoke"], epochs=2))
     assert [m.split("  ")[0] for m in caplog.messages if m.startswith("epoch ")] == ["epoch 1/2", "epoch 2/2"]
     assert "\r" not in capsys.readouterr().out
     assert {"state.pt", "last.safetensors", "best.safetensors", "history.csv", "config.json"} <= {p.name for p in run.iterdir()}
@@ -155,7 +155,7 @@ def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_p
     run = interrupted_l1_run(tmp_path / "run")  # stopped in epoch 2 after its row was logged, before it was saved
     logged = read_history(run)
     assert len(logged) == 2 and load_state(run)["epoch"] == 1  # the checkpoint comes after the log
-    train_pretrain(photos, run, INTERRUPTED)
+    train(photos, run, INTERRUPTED)
     rows = read_history(run)
     assert [r["epoch"] for r in rows] == ["0", "1"] and rows[0] == logged[0] and rows[1] != logged[1]
     assert load_state(run)["epoch"] == 2
@@ -167,7 +167,7 @@ def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(
     save_generator(load_generator(run / "last.safetensors"), run / "best.safetensors", valid_loss=1e-6)
     state = load_state(run)
     torch.save({**state, "best": 1e9}, run / "state.pt")  # so any epoch would beat what state.pt knows
-    train_pretrain(photos, run, INTERRUPTED)
+    train(photos, run, INTERRUPTED)
     assert read_checkpoint_metadata(run / "best.safetensors")["extra"]["valid_loss"] == 1e-6
 
 
@@ -175,7 +175,7 @@ def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(
 def test_resume_on_cuda(photos, tmp_path, interrupted_l1_run):
     """The optimiser state saved on the CPU is restored onto the GPU with the model, and training goes on."""
     run = interrupted_l1_run(tmp_path / "run")
-    learn = train_pretrain(photos, run, INTERRUPTED, device="cuda")
+    learn = train(photos, run, INTERRUPTED, device="cuda")
     assert load_state(run)["epoch"] == 2
     assert all(t.is_cuda for s in learn.opt.opt.state.values() for t in s.values() if torch.is_tensor(t) and t.dim())
 
@@ -184,13 +184,13 @@ def test_ensure_trained_trains_a_missing_l1_checkpoint_only_when_allowed(photos,
     """Missing: a FileNotFoundError that names notebook 2, nothing written; allowed: trained there with the recipe."""
     path = tmp_path / "l1" / "best.safetensors"
     with pytest.raises(FileNotFoundError, match="02_pretrain_generator"):
-        ensure_trained(path, PRETRAIN_PRESETS["smoke"], photos)
+        ensure_trained(photos, path, PRETRAIN_PRESETS["smoke"])
     assert not path.parent.exists()
     with pytest.raises(ValueError, match="best.safetensors"):  # a name training would never write
-        ensure_trained(tmp_path / "l1" / "mine.safetensors", PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True)
+        ensure_trained(photos, tmp_path / "l1" / "mine.safetensors", PRETRAIN_PRESETS["smoke"], train_if_missing=True)
     assert not path.parent.exists()
 
-    assert ensure_trained(path, PRETRAIN_PRESETS["smoke"], photos, train_if_missing=True) == path
+    assert ensure_trained(photos, path, PRETRAIN_PRESETS["smoke"], train_if_missing=True) == path
     meta = read_checkpoint_metadata(path)
     assert meta["size"] == PRETRAIN_PRESETS["smoke"].data.size and meta["extra"]["stage"] == "pretrain"
     assert [r["epoch"] for r in read_history(path.parent)] == ["0"]  # the smoke recipe's one epoch
@@ -203,5 +203,5 @@ def test_ensure_trained_leaves_an_existing_checkpoint_alone(tmp_path):
     path.write_bytes(b"a checkpoint")
     missing_photos = tmp_path / "no-photos"
     for given in (path, "hf://someone/colorizer"):
-        assert ensure_trained(given, PRETRAIN_PRESETS["smoke"], missing_photos, train_if_missing=True) == given
+        assert ensure_trained(missing_photos, given, PRETRAIN_PRESETS["smoke"], train_if_missing=True) == given
     assert sorted(p.name for p in path.parent.iterdir()) == ["last.safetensors"]

@@ -1,6 +1,7 @@
 """The run module: precision chosen per device, the mixed-precision machinery on the CPU in both stages,
 one writer per run folder, and out-of-memory errors that keep the last checkpoint."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -13,14 +14,15 @@ from fastai.callback.core import Callback
 from PIL import Image
 
 from colorize.cli import main
-from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, override
+from colorize.config import GAN_PRESETS, PRETRAIN_PRESETS, override, recipe_dict
 from colorize.device import choose_precision
 from colorize.gan import gan_learner
 from colorize.inference import colorize_image
 from colorize.models import load_generator
-from colorize.pretrain import pretrain_learner, train_pretrain
-from colorize.stages import fit_stage
-from colorize.run import load_state
+from colorize.learner import TrainingStopped
+from colorize.pretrain import pretrain_learner
+from colorize.run import RunInUseError, load_state, run_lock
+from colorize.stages import STAGES, train
 
 # ------------------------------------------------------------------------------------------ choice
 
@@ -100,7 +102,7 @@ def test_l1_stage_trains_in_mixed_precision_on_the_cpu(photos, tmp_path, read_hi
     learn = pretrain_learner(photos, config)
     probe = Autocasting()
     learn.add_cb(probe)
-    fit_stage(learn, tmp_path, config)
+    train(photos, tmp_path, config, learn=learn)
     assert probe.dtypes == {dtype} and (probe.scaling == (True, "cpu") if scaled else probe.scaling in (None, (False, "cpu")))
     rows = read_history(tmp_path)
     assert [r["epoch"] for r in rows] == ["0"] and _finite_rows(rows)
@@ -116,9 +118,9 @@ def test_a_mixed_precision_run_resumes_in_its_precision(photos, tmp_path, read_h
     learn = pretrain_learner(photos, config)
     learn.add_cb(StopAfterEpoch(0))
     with pytest.raises(Stopped):
-        fit_stage(learn, tmp_path, config)
+        train(photos, tmp_path, config, learn=learn)
     assert load_state(tmp_path)["epoch"] == 1
-    learn = train_pretrain(photos, tmp_path, config)  # the same command again: resumes the killed run
+    learn = train(photos, tmp_path, config)  # the same command again: resumes the killed run
     assert learn.precision == "bf16" and load_state(tmp_path)["epoch"] == 2
     rows = read_history(tmp_path)
     assert [r["epoch"] for r in rows] == ["0", "1"] and _finite_rows(rows)
@@ -135,7 +137,7 @@ def test_gan_stage_trains_in_mixed_precision_on_the_cpu(photos, tmp_path, read_h
     gan = learn.gan
     probe = Autocasting(gan.critic)
     learn.add_cb(probe)
-    fit_stage(learn, tmp_path / "run", config, generator=ckpt)
+    train(photos, tmp_path / "run", config, generator=ckpt, learn=learn)
     assert probe.dtypes == {dtype}  # both networks computed in the reduced precision
     assert gan.critic_scaler.is_enabled() is (precision == "fp16")
     rows = read_history(tmp_path / "run")
@@ -207,6 +209,22 @@ def test_a_second_process_on_a_run_folder_stops_at_once_and_touches_nothing(phot
     assert load_state(run)["epoch"] == 1
 
 
+def test_the_run_folder_is_claimed_before_the_photos_are_indexed_or_a_learner_built(tmp_path, monkeypatch):
+    """A second writer, or another recipe, stops before any work: here the photos do not exist and building the
+    stage's Learner fails, so reaching either would raise something else."""
+    config = PRETRAIN_PRESETS["smoke"]
+    monkeypatch.setitem(STAGES, type(config), dataclasses.replace(
+        STAGES[type(config)], learner=lambda *a, **k: pytest.fail("the Learner was built before the run was claimed")))
+    monkeypatch.setattr("colorize.loaders.index_dataset", lambda *a, **k: pytest.fail("indexed"))
+    run = tmp_path / "run"
+    with run_lock(run):  # another writer holds the run
+        with pytest.raises(RunInUseError, match="is being trained by process"):
+            train(tmp_path / "no-photos", run, config)
+    run.joinpath("config.json").write_text(json.dumps({"recipe": recipe_dict(override(config, lr=0.5))}))
+    with pytest.raises(ValueError, match="different recipe: lr 0.5 -> 0.001"):
+        train(tmp_path / "no-photos", run, config)
+
+
 # -------------------------------------------------------------------------------- out of memory
 
 
@@ -220,9 +238,10 @@ def test_out_of_memory_names_the_batch_and_size_and_keeps_the_last_checkpoint(ph
     config = override(PRETRAIN_PRESETS["smoke"], epochs=2)
     learn = pretrain_learner(photos, config)
     learn.add_cb(OutOfMemoryInSecondEpoch())
-    with pytest.raises(RuntimeError) as e:
-        fit_stage(learn, tmp_path, config)
+    with pytest.raises(TrainingStopped) as e:
+        train(photos, tmp_path, config, learn=learn)
     message = str(e.value)
-    assert "batch size 4 and 32 px" in message and "--bs 2" in message and str(tmp_path) in message
+    assert "batch size 4 and 32 px" in message and "--bs 2" in message
+    assert f"the last good checkpoint is {tmp_path / 'last.safetensors'}, untouched" in message
     assert e.value.__cause__ is None and e.value.__suppress_context__  # no chained raw traceback
     assert load_state(tmp_path)["epoch"] == 1 and (tmp_path / "last.safetensors").exists()

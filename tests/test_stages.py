@@ -2,7 +2,6 @@
 speaks (start, projection, end, rerun, changed recipe), the CPU guard, the inline gallery, ensure_trained."""
 
 import logging
-import sys
 
 import pytest
 from matplotlib.text import Text
@@ -20,8 +19,7 @@ from colorize.gan import gan_learner
 from colorize.hints import hints_learner
 from colorize.loaders import train_subset
 from colorize.models import build_generator, read_checkpoint_metadata, save_generator
-from colorize.pretrain import train_pretrain
-from colorize.stages import ensure_trained
+from colorize.stages import ensure_trained, train
 
 SMOKE = PRETRAIN_PRESETS["smoke"]
 
@@ -112,7 +110,7 @@ def test_a_run_speaks_shows_its_gallery_in_place_and_names_what_to_change(photos
     monkeypatch.setattr(colorize.run, "inline_figure", lambda: InlineFigure(display))
     caplog.set_level(logging.INFO, logger="colorize")
     run, config = tmp_path / "run", override(SMOKE, epochs=2)
-    train_pretrain(photos, run, config)
+    train(photos, run, config)
     lines = [r.getMessage() for r in caplog.records]
     assert any(line.startswith(f"training {run} on cpu (fp32): ") and "photos per epoch, 2 epochs" in line
                for line in lines), lines
@@ -123,11 +121,11 @@ def test_a_run_speaks_shows_its_gallery_in_place_and_names_what_to_change(photos
     assert "after epoch 2" in shown[1][1]
 
     caplog.clear()
-    train_pretrain(photos, run, config)  # finished: says so, trains nothing
+    train(photos, run, config)  # finished: says so, trains nothing
     assert f"{run} is complete (2/2 epochs): choose a new --out folder to train again" in caplog.messages
     monkeypatch.setattr(colorize.run, "in_notebook", lambda: True)
     with pytest.raises(ValueError) as refused:
-        train_pretrain(photos, run, override(config, lr=0.5))
+        train(photos, run, override(config, lr=0.5))
     message = str(refused.value)
     assert "lr 0.001 -> 0.5 (saved -> now); choose a new RUN" in message
     assert "epochs" not in message and "bs" not in message  # only the fields that differ
@@ -139,7 +137,7 @@ def test_the_cpu_guard_stops_a_real_recipe_before_its_first_epoch_ends(photos, t
     run, config = tmp_path / "run", override(SMOKE, size=64)  # not smoke: 64 px crops
     assert not is_smoke(config)
     with pytest.raises(CpuGuardStop, match="would take about .* set ALLOW_CPU = True"):
-        train_pretrain(photos, run, config, device="cpu", allow_cpu=False)
+        train(photos, run, config, device="cpu", allow_cpu=False)
     assert any("(projected from" in m for m in caplog.messages)
     assert not (run / "state.pt").exists() and not list(run.glob("*.safetensors"))  # nothing checkpointed
 
@@ -151,8 +149,9 @@ def test_log_to_stdout_shows_info_lines_once(capsys):
         log_to_stdout()
         log_to_stdout()
         logging.getLogger("colorize.run").info("hello from a run")
-        assert sys.stdout  # captured by capsys
-        assert capsys.readouterr().out.count("hello from a run") == 1
+        logging.getLogger("colorize.run").debug("a debug line")  # under the level: not shown
+        out, err = capsys.readouterr()
+        assert out == "hello from a run\n" and err == ""  # on stdout, once, the message alone
     finally:
         logger.handlers = before
 
@@ -160,9 +159,9 @@ def test_log_to_stdout_shows_info_lines_once(capsys):
 def test_ensure_trained_names_the_notebook_and_the_command_with_its_preset(tmp_path):
     path = tmp_path / "gan-spectral" / "last.safetensors"
     with pytest.raises(FileNotFoundError, match="03_gan_finetune.ipynb.*--preset pix2pix-spectral"):
-        ensure_trained(path, GAN_PRESETS["pix2pix-spectral"], tmp_path, generator=tmp_path / "l1.safetensors")
+        ensure_trained(tmp_path, path, GAN_PRESETS["pix2pix-spectral"], generator=tmp_path / "l1.safetensors")
     with pytest.raises(FileNotFoundError, match="02_pretrain_generator.ipynb.*colorize pretrain .*--preset colab"):
-        ensure_trained(tmp_path / "l1" / "best.safetensors", PRETRAIN_PRESETS["colab"], tmp_path)
+        ensure_trained(tmp_path, tmp_path / "l1" / "best.safetensors", PRETRAIN_PRESETS["colab"])
 
 
 def test_max_photos_trains_on_a_seeded_subset_of_the_training_photos(photos):

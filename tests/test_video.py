@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from scipy.spatial.distance import jensenshannon
+from scipy.stats import entropy
 from skimage import color, data
 from torch import nn
 
 from colorize.cli import main
-from colorize.flicker import ORIGINAL, js_divergence, measure_flicker, method_name, write_flicker_report
+from colorize.flicker import (ORIGINAL, js_divergence, measure_flicker, method_name, rgb_histograms,
+                              write_flicker_report)
 from colorize.lab import pixels_to_rgb, rgb_to_lightness
 from colorize.models import build_generator
 from colorize.temporal import DEFAULT_TEMPORAL, Stabiliser, carry_point, check_temporal, consistent, new_flow, warp
@@ -189,15 +190,22 @@ def test_stabilised_video_flickers_less_without_losing_colour_or_accuracy(clips)
 
 def test_js_divergence_is_per_histogram_in_nats():
     """Row by row (the histograms of one frame's three channels), the divergence itself (not its square root),
-    in nats: ln 2 between histograms with no bin in common."""
+    in nats: against its definition through Kullback-Leibler, 0.5 KL(p||m) + 0.5 KL(q||m) with m = (p+q)/2
+    (scipy.stats.entropy), and against cases worked by hand."""
     rng = np.random.default_rng(0)
     p, q = rng.random((2, 3, 256))
     p, q = p / p.sum(-1, keepdims=True), q / q.sum(-1, keepdims=True)
-    assert js_divergence(p, q) == pytest.approx([jensenshannon(a, b) ** 2 for a, b in zip(p, q)], rel=1e-9)
+    m = (p + q) / 2
+    by_definition = [0.5 * entropy(a, c) + 0.5 * entropy(b, c) for a, b, c in zip(p, q, m)]
+    assert js_divergence(p, q) == pytest.approx(by_definition, rel=1e-9)
     assert js_divergence(p, p) == pytest.approx(0, abs=1e-12)
-    apart = np.zeros((2, 256))
-    apart[0, :128], apart[1, 128:] = 1 / 128, 1 / 128
-    assert js_divergence(apart[:1], apart[1:]) == pytest.approx([np.log(2)], rel=1e-9)
+    # frames worked by hand: channel 0 all 0 vs half 0 / half 1: m = (3/4, 1/4), KL(p||m) = ln(4/3),
+    # KL(q||m) = 1/2 ln(2/3) + 1/2 ln 2 = 1/2 ln(4/3), so JS = 3/4 ln(4/3);
+    # channel 1 the same in both: 0; channel 2 all 0 vs all 255: no bin in common, ln 2
+    a, b = np.zeros((2, 4, 3), np.uint8), np.zeros((2, 4, 3), np.uint8)
+    b[1, :, 0], b[..., 2] = 1, 255
+    expected = [0.75 * np.log(4 / 3), 0.0, np.log(2)]
+    assert js_divergence(rgb_histograms(a), rgb_histograms(b)) == pytest.approx(expected, abs=1e-12)
 
 
 def test_flicker_report_files(clips, tmp_path):
