@@ -237,7 +237,7 @@ def main(argv=None) -> None:
         rows.append((f"{k} photo ({w}x{h}), colorize_image", f"{wall:.2f} s", f"{cpu:.2f}",
                      f"<= {TARGET_SECONDS[k]:g} s", verdict(wall, TARGET_SECONDS[k])))
     ratio, cpu_ratio = guided[0] / times["12 MP"][0], guided[1] / times["12 MP"][1]
-    rows.append((f"12 MP photo with {GUIDE_HINTS} hints (default propagation), colorize_image", f"{guided[0]:.2f} s",
+    rows.append((f"12 MP photo with {GUIDE_HINTS} hints ({Rendering().propagation} propagation), colorize_image", f"{guided[0]:.2f} s",
                  f"{guided[1]:.2f}", "", "info"))
     rows.append((f"  guided / automatic, 12 MP (CPU: {cpu_ratio:.2f}x)", f"{ratio:.2f}x", "",
                  f"<= {TARGET_GUIDE_RATIO:g}x", verdict(ratio, TARGET_GUIDE_RATIO)))
