@@ -179,14 +179,17 @@ def render_photo(model: nn.Module, image: Image.Image, rendering: Rendering, poi
 
 @dataclass
 class ColorizeResult:
-    """What `colorize_files` (or `apply.apply_paths`) wrote, and the inputs it skipped with the reason."""
+    """What `colorize_files` (or `apply.apply_paths`) wrote, the inputs it could not read with the reason, and the
+    outputs it kept because an earlier run had made them alike (`archive.colorize_archive`)."""
 
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)  # (input path, reason)
+    skipped: list[Path] = field(default_factory=list)  # outputs already done with this model and rendering
 
 
-def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: files keep their name as .png in `out_dir`, folders keep their subfolders.
+def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+                 suffix: str = ".png") -> list[tuple[Path, Path]]:
+    """(input, output) pairs: files keep their name with `suffix` in `out_dir`, folders keep their subfolders.
 
     A name already taken by an earlier input gets `-2`, `-3`, ... Files already inside `out_dir` are
     not picked up from input folders. A plan that would write over an input is refused before anything
@@ -202,7 +205,7 @@ def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike
                 continue
             seen.add(f.resolve())
             rel = f.relative_to(root) if root.is_dir() else Path(f.name)
-            pairs.append((f, unique_output(out_dir, rel, ".png", taken)))
+            pairs.append((f, unique_output(out_dir, rel, suffix, taken)))
     clash = [out for _, out in pairs if out.resolve() in seen]
     if clash:
         raise ValueError(
