@@ -177,3 +177,19 @@ def test_transparency_is_kept_inputs_are_never_written_over_and_earlier_outputs_
     with pytest.raises(ValueError, match="overwrite"):  # cat.jpg's JPEG output would be cat.jpg itself
         apply_paths(model, [src], src, RENDER, progress=False, archive=ArchiveOptions(format="jpeg"))
     assert (src / "cat.jpg").read_bytes() == before
+
+
+def test_the_benchmark_runs_at_smoke_size_and_reports_each_rate_beside_the_model_only_one(capsys):
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "archive_speed.py"
+    spec = importlib.util.spec_from_file_location("archive_speed", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    record = bench.main(["--smoke"])
+    assert set(record["photos_per_s"]) == {"model only", "streamed, 1 process"}
+    assert all(rate > 0 for rate in record["photos_per_s"].values())
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1]) == record
+    share = record["photos_per_s"]["streamed, 1 process"] / record["photos_per_s"]["model only"]
+    assert f"{share:.0%}" in out and ("PASS" in out) == (share >= bench.TARGET)
