@@ -146,7 +146,8 @@ def _stream(model: nn.Module, pairs: list[tuple[Path, Path]], rendering: Renderi
     run at once, each stage at most a few batches ahead of the next."""
     device, S = model_device(model), rendering.render_size
     workers = options.workers or default_workers()
-    ahead = 2 * options.batch  # photos a stage may hold beyond the one that follows it
+    ahead = options.batch + workers  # photos a stage may hold beyond the one that follows it: one batch, and one
+    # more for each worker, keeps the model fed without holding many full-resolution photos
     finished: queue.Queue = queue.Queue()
     stop = threading.Event()
 
@@ -163,7 +164,7 @@ def _stream(model: nn.Module, pairs: list[tuple[Path, Path]], rendering: Renderi
 
     def feed(pool: ThreadPoolExecutor):  # decode in order, `ahead` at most waiting for the model
         for src, dst in pairs:
-            if not put((src, dst, pool.submit(_decode, src, dst, S)), decoded):
+            if stop.is_set() or not put((src, dst, pool.submit(_decode, src, dst, S)), decoded):
                 return
         put(None, decoded)
 
