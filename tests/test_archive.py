@@ -6,9 +6,11 @@ two processes under torchrun split a folder."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -193,3 +195,32 @@ def test_the_benchmark_runs_at_smoke_size_and_reports_each_rate_beside_the_model
     assert json.loads(out.strip().splitlines()[-1]) == record
     share = record["photos_per_s"]["streamed, 1 process"] / record["photos_per_s"]["model only"]
     assert f"{share:.0%}" in out and ("PASS" in out) == (share >= bench.TARGET)
+
+
+@pytest.mark.slow
+def test_colorize_apply_killed_with_sigkill_finishes_the_rest_on_a_rerun(tmp_path, write_photos, tiny_checkpoint):
+    n = 40
+    write_photos(tmp_path / "in", n, size=(96, 128))
+    ckpt = tiny_checkpoint(tmp_path / "g.safetensors")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "colorize", "apply", str(tmp_path / "in"), "--model", str(ckpt), "--out", str(out),
+           "--render-size", "32", "--batch", "2", "--workers", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 240
+    try:
+        while len(list(out.glob("*.png"))) < 3:
+            assert proc.poll() is None and time.time() < deadline, "the run ended or hung before its third photo"
+            time.sleep(0.01)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    kept = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert 3 <= len(kept) < n, "the kill came too late to test anything"
+    rerun = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept  # the photos done before the kill were not written again
+    check_complete(out, n)
+    rows, counts = summary(out)
+    assert (counts["done"], counts["skipped"], counts["failed"]) == (n - len(kept), len(kept), 0)
+    assert {Path(r["output"]) for r in rows if r["status"] == "skipped"} == set(kept)
