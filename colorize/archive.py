@@ -276,6 +276,8 @@ def colorize_archive(model: nn.Module, inputs: Iterable[str | os.PathLike], out_
             log.info("%d/%d photos, %.2f photos/s, about %.0f s left", n, len(todo), rate, (len(todo) - n) / rate)
     seconds = time.perf_counter() - t0
     rows, seconds_by_rank = _gathered(rows, seconds, world)
+    order = {str(src): i for i, (src, _) in enumerate(pairs)}
+    rows.sort(key=lambda r: order[str(r[0])])  # the plan's order: the inputs' as given, each folder's sorted
     result = ColorizeResult(written=[Path(r[1]) for r in rows if r[2] == "done"],
                             failed=[(Path(r[0]), r[3]) for r in rows if r[2] == "failed"],
                             skipped=[Path(r[1]) for r in rows if r[2] == "skipped"])
@@ -299,12 +301,12 @@ def _join_processes(model: nn.Module) -> tuple[int, int]:
 
 
 def _gathered(rows: list, seconds: float, world: int) -> tuple[list, list[float]]:
-    """Every process's rows (sorted by input) and seconds; this process's alone outside a distributed launch."""
+    """Every process's rows and seconds; this process's alone outside a distributed launch."""
     if world <= 1:
-        return sorted(rows, key=lambda r: str(r[0])), [seconds]
+        return rows, [seconds]
     parts = [None] * world
     dist.all_gather_object(parts, ([tuple(map(str, r[:2])) + r[2:] for r in rows], seconds))
-    return sorted((r for part, _ in parts for r in part), key=lambda r: str(r[0])), [s for _, s in parts]
+    return [r for part, _ in parts for r in part], [s for _, s in parts]
 
 
 def _write_summary(out_dir: Path, rows: list, seconds_by_rank: list[float], total_s: float, record: str) -> None:
