@@ -264,7 +264,9 @@ def colorize_archive(model: nn.Module, inputs: Iterable[str | os.PathLike], out_
     if rows:
         log.info("%d of %d photo(s) already colorized with this model and rendering: kept", len(rows), len(pairs))
     stream = _stream(model, todo, rendering, options, record, points)
-    bar = progress_bar(stream, total=len(todo), leave=False) if progress and bars_can_draw() and todo else None
+    # one bar, rank 0's, counting its share: the processes move at about the same pace
+    drawn = progress and bars_can_draw() and todo and rank == 0
+    bar = progress_bar(stream, total=len(todo), leave=False) if drawn else None
     t0, said = time.perf_counter(), time.perf_counter()
     for n, (src, dst, status, reason) in enumerate(bar if bar is not None else stream, 1):
         rows.append((src, dst, status, reason, rank))

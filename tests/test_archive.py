@@ -127,6 +127,17 @@ def test_a_broken_photo_is_reported_and_skipped(model, tmp_path, write_photos, w
     check_complete(tmp_path / "out", len(result.written))
 
 
+
+def test_where_a_bar_can_draw_it_counts_photos_with_the_rate(model, tmp_path, write_photos, monkeypatch, capsys):
+    write_photos(tmp_path / "in", 3)
+    monkeypatch.setattr(archive, "bars_can_draw", lambda: True)
+    colorize_archive(model, [tmp_path / "in"], tmp_path / "out", RENDER, ArchiveOptions(batch=2))
+    out = capsys.readouterr().out
+    assert "[3/3 " in out and "photos/s]" in out
+    monkeypatch.setattr(archive, "bars_can_draw", lambda: False)  # a log file or a pipe: no bar
+    colorize_archive(model, [tmp_path / "in"], tmp_path / "out", RENDER, ArchiveOptions(overwrite=True))
+    assert "photos/s]" not in capsys.readouterr().out
+
 def test_photos_of_different_sizes_share_a_batch_and_keep_their_own_lightness(model, tmp_path, astronaut):
     sizes = [(45, 30), (20, 33), (64, 64), (31, 17)]
     (tmp_path / "in").mkdir()
