@@ -9,9 +9,9 @@ from typing import Iterable
 from fastai.torch_core import num_distrib, rank_distrib
 from torch import nn
 
-from .archive import ArchiveOptions, colorize_archive
+from .archive import ArchiveOptions, ColorizeResult, colorize_archive
 from .data import list_images
-from .inference import ColorizeResult, Rendering
+from .inference import Rendering
 from .video import VIDEO_EXTS, BadVideoError, VideoOptions, colorize_video, is_video, plan_videos
 
 log = logging.getLogger(__name__)

@@ -30,7 +30,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -42,13 +42,13 @@ from fastprogress.fastprogress import progress_bar
 from PIL import Image, PngImagePlugin
 from torch import nn
 
-from .config import Recipe, choice, option
+from .config import Recipe, choice, option, options_of
 from .data import BadImageError, IMAGE_EXTS, load_rgb, to_rgb
 from .device import choose_precision
 from .files import atomic_path, atomic_write_text, bars_can_draw, default_workers
 from .hintmaps import check_hints, user_hint_map
-from .inference import (PNG_COMPRESS_LEVEL, ColorizeResult, Rendering, colorize_batch, compose, model_device,
-                        plan_outputs, render_lightness)
+from .inference import (PNG_COMPRESS_LEVEL, Rendering, colorize_batch, compose, model_device, plan_outputs,
+                        render_lightness, rendering_of)
 from .parallel import weights_digest
 
 log = logging.getLogger(__name__)
@@ -74,6 +74,16 @@ class ArchiveOptions(Recipe):
     def check(self):
         if self.batch < 1 or (self.workers is not None and self.workers < 1):
             raise ValueError(f"batch {self.batch}, workers {self.workers}: each must be at least 1")
+
+
+@dataclass
+class ColorizeResult:
+    """What `colorize_archive` (or `apply.apply_paths`) wrote, the inputs it could not read with the reason, and the
+    outputs it kept because an earlier run had made them alike."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input path, reason)
+    skipped: list[Path] = field(default_factory=list)  # outputs already done with this model and rendering
 
 
 def fingerprint(model: nn.Module, rendering: Rendering, hints: list | None = None) -> str:
@@ -234,14 +244,19 @@ def _stream(model: nn.Module, pairs: list[tuple[Path, Path]], rendering: Renderi
 
 
 def colorize_archive(model: nn.Module, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-                     rendering: Rendering = Rendering(), options: ArchiveOptions = ArchiveOptions(),
-                     hints: list | None = None, progress: bool = True) -> ColorizeResult:
+                     rendering: Rendering | int | None = None, options: ArchiveOptions | None = None,
+                     hints: list | None = None, progress: bool = True, **settings) -> ColorizeResult:
     """Colorize photos and folders of photos (recursively) into `out_dir`, streamed, resumable and sharded (see the
     module's docstring); never touches the inputs. Returns every process's written, skipped and failed photos.
 
-    `hints` (a hints file's points) need exactly one photo, and are checked against it before anything is written.
+    `rendering` as for `inference.colorize_image` (a `Rendering`, a render size); the fields of it and of
+    `options` also as keywords (`render_size=64, format="jpeg"`). Transparency is kept (RGBA out for a photo
+    with an alpha channel or a transparent palette colour; JPEG drops it). `hints` (a hints file's points)
+    need exactly one photo, and are checked against it before anything is written.
     """
     start = time.perf_counter()
+    options = options_of(ArchiveOptions, options, settings)
+    rendering = rendering_of(rendering, **settings)
     out_dir, inputs = Path(out_dir), [str(p) for p in inputs]
     pairs = plan_outputs(inputs, out_dir, FORMATS[options.format])
     if not pairs:
@@ -285,8 +300,9 @@ def colorize_archive(model: nn.Module, inputs: Iterable[str | os.PathLike], out_
                             skipped=[Path(r[1]) for r in rows if r[2] == "skipped"])
     if rank == 0:
         _write_summary(out_dir, rows, seconds_by_rank, time.perf_counter() - start, record)
+        streamed = max(seconds_by_rank)  # the slowest process's
         log.info("colorized %d photo(s) into %s in %.1f s (%.2f photos/s); kept %d done before; skipped %d unreadable",
-                 len(result.written), out_dir, max(seconds_by_rank), len(result.written) / max(max(seconds_by_rank), 1e-9),
+                 len(result.written), out_dir, streamed, len(result.written) / max(streamed, 1e-9),
                  len(result.skipped), len(result.failed))
     return result
 
