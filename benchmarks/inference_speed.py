@@ -163,7 +163,8 @@ def cli_seconds(args: list[str], repeats: int) -> float:
 def cli_guided_rows(ckpt: str, photo: Path, hints: list, render_size: int, repeats: int, folder: Path) -> list[tuple]:
     """`colorize apply` on `photo` without and with `hints` (a hints file), end to end: a row each and the ratio."""
     (folder / "hints.json").write_text(json.dumps(hints))
-    common = ["apply", str(photo), "--model", ckpt, "--render-size", str(render_size), "--device", "cpu"]
+    common = ["apply", str(photo), "--model", ckpt, "--render-size", str(render_size), "--device", "cpu",
+              "--overwrite"]  # each repeat colorizes again (a rerun would keep the photo already done)
     plain = cli_seconds([*common, "--out", str(folder / "plain")], repeats)
     guided = cli_seconds([*common, "--out", str(folder / "guided"), "--hints", str(folder / "hints.json")], repeats)
     name = f"`colorize apply` {photo.name}, dull generator"
