@@ -33,6 +33,7 @@ test-gpu: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/inference_speed.py
+	$(BIN)/python benchmarks/archive_speed.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -37,7 +37,8 @@ from PIL import Image
 
 from colorize.data import load_rgb
 from colorize.hintmaps import hints_from_photo
-from colorize.inference import Rendering, colorize_files, colorize_image
+from colorize.archive import colorize_archive
+from colorize.inference import Rendering, colorize_image
 from colorize.models import build_generator, load_generator, save_generator
 
 DULL_SCALE = 0.05  # the dull generator: the random one's last conv scaled by this (|ab| a few units)
@@ -73,7 +74,7 @@ def child(ckpt: str, photo: str, render_size: int, device: str) -> None:
     model = load_generator(ckpt, device=device)
     t1 = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
-        colorize_files(model, [photo], out, render_size=render_size, progress=False)
+        colorize_archive(model, [photo], out, render_size=render_size, progress=False)
     t2 = time.perf_counter()
     print(json.dumps({"load_s": t1 - t0, "file_s": t2 - t1, "peak_rss_gb": peak_rss_gb()}))
 
@@ -162,7 +163,8 @@ def cli_seconds(args: list[str], repeats: int) -> float:
 def cli_guided_rows(ckpt: str, photo: Path, hints: list, render_size: int, repeats: int, folder: Path) -> list[tuple]:
     """`colorize apply` on `photo` without and with `hints` (a hints file), end to end: a row each and the ratio."""
     (folder / "hints.json").write_text(json.dumps(hints))
-    common = ["apply", str(photo), "--model", ckpt, "--render-size", str(render_size), "--device", "cpu"]
+    common = ["apply", str(photo), "--model", ckpt, "--render-size", str(render_size), "--device", "cpu",
+              "--overwrite"]  # each repeat colorizes again (a rerun would keep the photo already done)
     plain = cli_seconds([*common, "--out", str(folder / "plain")], repeats)
     guided = cli_seconds([*common, "--out", str(folder / "guided"), "--hints", str(folder / "hints.json")], repeats)
     name = f"`colorize apply` {photo.name}, dull generator"

@@ -144,22 +144,26 @@ def _train(args):
 
 def _apply(args):
     from .apply import apply_paths
-    from .device import inference_device
+    from .archive import ArchiveOptions
+    from .device import process_device
     from .hintmaps import read_hints_file
     from .inference import Rendering
     from .models import load_generator
     from .video import VideoOptions
 
     rendering, video = options_from_args(args, Rendering), options_from_args(args, VideoOptions)
+    archive = options_from_args(args, ArchiveOptions)
     hints = read_hints_file(args.hints) if args.hints else None
-    model = load_generator(args.model, device=inference_device(args.device))
+    # alone: the device asked for or the best there is; under torchrun: the GPU of this process's local rank
+    model = load_generator(args.model, device=process_device(args.device))
     if args.reference or args.save_hints:
         return _apply_reference(args, model, hints, rendering, video)
-    result = apply_paths(model, args.inputs, args.out, rendering, hints=hints, video=video)
-    print(f"wrote {len(result.written)} file(s) to {args.out}" + (
-        f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
-        if result.failed else ""))
-    return 1 if result.failed and not result.written else 0
+    result = apply_paths(model, args.inputs, args.out, rendering, hints=hints, video=video, archive=archive)
+    say(f"wrote {len(result.written)} file(s) to {args.out}"  # several processes: rank 0 speaks for all
+        + (f"; kept {len(result.skipped)} done before" if result.skipped else "")
+        + (f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
+           if result.failed else ""))
+    return 1 if result.failed and not result.written and not result.skipped else 0
 
 
 def _apply_reference(args, model, hints, rendering, video):
@@ -275,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_training_commands(sub)  # pretrain, gan, hints
 
+    from .archive import ArchiveOptions
     from .evaluate import EvalOptions
     from .flicker import FlickerOptions
     from .inference import Rendering
@@ -294,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--device", help=DEVICE_HELP)
     add_option_args(a, Rendering)  # --render-size --precision --propagation --reach
     add_option_args(a, VideoOptions)  # --temporal
+    add_option_args(a, ArchiveOptions)  # --batch --workers --format --overwrite
     a.set_defaults(run=_apply)
 
     f = sub.add_parser("flicker", help="flicker of colorized video: a colour clip as ground truth, per frame vs stabilised")

@@ -3,8 +3,8 @@
 `colorize_batch` is the one place the generator runs at inference: L (B,1,S,S) in [-1,1] at the render
 size, with a hint map where the model takes hints, in the `Rendering`'s precision, then what the
 prediction still misses at the hints spread along lightness (`propagate.propagate`). Photos
-(`colorize_image`, `colorize_files`), video frames (`video.colorized_frames`), evaluation's scorers
-(`evaluate`), the flicker report (`flicker`) and the Guide tab (`guide`) all call it.
+(`colorize_image`; folders of them: `archive.colorize_archive`), video frames (`video.colorized_frames`),
+evaluation's scorers (`evaluate`), the flicker report (`flicker`) and the Guide tab (`guide`) all call it.
 
 A photo is squeezed to `render_size` x `render_size` for the model (`render_lightness`); the predicted ab
 is upsampled bilinearly to the photo's size and joined with the ORIGINAL full-resolution L (`compose`,
@@ -18,24 +18,22 @@ then, for every generator, the residual at the hinted pixels is spread (`Renderi
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from fastprogress.fastprogress import progress_bar
 from PIL import Image
 from torch import nn
 
 from .config import PRECISIONS, PROPAGATIONS, Recipe, choice, option
-from .data import BadImageError, IMAGE_EXTS, list_images, load_rgb, to_rgb
+from .data import list_images, to_rgb
 from .device import autocast_for, choose_precision
-from .files import bars_can_draw, unique_output
+from .files import unique_output
 from .hintmaps import HintPoint, check_hints, user_hint_map
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lightness, rgb_to_pixels
 from .propagate import check_levin_size, propagate
@@ -177,16 +175,9 @@ def render_photo(model: nn.Module, image: Image.Image, rendering: Rendering, poi
     return out
 
 
-@dataclass
-class ColorizeResult:
-    """What `colorize_files` (or `apply.apply_paths`) wrote, and the inputs it skipped with the reason."""
-
-    written: list[Path] = field(default_factory=list)
-    failed: list[tuple[Path, str]] = field(default_factory=list)  # (input path, reason)
-
-
-def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """(input, output) pairs: files keep their name as .png in `out_dir`, folders keep their subfolders.
+def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
+                 suffix: str = ".png") -> list[tuple[Path, Path]]:
+    """(input, output) pairs: files keep their name with `suffix` in `out_dir`, folders keep their subfolders.
 
     A name already taken by an earlier input gets `-2`, `-3`, ... Files already inside `out_dir` are
     not picked up from input folders. A plan that would write over an input is refused before anything
@@ -202,7 +193,7 @@ def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike
                 continue
             seen.add(f.resolve())
             rel = f.relative_to(root) if root.is_dir() else Path(f.name)
-            pairs.append((f, unique_output(out_dir, rel, ".png", taken)))
+            pairs.append((f, unique_output(out_dir, rel, suffix, taken)))
     clash = [out for _, out in pairs if out.resolve() in seen]
     if clash:
         raise ValueError(
@@ -210,39 +201,3 @@ def plan_outputs(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike
             "choose an output folder outside the inputs"
         )
     return pairs
-
-
-def colorize_files(model: nn.Module, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-                   rendering: Rendering | int | None = None, progress: bool = True, hints=None,
-                   **settings) -> ColorizeResult:
-    """Colorize photos and folders of photos (recursively) into `out_dir` as PNG; never touches the inputs.
-
-    A file that cannot be read is logged, recorded in `failed` and skipped; the rest are written.
-    Transparency is kept (RGBA out for a photo with an alpha channel or a transparent palette colour).
-    `rendering` and `hints` as for `colorize_image`; hints need exactly one input photo, and are checked
-    against it before anything is written.
-    """
-    rendering = rendering_of(rendering, **settings)
-    inputs = [str(p) for p in inputs]
-    pairs = plan_outputs(inputs, out_dir)
-    if not pairs:
-        raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_EXTS))}) found in {', '.join(inputs)}")
-    points = []
-    if hints:
-        if len(pairs) != 1:
-            raise ValueError(f"hints are points of one photo, but {len(pairs)} photos were given: colorize that "
-                             "photo alone with its hints file")
-        points = check_hints(hints, load_rgb(pairs[0][0], keep_alpha=True).size)  # bad: an error, nothing written
-    result = ColorizeResult()
-    for src, dst in progress_bar(pairs) if progress and bars_can_draw() else pairs:
-        try:
-            image = load_rgb(src, keep_alpha=True)
-        except BadImageError as e:
-            log.warning("skipped %s: %s", src, e)
-            result.failed.append((src, str(e)))
-            continue
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        render_photo(model, image, rendering, points).save(dst, compress_level=PNG_COMPRESS_LEVEL)
-        result.written.append(dst)
-    log.info("colorized %d photo(s) into %s; skipped %d", len(result.written), out_dir, len(result.failed))
-    return result

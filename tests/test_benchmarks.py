@@ -96,10 +96,11 @@ def test_peak_table(bench, monkeypatch, name, peak):
 
 
 def test_every_benchmark_script_is_run_by_a_test():
-    """A new script in benchmarks/ cannot be left out: each is named by a test here (budget.py, hint_edges.py and
-    reference_pairs.py by their modules' own: test_budget, test_propagate, test_reference)."""
+    """A new script in benchmarks/ cannot be left out: each is named by a test here (budget.py, hint_edges.py,
+    reference_pairs.py and archive_speed.py by their modules' own: test_budget, test_propagate, test_reference,
+    test_archive)."""
     tested = {"train_throughput.py", "inference_speed.py", "video_speed.py", "budget.py", "hint_edges.py",
-              "reference_pairs.py"}
+              "reference_pairs.py", "archive_speed.py"}
     assert {p.name for p in BENCHMARKS.glob("*.py")} <= tested, "add a smoke test for the new benchmark script"
 
 

@@ -55,7 +55,7 @@ def test_apply_colorizes_a_folder_and_skips_a_broken_file(tmp_path, capsys, tiny
     (photos / "broken.jpg").write_text("not a photo")
     assert main(["apply", str(photos), "--model", str(ckpt), "--out", str(tmp_path / "out"), "--render-size", "32"]) == 0
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
-    assert written == ["a.png", "b.png"]
+    assert written == ["a.png", "b.png", "colorize-apply.csv", "colorize-apply.json"]  # the photos and the summary
     assert Image.open(tmp_path / "out" / "a.png").size == (45, 30)
     assert "broken.jpg" in capsys.readouterr().out
 

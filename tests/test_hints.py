@@ -24,7 +24,8 @@ from colorize.hintmaps import (
     read_hints_file,
     user_hint_map,
 )
-from colorize.inference import colorize_files, colorize_image
+from colorize.archive import colorize_archive
+from colorize.inference import colorize_image
 from colorize.lab import encode_hints, generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net
 from colorize.loaders import make_dataloaders
 from colorize.models import checkpoint_spec, load_generator, save_generator, widen_for_hints
@@ -304,10 +305,10 @@ def test_an_automatic_model_follows_hints_by_propagation_and_keeps_the_lightness
 def test_bad_hints_write_nothing(widened, tmp_path):
     Image.fromarray(data.chelsea()).save(tmp_path / "cat.png")
     with pytest.raises(ValueError, match="hint 1 of 1 .*outside"):
-        colorize_files(widened, [tmp_path / "cat.png"], tmp_path / "out", SIZE, hints=[{"x": 5000, "y": 1, "color": "red"}])
+        colorize_archive(widened, [tmp_path / "cat.png"], tmp_path / "out", SIZE, hints=[{"x": 5000, "y": 1, "color": "red"}])
     Image.fromarray(data.coffee()).save(tmp_path / "coffee.png")
     with pytest.raises(ValueError, match="one photo"):
-        colorize_files(widened, [tmp_path], tmp_path / "out", SIZE, hints=[{"x": 5, "y": 1, "color": "red"}])
+        colorize_archive(widened, [tmp_path], tmp_path / "out", SIZE, hints=[{"x": 5, "y": 1, "color": "red"}])
     assert not (tmp_path / "out").exists()
 
 

@@ -9,7 +9,8 @@ from PIL import Image
 from skimage import color, data
 
 from colorize.cli import main
-from colorize.inference import RENDER_SIZE, check_render_size, colorize_files, colorize_image
+from colorize.archive import colorize_archive
+from colorize.inference import RENDER_SIZE, check_render_size, colorize_image
 from colorize.models import load_generator, save_generator
 
 RENDER = 64  # the tiny generator's size: keeps every test a fraction of a second
@@ -94,9 +95,9 @@ def test_files_keep_their_transparency_and_a_tiny_render_size_is_refused(model, 
     rgba.putalpha(Image.linear_gradient("L").resize((30, 20)))
     rgba.save(tmp_path / "logo.png")
     with pytest.raises(ValueError, match="render size 16: choose a multiple of 32 from 32 to 1024"):
-        colorize_files(model, [tmp_path / "logo.png"], tmp_path / "out", render_size=16, progress=False)
+        colorize_archive(model, [tmp_path / "logo.png"], tmp_path / "out", render_size=16, progress=False)
     assert not (tmp_path / "out").exists()
-    (written,) = colorize_files(model, [tmp_path / "logo.png"], tmp_path / "out", render_size=RENDER,
+    (written,) = colorize_archive(model, [tmp_path / "logo.png"], tmp_path / "out", render_size=RENDER,
                                progress=False).written
     out = Image.open(written)
     assert out.mode == "RGBA" and np.array_equal(np.asarray(out)[..., 3], np.asarray(rgba)[..., 3])
@@ -116,8 +117,8 @@ def photo_dir(tmp_path):
 
 def test_folder_with_bad_files_writes_the_rest(model, photo_dir, tmp_path, caplog):
     before = {p: p.read_bytes() for p in photo_dir.rglob("*") if p.is_file()}
-    with caplog.at_level(logging.WARNING, logger="colorize.inference"):
-        result = colorize_files(model, [photo_dir], tmp_path / "out", render_size=RENDER, progress=False)
+    with caplog.at_level(logging.WARNING, logger="colorize.archive"):
+        result = colorize_archive(model, [photo_dir], tmp_path / "out", render_size=RENDER, progress=False)
     assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in result.written) == ["cat.png", "sub/coffee.png"]
     assert Image.open(tmp_path / "out" / "cat.png").size == (45, 30)
     assert sorted(p.name for p, _ in result.failed) == ["notes.jpg", "truncated.jpg"]
@@ -129,23 +130,23 @@ def test_refuses_to_overwrite_inputs(model, photo_dir):
     coffee = photo_dir / "sub" / "coffee.png"
     before = coffee.read_bytes()
     with pytest.raises(ValueError, match="overwrite"):
-        colorize_files(model, [coffee], photo_dir / "sub", render_size=RENDER, progress=False)
+        colorize_archive(model, [coffee], photo_dir / "sub", render_size=RENDER, progress=False)
     with pytest.raises(ValueError, match="overwrite"):
-        colorize_files(model, [photo_dir], photo_dir, render_size=RENDER, progress=False)
+        colorize_archive(model, [photo_dir], photo_dir, render_size=RENDER, progress=False)
     assert coffee.read_bytes() == before
     assert sorted(p.name for p in photo_dir.rglob("*.png")) == ["coffee.png"]  # nothing written
 
 
 def test_rerun_into_a_folder_inside_the_inputs(model, photo_dir):
     for _ in range(2):  # the second run must not take the first run's outputs for photos
-        result = colorize_files(model, [photo_dir], photo_dir / "colorized", render_size=RENDER, progress=False)
-        assert sorted(p.relative_to(photo_dir).as_posix() for p in result.written) == [
+        result = colorize_archive(model, [photo_dir], photo_dir / "colorized", render_size=RENDER, progress=False)
+        assert sorted(p.relative_to(photo_dir).as_posix() for p in result.written + result.skipped) == [
             "colorized/cat.png", "colorized/sub/coffee.png"]
 
 
 def test_same_names_are_disambiguated(model, photo_dir, tmp_path):
     Image.open(photo_dir / "cat.jpg").save(photo_dir / "sub" / "cat.png")
-    result = colorize_files(model, [photo_dir / "cat.jpg", photo_dir / "sub" / "cat.png"], tmp_path / "out",
+    result = colorize_archive(model, [photo_dir / "cat.jpg", photo_dir / "sub" / "cat.png"], tmp_path / "out",
                             render_size=RENDER, progress=False)
     assert [p.name for p in result.written] == ["cat.png", "cat-2.png"]
 
@@ -178,5 +179,5 @@ def test_bad_rendering_settings_are_refused_once_before_any_photo(model, tmp_pat
                          (dict(propagation="slow"), "propagation is 'slow'; choose one of: fast, levin, off"),
                          (dict(reach=0), "reach 0"), (dict(precision="fp64"), "precision is 'fp64'; choose one of")]:
         with pytest.raises(ValueError, match=message):
-            colorize_files(model, [tmp_path / "a.png"], tmp_path / "out", progress=False, **bad)
+            colorize_archive(model, [tmp_path / "a.png"], tmp_path / "out", progress=False, **bad)
     assert not (tmp_path / "out").exists()

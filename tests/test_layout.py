@@ -67,7 +67,8 @@ LAYERS = (
     ("device", "files", "hintmaps", "metrics", "plots", "propagate", "swatches"),  # small helpers on those
     ("clock", "data", "models", "parallel", "readme"),  # photos and their index, the networks, processes, the clock
     ("download", "export", "inference", "loaders"),  # datasets, the engine, batches
-    ("evaluate", "guide", "learner", "video"),  # scores, the Guide's session, the Learner every stage trains, frames
+    ("archive", "evaluate", "guide", "learner", "video"),  # many photos, scores, the Guide's session, the Learner every
+    # stage trains, frames
     ("apply", "flicker", "gan", "hints", "pretrain", "reference", "run", "widgets"),  # routing, reference colour,
     # the stages' learners, the run folder, notebook widgets
     ("app", "share", "stages"),  # the app, training any stage, sharing a checkpoint
