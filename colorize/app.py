@@ -10,8 +10,9 @@ Endpoints (for `gradio_client.Client(url).predict(..., api_name=...)`):
     /colorize_many  list of photo files [, model name, render size] -> gallery of PNGs, one zip of them
     /guide          photo file, hints as a JSON string (a hints file's text) [, model, render size, propagation,
                     reach] -> the PNG
-    /colorize_video video file [, model name, render size, temporal] -> the colorized MP4 (clips up to
-                    MAX_VIDEO_SECONDS; longer ones: `colorize apply`)
+    /colorize_video video file [, model name, render size, temporal, keyframes] -> a preview frame, the
+                    colorized MP4 for the player and for the download (clips up to
+                    MAX_VIDEO_PIXELS of frames x pixels; longer ones: `colorize apply`)
 
 The Guide tab works with every model, on the photo uploaded in the Colorize tab: a click on the result
 places a hint there; suggested colours (the model's own there, those used, every colour that exists at
@@ -27,13 +28,17 @@ import html
 import json
 import logging
 import os
+import queue
+import threading
+import time
 import uuid
 import zipfile
 from functools import partial, wraps
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import gradio as gr
+import numpy as np
 from PIL import Image
 from torch import nn
 
@@ -56,7 +61,9 @@ DEFAULT_PORT = 7860  # Gradio's usual port
 CACHE_CLEANUP = (3600, 3600)  # Gradio's delete_cache: every hour, delete uploads and results over an hour old
 SANS = ["ui-sans-serif", "system-ui", "-apple-system", "Segoe UI", "Roboto", "Helvetica Neue", "Arial", "sans-serif"]
 MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "Liberation Mono", "monospace"]
-MAX_VIDEO_SECONDS = 20  # a longer clip is the CLI's: on a CPU a 256 px model colorizes a few frames a second
+MAX_VIDEO_PIXELS = 250 * 640 * 360  # frames x width x height: the work, not the seconds (about 3 minutes on a CPU)
+MAX_VIDEO_EXAMPLE = "10 s of 640x360 at 25 fps"
+PREVIEW_EVERY_S = 2.0  # the Video tab shows a colorized frame this often
 SHARE_WARNING = ("--share: Gradio makes a public link to this app through its relay server; anyone with the link "
                  "can use the app, run your models and see what is uploaded until you stop it")
 DEFAULTS = Rendering()  # what the page's controls start at
@@ -445,11 +452,15 @@ def build_app(models: Sequence[str | os.PathLike] | Mapping[str, nn.Module], dev
 
 def colorize_video_upload(models: Mapping[str, nn.Module], clip: str | None, model: str | None = None,
                           render_size: int = DEFAULTS.render_size, temporal: float = DEFAULT_TEMPORAL,
-                          progress=gr.Progress()) -> tuple[str, str]:
-    """An uploaded clip -> its colorized MP4 (twice: for the player and the download), with progress in frames.
+                          keyframes: int = 1, progress=gr.Progress()) -> Iterator[tuple]:
+    """An uploaded clip -> (a preview frame, the colorized MP4 for the player, and for the download), yielded as
+    the work goes: the first colorized frame at once, then one every PREVIEW_EVERY_S, the MP4 at the end;
+    `progress` counts frames (Gradio shows the rate and time left).
 
-    A clip that is not a readable video, or lasts more than MAX_VIDEO_SECONDS, raises `gr.Error`; the
-    message for a long one names the `colorize apply` command that does it.
+    The work runs in a thread; closing this generator (Gradio's cancel) stops it, leaving nothing. A clip that
+    is not a readable video, is damaged (found by a scan before any frame is colorized), or is more work than
+    MAX_VIDEO_PIXELS (frames x width x height) raises `gr.Error`; the message for a long one names the
+    `colorize apply` command that does it.
     """
     if clip is None:
         raise _refuse("upload a video first")
@@ -457,41 +468,84 @@ def colorize_video_upload(models: Mapping[str, nn.Module], clip: str | None, mod
     name = Path(clip).name
     try:
         info = probe(clip)
-        video = VideoOptions(float(temporal))
+        video = VideoOptions(float(temporal), int(keyframes))
     except (BadVideoError, ValueError) as e:
         raise _refuse(str(e).replace(clip, name)) from e
-    seconds = float(info.frames / info.fps)
-    if seconds > MAX_VIDEO_SECONDS:
-        raise _refuse(f"{name} lasts {seconds:.0f} s; this app takes clips up to {MAX_VIDEO_SECONDS} s. Colorize it "
-                      f"from a terminal: colorize apply {name} --model CHECKPOINT --out colorized")
+    work = info.frames * info.width * info.height
+    if work > MAX_VIDEO_PIXELS:
+        raise _refuse(f"{name} is {info.frames} frames of {info.width}x{info.height}, {work / 1e6:.0f} megapixels of "
+                      f"film; this app takes up to {MAX_VIDEO_PIXELS / 1e6:.0f} (e.g. {MAX_VIDEO_EXAMPLE}). Colorize it "
+                      f"from a terminal: colorize apply {name} --model CHECKPOINT --out colorized --keyframes 4")
     out = _results_dir() / f"{Path(name).stem}-colorized.mp4"
+    events: queue.Queue = queue.Queue()
+    stop = threading.Event()
+
+    def on_frame(done: int, total: int, rgb: np.ndarray) -> None:
+        if stop.is_set():
+            raise VideoCancelled(f"{name}: cancelled at frame {done}")
+        events.put(("frame", done, total, rgb))
+
+    def work_thread() -> None:
+        try:
+            colorize_video(generator, clip, out, rendering, video, progress=False, on_frame=on_frame)
+            events.put(("done",))
+        except BaseException as e:  # handed to the page's thread, which raises it
+            events.put(("error", e))
+
+    worker = threading.Thread(target=work_thread, name=f"colorize {name}", daemon=True)
+    worker.start()
+    shown = 0.0
     try:
-        colorize_video(generator, clip, out, rendering, video, progress=False,
-                       on_frame=lambda done, total: progress((done, total or None), desc="colorizing", unit="frames"))
-    except BadVideoError as e:
-        raise _refuse(str(e).replace(clip, name)) from e
+        while True:
+            event = events.get()
+            if event[0] == "frame":
+                _, done, total, rgb = event
+                progress((done, total or None), desc="colorizing", unit="frames")
+                if done == 1 or time.monotonic() - shown >= PREVIEW_EVERY_S:
+                    shown = time.monotonic()
+                    yield Image.fromarray(rgb), None, None
+            elif event[0] == "error":
+                if isinstance(event[1], BadVideoError):
+                    raise _refuse(str(event[1]).replace(clip, name)) from event[1]
+                raise event[1]
+            else:
+                break
+    finally:
+        stop.set()  # a cancel (the generator closed) stops the work at its next frame
     log.info("colorized %s (%d frames, %dx%d) with %s at %d px", name, info.frames, info.width, info.height, model,
              rendering.render_size)
-    return str(out), str(out)
+    yield gr.skip(), str(out), str(out)
+
+
+class VideoCancelled(Exception):
+    """The Video tab's work stopped by its Cancel button."""
 
 
 def video_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: gr.Slider) -> None:
-    """The Video tab: upload a short clip, watch and download its colorized MP4."""
+    """The Video tab: upload a short clip, watch it colorized frame by frame, cancel, download its MP4."""
     with gr.Tab("Video", elem_id="video-tab"):
-        gr.Markdown(f"A clip up to {MAX_VIDEO_SECONDS} s comes back as an MP4 with its sound; longer ones with "
+        gr.Markdown(f"A clip up to {MAX_VIDEO_PIXELS / 1e6:.0f} megapixels of film (frames x width x height, e.g. "
+                    f"{MAX_VIDEO_EXAMPLE}) comes back as an MP4 with its sound; longer ones with "
                     "`colorize apply CLIP --model ... --out ...` from a terminal. Colour is carried along the "
-                    "motion from frame to frame so it does not flicker; 0 colorizes every frame on its own.")
+                    "motion from frame to frame so it does not flicker; 0 colorizes every frame on its own. "
+                    "Keyframes K runs the network on every K-th frame only: several times faster.")
         with gr.Row():
             with gr.Column(scale=1):
                 clip = gr.File(label="video", file_types=sorted(VIDEO_EXTS), type="filepath", elem_id="video")
                 temporal = gr.Slider(0, 0.95, step=0.05, value=DEFAULT_TEMPORAL,
                                      label="steadiness (weight of the colour carried from the previous frame)")
-                run = gr.Button("Colorize video", variant="primary")
+                keyframes = gr.Slider(1, 8, step=1, value=1, label="keyframes (the network on every K-th frame)")
+                with gr.Row():
+                    run = gr.Button("Colorize video", variant="primary")
+                    cancel = gr.Button("Cancel", variant="stop", elem_id="video-cancel")
                 download = gr.File(label="colorized MP4", interactive=False, elem_id="video-result")
             with gr.Column(scale=3):
+                preview = gr.Image(label="first colorized frames", type="pil", format="jpeg", interactive=False,
+                                   elem_id="video-preview")
                 player = gr.Video(label="colorized", format="mp4", interactive=False, elem_id="video-player")
-        run.click(partial(colorize_video_upload, models), [clip, model, render_size, temporal], [player, download],
-                  api_name="colorize_video", concurrency_id="model")
+        job = run.click(partial(colorize_video_upload, models), [clip, model, render_size, temporal, keyframes],
+                        [preview, player, download], api_name="colorize_video", concurrency_id="model")
+        cancel.click(None, cancels=[job])
 
 
 def launch(app: gr.Blocks, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, share: bool = False,

@@ -1,6 +1,7 @@
 """Flicker measured: a colour clip is the ground truth, its gray frames are colorized per frame and stabilised.
 
-Per method (each model per frame, `temporal` 0, and stabilised), over the clip's frames:
+Per method (each model per frame, `temporal` 0, and stabilised, from ONE model pass per frame; and, if asked,
+through keyframes, a pass of its own running the model on the keyframes only), over the clip's frames:
 - PSNR RGB and delta colourfulness (`colorize.metrics`), per frame, averaged;
 - warping error (Lai et al. 2018): frame t against frame t+1 warped back along the ORIGINAL clip's flow,
   pixels the forward-backward test finds occluded masked out: mean over t of sum(M * |O_t - warp(O_t+1)|^2)
@@ -10,7 +11,8 @@ Per method (each model per frame, `temporal` 0, and stabilised), over the clip's
   between 256-bin histograms of each RGB channel of frames t and t+gap, averaged over channels, frames and
   the gaps 1, 2, 4.
 The original clip's own warping error and CDC are the floor: what real motion and lighting cost.
-Everything streams: one pass over the clip feeds every method at once, holding a few frames each.
+Everything streams: one pass over the clip feeds every method at once, holding a few frames each; progress
+in frames with the rate and time left (`video.frame_progress`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from .inference import Rendering, rendering_of
 from .lab import pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness
 from .metrics import colorfulness, psnr_rgb
 from .temporal import DEFAULT_TEMPORAL, consistent, new_flow, to_flow_image, warp
-from .video import BATCH, VideoOptions, colorized_frames, read_frames
+from .video import BATCH, VideoOptions, colorized_frames, colorized_variants, frame_progress, probe, read_frames
 
 CDC_GAPS = (1, 2, 4)  # Liu et al. 2021
 ORIGINAL = "original (floor)"
@@ -118,7 +120,9 @@ def _db(value: float) -> str:
     return f"{value:.2f}" if np.isfinite(value) else "—"  # the original against itself: no error to measure
 
 
-def method_name(model: str, temporal: float) -> str:
+def method_name(model: str, temporal: float = 0.0, keyframes: int = 1) -> str:
+    if keyframes > 1:
+        return f"{model}, keyframes {keyframes}"
     return f"{model}, per frame" if temporal == 0 else f"{model}, temporal {temporal:g}"
 
 
@@ -129,13 +133,18 @@ class FlickerOptions:
     temporals: tuple[float, ...] = option((0.0, DEFAULT_TEMPORAL), "blend weights to compare (0: per frame; the "
                                           "default's second is the stabiliser's)", parse=float, nargs="+",
                                           flag="--temporal")
+    keyframes: tuple[int, ...] = option((), "keyframe spacings to compare too (the network on every K-th frame, the "
+                                        f"keyframes stabilised at {DEFAULT_TEMPORAL:g})", parse=int, nargs="+")
     batch: int = BATCH  # frames through the model at once
     strip: int = STRIP  # frames shown per method
 
     def __post_init__(self):
         object.__setattr__(self, "temporals", tuple(float(t) for t in self.temporals))
+        object.__setattr__(self, "keyframes", tuple(int(k) for k in self.keyframes))
         for t in self.temporals:
-            VideoOptions(t, self.batch)  # refuses a bad weight before any frame
+            VideoOptions(t, batch=self.batch)  # refuses a bad weight before any frame
+        for k in self.keyframes:
+            VideoOptions(keyframes=k)
 
 
 def measure_flicker(clip: str | os.PathLike, models: dict[str, nn.Module], rendering: Rendering | int | None = None,
@@ -148,13 +157,19 @@ def measure_flicker(clip: str | os.PathLike, models: dict[str, nn.Module], rende
     n = sum(1 for _ in read_frames(clip)) if strip else 0
     keep = set(np.linspace(0, n - 1, strip).round().astype(int).tolist()) if strip else set()
     methods = [method_name(m, t) for m in models for t in options.temporals]
-    sources = itertools.tee(read_frames(clip), len(methods) + 1)
-    outs = [colorized_frames(models[m], src, rendering, VideoOptions(t, options.batch))
-            for (m, t), src in zip(itertools.product(models, options.temporals), sources[1:])]
+    methods += [method_name(m, keyframes=k) for m in models for k in options.keyframes]
+    sources = iter(itertools.tee(read_frames(clip), 1 + len(models) * (1 + len(options.keyframes))))
+    truths = next(sources)
+    outs = [colorized_variants(models[m], next(sources), options.temporals, rendering, options.batch) for m in models]
+    outs += [map(lambda f: (f,), colorized_frames(models[m], next(sources), rendering,
+                                                   VideoOptions(DEFAULT_TEMPORAL, k, options.batch)))
+             for m in models for k in options.keyframes]
     meters = {name: Meter() for name in [ORIGINAL] + methods}
     strips = {name: [] for name in meters}
     flow, prev_gray, count = new_flow(), None, 0
-    for i, (truth, *colour) in enumerate(zip(sources[0], *outs)):
+    frames = frame_progress(zip(truths, *outs), probe(clip).frames, what=f"flicker of {Path(clip).name}")
+    for i, (truth, *variants) in enumerate(frames):
+        colour = [frame for variant in variants for frame in variant]
         gray, f, mask = _gray(truth), None, None
         if prev_gray is not None:
             f = flow.calc(prev_gray, gray, None)  # (H,W,2) original t-1 -> t

@@ -21,10 +21,13 @@ most of the frame, the average restarts from the new frame's prediction.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TEMPORAL = 0.7  # blend weight of the carried colour: per-pixel noise std falls to sqrt((1-w)/(1+w)) = 42%
 FLOW_SIDE = 512  # flow and the blend run with the frame's longer side at most this (ab is smooth: no loss)
@@ -33,6 +36,10 @@ L_TOLERANCE = 0.1  # a pixel whose L (network scale, [-1,1]) differs more from t
 HIST_BINS = 64  # lightness histogram for cut detection
 CUT_HISTOGRAM = 0.5  # total-variation distance between consecutive lightness histograms that means a cut
 CUT_OCCLUDED = 0.6  # fraction of untrusted pixels (flow failed) that means a cut
+MATCH_RADIUS = 6  # a hint the flow loses is looked for again: a (2r+1)^2 patch of the working resolution...
+MATCH_SEARCH = 12  # ...searched this far around where the flow (untrusted) puts it
+MATCH_SCORE = 0.8  # normalised cross-correlation that counts as found again
+MATCH_TEXTURE = 4.0  # a patch flatter than this (std of uint8 lightness) matches anywhere: not looked for
 
 
 def check_temporal(temporal: float) -> float:
@@ -95,6 +102,14 @@ class FramePair:
     forward: np.ndarray  # (h,w,2) flow t-1 -> t
     trusted: np.ndarray  # (h,w) bool: flow consistent both ways and lightness matching
     cut: bool  # a scene cut between t-1 and t: nothing is carried over
+    gray: np.ndarray | None = None  # (h,w) uint8 lightness of frame t at the working resolution
+    prev_gray: np.ndarray | None = None  # (h,w) uint8 of frame t-1
+
+    def trusted_backward(self) -> np.ndarray:
+        """(h,w) bool in frame t-1's pixels: where the flow t-1 -> t is consistent both ways and lightness matches
+        (the mirror of `trusted`, for colour carried backwards in time, from t into t-1)."""
+        same_l = np.abs(warp(self.gray, self.forward).astype(np.float32) - self.prev_gray) <= L_TOLERANCE * 127.5
+        return consistent(self.forward, self.back) & same_l
 
 
 class Stabiliser:
@@ -128,7 +143,7 @@ class Stabiliser:
         cut = histogram_jump(prev, gray) > CUT_HISTOGRAM or 1 - trusted.mean() > CUT_OCCLUDED
         if cut:
             self.cuts.append(self.frame)
-        return FramePair(back, forward, trusted, cut)
+        return FramePair(back, forward, trusted, cut, gray, prev)
 
     def blend(self, ab: np.ndarray, pair: FramePair | None) -> np.ndarray:
         """A frame's prediction ab (h,w,2) ab/110 at the working resolution and its `relate` answer -> the
@@ -144,7 +159,8 @@ class Stabiliser:
 
 def carry_point(pair: FramePair | None, x: float, y: float, scale: tuple[float, float]) -> tuple[float, float] | None:
     """A point (x, y) of frame t-1 in FULL-resolution pixels moved along the flow into frame t (`pair`), or
-    None when it is occluded, leaves the frame or a cut comes between. `scale` = full / working size (sx, sy)."""
+    None when it is truly gone: a cut comes between, it leaves the frame, or the flow check fails there and
+    the patch around it is not found again nearby (`find_again`)."""
     if pair is None:
         return x, y
     if pair.cut:
@@ -155,6 +171,34 @@ def carry_point(pair: FramePair | None, x: float, y: float, scale: tuple[float, 
     dx, dy = pair.forward[cy, cx]
     nx, ny = cx + dx, cy + dy
     ix, iy = round(nx), round(ny)
-    if not (0 <= ix < w and 0 <= iy < h) or not pair.trusted[iy, ix]:
+    if not (0 <= ix < w and 0 <= iy < h):
         return None
+    if not pair.trusted[iy, ix]:
+        found = find_again(pair, (cx, cy), (nx, ny))
+        if found is None:
+            return None
+        nx, ny = found
     return float(nx * sx), float(ny * sy)
+
+
+def find_again(pair: FramePair, at: tuple[int, int], guess: tuple[float, float]) -> tuple[float, float] | None:
+    """Where the patch around `at` (x, y) of frame t-1 lies in frame t, searched around `guess` (working pixels),
+    by normalised cross-correlation (OpenCV's matchTemplate); None if no place scores MATCH_SCORE, the patch has
+    no texture to match, or the frames' lightness is not known."""
+    if pair.gray is None or pair.prev_gray is None:
+        return None
+    r, s = MATCH_RADIUS, MATCH_SEARCH
+    h, w = pair.gray.shape
+    (cx, cy), (gx, gy) = at, (round(guess[0]), round(guess[1]))
+    if not (r <= cx < w - r and r <= cy < h - r):
+        return None
+    patch = pair.prev_gray[cy - r:cy + r + 1, cx - r:cx + r + 1]
+    if patch.std() < MATCH_TEXTURE:
+        return None
+    x0, y0 = max(0, gx - r - s), max(0, gy - r - s)
+    area = pair.gray[y0:min(h, gy + r + s + 1), x0:min(w, gx + r + s + 1)]
+    if area.shape[0] < patch.shape[0] or area.shape[1] < patch.shape[1]:
+        return None
+    scores = cv2.matchTemplate(area, patch, cv2.TM_CCOEFF_NORMED)
+    _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+    return (float(x0 + bx + r), float(y0 + by + r)) if best >= MATCH_SCORE else None

@@ -5,7 +5,10 @@ Output is H.264 in yuv420p (plays in browsers) in an MP4, every frame at the sou
 to AAC). Each batch of frames goes through `inference.colorize_batch` as photos do (the model sees each
 frame squeezed to the render size) and each frame keeps its own full-resolution lightness
 (`inference.compose`); with `VideoOptions.temporal` 0 a frame comes out as `colorize_image` gives it.
-Memory holds one batch of frames, whatever the length.
+With `VideoOptions.keyframes` K > 1 the network runs only on keyframes (every K-th frame, scene cuts) and the
+frames between take their colour along the flow (`keyframes`). Memory holds one batch of frames (with
+keyframes: a batch of keyframes and the frames between them), whatever the length. Before anything is
+written the whole file is demuxed (`scan`, no decoding) so a truncated or damaged one is refused at once.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import dataclasses
 import itertools
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -31,6 +35,7 @@ from .config import option, options_of
 from .files import atomic_path, bars_can_draw, unique_output
 from .hintmaps import HintPoint, check_hints, user_hint_map
 from .inference import Rendering, check_eval, colorize_batch, compose, model_device, render_lightness, rendering_of
+from .keyframes import FAIL_AREA, Item, between, carried_forward, check_keyframes, segments, settle
 from .lab import pixels_to_rgb, rgb_to_lightness
 from .temporal import DEFAULT_TEMPORAL, FramePair, Stabiliser, carry_point, check_temporal
 
@@ -41,6 +46,7 @@ BATCH = 8  # frames through the model at once
 CRF = 18  # x264 quality: visually lossless for most footage (23 is x264's default)
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}  # audio codecs an MP4 holds as they are
 ODD_SIZE_FIX = 'ffmpeg -i IN -vf "crop=trunc(iw/2)*2:trunc(ih/2)*2" OUT'
+LOG_EVERY_S = 10.0  # where no bar can draw, a progress line this often
 
 
 class BadVideoError(ValueError):
@@ -133,6 +139,49 @@ def _frames(path: Path, c, audio: Callable | None = None) -> Iterator[np.ndarray
         raise BadVideoError(f"{path} holds no frame that decodes")
 
 
+def scan(path: str | os.PathLike) -> VideoInfo:
+    """Demux every packet of the video stream, decoding none (a fraction of a second for minutes of film), and
+    refuse with a BadVideoError a file that cannot be read to its end or holds fewer packets than the frames it
+    declares: what a truncated download or a damaged copy does, found before any frame is colorized."""
+    path = Path(path)
+    with _open(path) as c:
+        info = _info(path, c)
+        n = 0
+        try:
+            for packet in c.demux(c.streams.video[0]):
+                n += packet.size > 0
+        except av.FFmpegError as e:
+            raise BadVideoError(f"{path} is damaged after {n} frames ({e}); nothing was colorized") from None
+        declared = c.streams.video[0].frames  # exact where the container counts them (MP4, MOV)
+    expected = declared or info.frames  # else estimated from the duration (Matroska, WebM), as `_frames` does
+    if n == 0 or n < expected - (0 if declared else 2 + expected // 50):
+        raise BadVideoError(f"{path} holds {n} of the {expected} frames its header declares: it is truncated or "
+                            "damaged; nothing was colorized")
+    return info
+
+
+def frame_progress(frames: Iterable, total: int, on: bool = True, what: str = "colorizing") -> Iterator:
+    """`frames` passed through with progress: a fastprogress bar where one can draw and the total is known, else
+    a log line every LOG_EVERY_S seconds with the frames done, the rate and the time left."""
+    if not on:
+        yield from frames
+        return
+    if bars_can_draw() and total:
+        yield from progress_bar(frames, total=total)
+        return
+    start = last = time.perf_counter()
+    n = 0
+    for n, frame in enumerate(frames, start=1):
+        yield frame
+        now = time.perf_counter()
+        if now - last >= LOG_EVERY_S:
+            last, rate = now, n / (now - start)
+            left = f", {(total - n) / rate:.0f} s left" if total > n else ""
+            log.info("%s: frame %d of %s, %.2f frames/s%s", what, n, total or "?", rate, left)
+    if n:
+        log.info("%s: %d frames in %.1f s", what, n, time.perf_counter() - start)
+
+
 def frame_hints(hints: list | None, size: tuple[int, int]) -> dict[int, list[HintPoint]]:
     """Hint entries (a hints file's list) -> {frame: points}. An entry's optional "frame" (default 0) is the
     frame it is placed on; from there it is carried along the flow."""
@@ -153,10 +202,14 @@ class VideoOptions:
 
     temporal: float = option(DEFAULT_TEMPORAL, "videos: weight of the colour carried along the optical flow from "
                              "the previous frame, in [0, 1) (0 colorizes every frame on its own)")
-    batch: int = BATCH  # frames through the model at once
+    keyframes: int = option(1, "videos: the network runs on every K-th frame and at scene cuts, the frames between "
+                            "take the colour carried along the optical flow from the keyframes on both sides (0 or 1: "
+                            "every frame; 4 is several times faster)", parse=int)
+    batch: int = BATCH  # frames (with keyframes: keyframes) through the model at once
 
     def __post_init__(self):
         check_temporal(self.temporal)
+        check_keyframes(self.keyframes)
         if self.batch < 1:
             raise ValueError(f"batch {self.batch}: frames through the model at once, at least 1")
 
@@ -174,7 +227,8 @@ def colorized_frames(model: nn.Module, frames: Iterable[np.ndarray], rendering: 
 
     Each batch of `video.batch` frames goes through the engine (`inference.colorize_batch`) at the render
     size; ab is joined with each frame's own full-resolution L (`inference.compose`). `video.temporal` > 0
-    blends the colour carried along the flow (`temporal.Stabiliser`). `hints`: points of a hints file, each
+    blends the colour carried along the flow (`temporal.Stabiliser`); `video.keyframes` K > 1 runs the network
+    on keyframes only (`keyframes`, the module docstring). `hints`: points of a hints file, each
     with an optional "frame", carried along the flow; as for a photo, every model takes them.
     `stabiliser_out`, a list, receives the Stabiliser, for its scene cuts. `rendering` and `video` may be
     given as keywords of their fields (`render_size=32, temporal=0`).
@@ -190,44 +244,138 @@ def colorized_frames(model: nn.Module, frames: Iterable[np.ndarray], rendering: 
                           stabiliser_out)
 
 
+def colorized_variants(model: nn.Module, frames: Iterable[np.ndarray], temporals: tuple[float, ...],
+                       rendering: Rendering | int | None = None, batch: int = BATCH) -> Iterator[tuple[np.ndarray, ...]]:
+    """As `colorized_frames` per frame, at several blend weights from ONE model pass: each frame comes out as a
+    tuple, one colorized frame (H,W,3) uint8 per weight in `temporals` (0: the prediction as it is)."""
+    for t in temporals:
+        check_temporal(t)
+    rendering = rendering_of(rendering)
+    check_eval(model)
+    yield from _colorized(model, frames, rendering, VideoOptions(batch=batch), {}, None, tuple(temporals))
+
+
+def _tracked(frames: Iterable[np.ndarray], stab: Stabiliser, placed: dict[int, list[HintPoint]],
+             relate: bool) -> Iterator[Item]:
+    """Frames -> `keyframes.Item`s: each related to the previous one along the flow (`relate`, or hints to
+    carry) and carrying its hint points (`extra`): those placed on it, and those of the frame before moved
+    along the flow; a point the flow and the matching lose is dropped, and the log says so."""
+    points: list[HintPoint] = []
+    W, H = None, None
+    for t, frame in enumerate(frames):
+        pair = None
+        if relate or placed:
+            pair = stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy())  # (H,W) full-res L
+        if placed:
+            H, W = frame.shape[:2]
+            scale = (W / stab.size[0], H / stab.size[1])
+            kept = []
+            for pt in points:
+                moved = carry_point(pair, pt.x, pt.y, scale)
+                if moved is None:
+                    log.info("hint #%02x%02x%02x at (%d, %d) dropped at frame %d: %s", *pt.rgb, pt.x, pt.y, t,
+                             "a scene cut" if pair.cut else "it left the frame or is not found again by matching")
+                    continue
+                kept.append(dataclasses.replace(pt, x=min(W - 1, max(0, moved[0])), y=min(H - 1, max(0, moved[1]))))
+            points = kept + placed.get(t, [])
+        yield Item(t, frame, pair, points)
+
+
 @torch.inference_mode()
 def _colorized(model: nn.Module, frames: Iterable[np.ndarray], rendering: Rendering, video: VideoOptions,
-               placed: dict[int, list[HintPoint]], stabiliser_out: list | None) -> Iterator[np.ndarray]:
-    """`colorized_frames` once its settings and hints are checked (`placed`: {frame: points})."""
-    device, S = model_device(model), rendering.render_size
+               placed: dict[int, list[HintPoint]], stabiliser_out: list | None,
+               temporals: tuple[float, ...] | None = None) -> Iterator:
+    """`colorized_frames` once its settings and hints are checked (`placed`: {frame: points}). `temporals`
+    (per frame only): several blend weights at once from one model pass, each frame a tuple, one per weight."""
     it = iter(frames)
-    stab = None
-    points: list[HintPoint] = []
-    t = 0
-    while chunk := [f for _, f in zip(range(video.batch), it)]:
-        H, W = chunk[0].shape[:2]
-        if stab is None:
-            stab = Stabiliser(W, H, video.temporal)
-            if stabiliser_out is not None:
-                stabiliser_out.append(stab)
-        scale = (W / stab.size[0], H / stab.size[1])
-        pairs, maps = [], []
-        for k, frame in enumerate(chunk):
-            pair = None
-            if video.temporal > 0 or placed:
-                pair = stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy())  # (H,W) full-res L
-            pairs.append(pair)
-            if placed:
-                moved = [(pt, carry_point(pair, pt.x, pt.y, scale)) for pt in points]
-                points = [dataclasses.replace(pt, x=min(W - 1, max(0, p[0])), y=min(H - 1, max(0, p[1])))
-                          for pt, p in moved if p is not None] + placed.get(t + k, [])
-                maps.append(user_hint_map(points, (W, H), S, device))
-        L = render_lightness(chunk, S, device)  # (B,1,S,S)
+    first = next(it, None)
+    if first is None:
+        return
+    H, W = first.shape[:2]
+    weights = temporals or (video.temporal,)
+    stab = Stabiliser(W, H, weights[0])
+    if stabiliser_out is not None:
+        stabiliser_out.append(stab)
+    items = _tracked(itertools.chain([first], it), stab, placed, relate=video.keyframes > 1 or max(weights) > 0)
+    if video.keyframes > 1:
+        yield from _keyframed(model, items, rendering, video, stab, bool(placed))
+        return
+    blenders = [stab] + [Stabiliser(W, H, w) for w in weights[1:]]  # stab relates, each blends at its weight
+    device, S = model_device(model), rendering.render_size
+    while chunk := [item for _, item in zip(range(video.batch), items)]:
+        maps = [user_hint_map(item.extra, (W, H), S, device) for item in chunk] if placed else None
+        L = render_lightness([item.frame for item in chunk], S, device)  # (B,1,S,S)
         ab = colorize_batch(model, L, torch.cat(maps) if maps else None, rendering)  # (B,2,S,S) ab/110
-        for k, frame in enumerate(chunk):
-            a = ab[k : k + 1]
-            if video.temporal > 0:
-                w, h = stab.size
-                small_ab = F.interpolate(a, size=(h, w), mode="bilinear", align_corners=False)  # (1,2,h,w)
-                steady = stab.blend(small_ab[0].permute(1, 2, 0).cpu().numpy(), pairs[k])  # (h,w,2)
-                a = torch.from_numpy(steady).permute(2, 0, 1)[None].to(device)
-            yield compose(frame, a)
-        t += len(chunk)
+        w, h = stab.size
+        small = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False) if max(weights) > 0 else None
+        for k, item in enumerate(chunk):
+            outs = []
+            for blender in blenders:
+                a = ab[k : k + 1]
+                if blender.temporal > 0:
+                    steady = blender.blend(small[k].permute(1, 2, 0).cpu().numpy(), item.pair)  # (h,w,2)
+                    a = torch.from_numpy(steady).permute(2, 0, 1)[None].to(device)
+                outs.append(compose(item.frame, a))
+            yield tuple(outs) if temporals else outs[0]
+
+
+def _keyframed(model: nn.Module, items: Iterator[Item], rendering: Rendering, video: VideoOptions, stab: Stabiliser,
+               hinted: bool) -> Iterator[np.ndarray]:
+    """Frames through keyframes (`keyframes` module): segments gathered until `video.batch` keyframes go
+    through the engine at once; a frame between whose unreached area exceeds FAIL_AREA goes through it too.
+    Hints reach the network where it runs (keyframes), and from there the frames between along the flow."""
+    device, S = model_device(model), rendering.render_size
+    w, h = stab.size
+
+    def predict(chosen: list[Item]) -> list[np.ndarray]:  # frames -> ab (h,w,2) at the working resolution
+        out = []
+        for i in range(0, len(chosen), video.batch):
+            chunk = chosen[i:i + video.batch]
+            H, W = chunk[0].frame.shape[:2]
+            maps = torch.cat([user_hint_map(c.extra, (W, H), S, device) for c in chunk]) if hinted else None
+            ab = colorize_batch(model, render_lightness([c.frame for c in chunk], S, device), maps, rendering)
+            small = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)  # (B,2,h,w)
+            out += list(small.permute(0, 2, 3, 1).float().cpu().numpy())
+        return out
+
+    def composed(item: Item, ab: np.ndarray) -> np.ndarray:
+        return compose(item.frame, torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(device))
+
+    previous = None  # (h,w,2) the last keyframe's ab
+    for group in _groups(segments(items, video.keyframes), video.batch):
+        keys = [seg[0] for seg in group if seg[0].starts_scene] + [seg[-1] for seg in group if len(seg) > 1]
+        predicted = {k.t: ab for k, ab in zip(keys, predict(keys))}
+        for seg in group:
+            if seg[0].starts_scene:
+                previous = predicted[seg[0].t]
+                yield composed(seg[0], previous)
+            if len(seg) == 1:
+                continue
+            pairs = [item.pair for item in seg[1:]]
+            forward = carried_forward(previous, pairs)
+            end = settle(predicted[seg[-1].t], forward[-1], video.temporal)
+            mids = between(forward, end, pairs)
+            again = [k for k, (_, unreached) in enumerate(mids) if unreached.mean() > FAIL_AREA]
+            for k, own in zip(again, predict([seg[1 + k] for k in again])):
+                ab, unreached = mids[k]
+                mids[k] = (np.where(unreached[..., None], own, ab), unreached)
+            for item, (ab, _) in zip(seg[1:-1], mids):
+                yield composed(item, ab)
+            yield composed(seg[-1], end)
+            previous = end
+
+
+def _groups(segs: Iterable[list[Item]], batch: int) -> Iterator[list[list[Item]]]:
+    """Segments gathered until they hold `batch` frames for the network (a scene's first frame, each end)."""
+    group, n = [], 0
+    for seg in segs:
+        group.append(seg)
+        n += seg[0].starts_scene + (len(seg) > 1)
+        if n >= batch:
+            yield group
+            group, n = [], 0
+    if group:
+        yield group
 
 
 def _audio_writer(out, info: VideoInfo, template):
@@ -254,16 +402,19 @@ def _audio_writer(out, info: VideoInfo, template):
 def colorize_video(model: nn.Module, src: str | os.PathLike, dst: str | os.PathLike,
                    rendering: Rendering | int | None = None, video: VideoOptions | None = None,
                    hints: list | None = None, progress: bool = True,
-                   on_frame: Callable[[int, int], None] | None = None, **settings) -> VideoResult:
+                   on_frame: Callable[[int, int, np.ndarray], None] | None = None, **settings) -> VideoResult:
     """Colorize the video `src` into the MP4 `dst` (see the module docstring); `dst` appears only when complete.
 
-    `rendering`, `video` and `hints` as for `colorized_frames`. `on_frame(done, total)` is called after each
-    frame (total 0 when unknown). A bad input is a BadVideoError before or while writing, and nothing is
-    left at `dst`.
+    `rendering`, `video` and `hints` as for `colorized_frames`. `progress`: a bar, or log lines with the rate
+    and time left (`frame_progress`). `on_frame(done, total, rgb)` is called after each frame with the frame written (total 0 when
+    unknown); an exception it raises stops the work, and nothing is left.
+    A bad input is a BadVideoError, found by `scan` before any frame is colorized (or, if the damage shows only
+    in decoding, while writing), and nothing is left at `dst` nor a folder made for it.
     """
     rendering, video = video_settings(rendering, video, settings)
     check_eval(model)
     src, dst = Path(src), Path(dst)
+    scan(src)
     with _open(src) as c:
         return _colorize_open(model, src, c, dst, rendering, video, hints, progress, on_frame)
 
@@ -273,6 +424,7 @@ def _colorize_open(model, src: Path, c, dst: Path, rendering: Rendering, video: 
     info = _info(src, c)
     template = c.streams.audio[0] if c.streams.audio else None
     placed = frame_hints(hints, (info.width, info.height))  # a bad hint: an error before anything is written
+    made = [d for d in [dst.parent, *dst.parent.parents] if not d.exists()]  # removed again if this fails
     dst.parent.mkdir(parents=True, exist_ok=True)
     stabs: list[Stabiliser] = []
     with atomic_path(dst, ".part") as tmp:
@@ -282,19 +434,21 @@ def _colorize_open(model, src: Path, c, dst: Path, rendering: Rendering, video: 
                 v.width, v.height, v.pix_fmt = info.width, info.height, "yuv420p"
                 write_audio, flush_audio = _audio_writer(out, info, template) if template else (None, lambda: None)
                 colour = _colorized(model, _frames(src, c, audio=write_audio), rendering, video, placed, stabs)
-                if progress and bars_can_draw() and info.frames:  # a bar needs the length
-                    colour = progress_bar(colour, total=info.frames)
+                colour = frame_progress(colour, info.frames, progress, f"colorizing {src.name}")
                 n = 0
                 for n, rgb in enumerate(colour, start=1):
                     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
                     frame.pts, frame.time_base = n - 1, 1 / info.fps
                     out.mux(v.encode(frame))
                     if on_frame:
-                        on_frame(n, info.frames)
+                        on_frame(n, info.frames, rgb)
                 out.mux(v.encode(None))
                 flush_audio()
         except BaseException:
             tmp.unlink(missing_ok=True)
+            for d in made:  # innermost first; only folders this call made and left empty
+                if d.exists() and not any(d.iterdir()):
+                    d.rmdir()
             raise
     cuts = stabs[0].cuts if stabs else []
     log.info("colorized %s: %d frames at %dx%d -> %s%s", src, n, info.width, info.height, dst,

@@ -64,7 +64,7 @@ def test_the_cycle_finder_finds_one():
 # module of the package missing here.
 LAYERS = (
     ("__init__", "config", "hub", "lab", "losses", "temporal"),  # recipes, Lab and its scaling, losses, flow
-    ("device", "files", "hintmaps", "metrics", "plots", "propagate", "swatches"),  # small helpers on those
+    ("device", "files", "hintmaps", "keyframes", "metrics", "plots", "propagate", "swatches"),  # small helpers on those
     ("clock", "data", "models", "parallel", "readme"),  # photos and their index, the networks, processes, the clock
     ("download", "export", "inference", "loaders"),  # datasets, the engine, batches
     ("archive", "evaluate", "guide", "learner", "video"),  # many photos, scores, the Guide's session, the Learner every
