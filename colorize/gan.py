@@ -32,9 +32,9 @@ from torch.amp import GradScaler
 
 from .config import GanConfig
 from .device import sum_over_processes
-from .learner import StagePlan, TrainingStopped, at_recipe_size, on_device, stage_learner, start_size
+from .learner import StagePlan, TrainingStopped, generator_maker, on_device, stage_learner
 from .losses import GANLoss, generator_loss
-from .models import build_critic, build_generator, load_generator
+from .models import build_critic
 
 log = logging.getLogger(__name__)
 
@@ -159,14 +159,7 @@ def gan_learner(data, config: GanConfig, *, generator=None, device=None, resize:
     betas and eps 1e-8, no weight decay; both learning rates follow `step_decay` (G through fastai's
     ParamScheduler, D through `CriticSchedule`). Device settings from `learner.stage_learner`, for both networks.
     """
-    if generator is not None:
-        start_size(generator, config, resize=resize)
-
-    def make_model():
-        if generator is None:
-            return build_generator(config.generator.arch, size=config.data.size, pretrained=config.generator.pretrained)
-        return at_recipe_size(load_generator(generator), config)
-
+    make_model = generator_maker(generator, config, resize=resize)
     learn = stage_learner(data, config, make_model, stage="gan", lr=config.lr_g, mom=config.beta1, sqr_mom=config.beta2,
                           device=device)
     critic = on_device(learn, build_critic(config.critic), config)

@@ -26,7 +26,7 @@ from torch.amp import GradScaler, autocast
 from .device import DTYPES, choose_precision
 from .loaders import make_dataloaders
 from .metrics import ColorPSNR
-from .models import read_checkpoint_metadata
+from .models import build_generator, load_generator, read_checkpoint_metadata
 
 
 class MixedPrecision(FastaiMixedPrecision):
@@ -159,6 +159,16 @@ def start_size(generator, config, *, resize: bool = False) -> int:
             f"checkpoint for a real run?): start from a {config.data.size} px checkpoint, set size={size} in the "
             "recipe, or pass resize=True (--resize) to go on at the recipe's size")
     return size
+
+
+def generator_maker(generator, config, *, resize: bool = False) -> Callable[[], nn.Module]:
+    """What builds a stage's generator: a new one (`config.generator`), or the checkpoint `generator` at the recipe's
+    size (one of another size stops here, before any photo is indexed, unless `resize`: see `start_size`)."""
+    if generator is None:
+        return lambda: build_generator(config.generator.arch, size=config.data.size,
+                                       pretrained=config.generator.pretrained)
+    start_size(generator, config, resize=resize)
+    return lambda: at_recipe_size(load_generator(generator), config)
 
 
 def at_recipe_size(model: nn.Module, config) -> nn.Module:

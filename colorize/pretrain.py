@@ -7,8 +7,7 @@ from __future__ import annotations
 from fastai.learner import Learner
 
 from .config import PretrainConfig
-from .learner import at_recipe_size, stage_learner, start_size
-from .models import build_generator, load_generator
+from .learner import generator_maker, stage_learner
 
 
 def pretrain_learner(data, config: PretrainConfig, *, generator=None, device=None, resize: bool = False) -> Learner:
@@ -16,13 +15,6 @@ def pretrain_learner(data, config: PretrainConfig, *, generator=None, device=Non
     or the `generator` checkpoint to start from, `learner.stage_learner`'s loaders, L1, fused Adam, valid PSNR,
     device settings, and one-cycle at `config.lr`. A checkpoint of another size than the recipe's stops here,
     before any photo is indexed, unless `resize`."""
-    if generator is not None:
-        start_size(generator, config, resize=resize)
-
-    def make_model():
-        if generator is None:
-            return build_generator(config.generator.arch, size=config.data.size, pretrained=config.generator.pretrained)
-        return at_recipe_size(load_generator(generator), config)
-
+    make_model = generator_maker(generator, config, resize=resize)
     return stage_learner(data, config, make_model, stage="pretrain", lr=config.lr, wd=config.wd, device=device)
 
