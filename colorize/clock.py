@@ -37,8 +37,8 @@ def duration(seconds: float) -> str:
 
 
 def count(n: int, noun: str) -> str:
-    """'1 epoch', '5 epochs'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """'1 epoch', '5 epochs', '3 batches'."""
+    return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith(('tch', 'sh', 'ss', 'x')) else 's'}"
 
 
 def now(device: torch.device) -> float:

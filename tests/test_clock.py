@@ -34,6 +34,7 @@ def test_a_guard_stop_shows_its_sentence_without_a_traceback_in_ipython():
 
 def test_count_says_one_epoch_and_two_epochs():
     assert (count(1, "epoch"), count(2, "epoch")) == ("1 epoch", "2 epochs")
+    assert (count(1, "batch"), count(3, "batch"), count(4, "photo")) == ("1 batch", "3 batches", "4 photos")
 
 
 class CountSteps(Callback):
