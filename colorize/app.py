@@ -548,6 +548,19 @@ def video_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: 
         cancel.click(None, cancels=[job])
 
 
+_relaunched: list[gr.Blocks] = []  # the app `relaunch` served last in this process, while it serves
+
+
+def relaunch(app: gr.Blocks, **kwargs) -> tuple[str, str | None]:
+    """`launch(app, **kwargs)` after closing the app the previous `relaunch` served: a notebook cell run again
+    serves one app, not one more."""
+    while _relaunched:
+        _relaunched.pop().close()
+    local_url, share_url = launch(app, **kwargs)
+    _relaunched.append(app)
+    return local_url, share_url
+
+
 def launch(app: gr.Blocks, host: str = DEFAULT_HOST, port: int | None = DEFAULT_PORT, share: bool = False,
            **kwargs) -> tuple[str, str | None]:
     """Serve `app` offline (no analytics, no web fonts) without blocking; returns (local URL, share URL or None).

@@ -1,6 +1,7 @@
 """The training clock and the notebook display: a run's start line, its projection from its first batches and its
-total; the learning-rate finder projected the same way; the CPU guard that stops a long job on a CPU, in a
-notebook with one sentence and no traceback; one figure shown in place in a notebook cell."""
+total; the learning-rate finder, an evaluation (`evaluate.project`) and a video projected the same way; the CPU
+guard that stops a long job on a CPU, in a notebook with one sentence and no traceback; one figure shown in place
+in a notebook cell."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ VALID_BATCH_COST = 1 / 3  # a validation batch (forward only) against a training
 # more than it saves (a smoke run, a small folder of photos, a short evaluation).
 CPU_GUARD_FREE_S = 180
 GPU_ADVICE = "use a GPU (in Colab: Runtime > Change runtime type > T4 GPU)"
+MEASURED_FRAMES = 3  # video frames timed for the projection, after the first frame (the model's warm-up)
 MIN_FINDER_STEPS = 50  # fewer steps of the learning-rate finder draw no curve worth reading: no suggestion
 
 
@@ -35,8 +37,15 @@ def duration(seconds: float) -> str:
 
 
 def count(n: int, noun: str) -> str:
-    """'1 epoch', '5 epochs'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
+    """'1 epoch', '5 epochs', '3 batches'."""
+    return f"{n} {noun}{'' if n == 1 else 'es' if noun.endswith(('tch', 'sh', 'ss', 'x')) else 's'}"
+
+
+def now(device: torch.device) -> float:
+    """`time.perf_counter()` once the device's queued work is done (a GPU's work counts when it was queued)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def device_name(device: torch.device) -> str:
@@ -113,9 +122,7 @@ class BatchTimer:
         return self.last - self.first + 1
 
     def _now(self) -> float:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)  # the GPU's queued work counts in the batch that queued it
-        return time.perf_counter()
+        return now(self.device)
 
 
 def epoch_seconds(per_batch: float, dls) -> float:
@@ -210,3 +217,22 @@ def find_lr(learn, steps: int, epochs: int, *, allow_cpu: bool, show_plot: bool 
         return None
     log.info("the finder suggests lr = %.1e", suggested.valley)
     return suggested.valley
+
+
+class FrameClock:
+    """A video's projection: an `on_frame(done, total, rgb)` callback (`video.colorize_video`) that times MEASURED_FRAMES
+    frames after the first, logs what is left and how long it will take on this device, then `guard_cpu`s it."""
+
+    def __init__(self, what: str, device: torch.device | str, *, allow_cpu: bool):
+        self.what, self.device, self.allow_cpu = what, torch.device(device), allow_cpu
+        self.t0 = None
+
+    def __call__(self, done: int, total: int, rgb=None) -> None:  # rgb: the frame written, not needed here
+        if done == 1:
+            self.t0 = now(self.device)
+        elif done == 1 + MEASURED_FRAMES and self.t0 is not None and total > done:
+            seconds = (now(self.device) - self.t0) / MEASURED_FRAMES * (total - done)
+            log.info("%s: %s, about %s left on this %s (projected from %s)", self.what, count(total, "frame"),
+                     duration(seconds), device_name(self.device), count(MEASURED_FRAMES, "frame"))
+            guard_cpu(f"{self.what} ({count(total, 'frame')})", seconds, self.device, allow_cpu=self.allow_cpu,
+                      stopped=f"Stopped after {count(done, 'frame')} (the video is not finished)")

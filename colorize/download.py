@@ -9,6 +9,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 import kagglehub
@@ -19,11 +20,15 @@ from kagglehub.kaggle_cache_resolver import (DEFAULT_KAGGLE_CACHE_MOUNT_FOLDER, 
 from PIL import Image
 
 from .data import DatasetIndex, index_dataset, SPLITS
-from .files import atomic_path, atomic_write_text, can_write_in
+from .files import atomic_path, atomic_write_text, can_write_in, drive_folder
 
 log = logging.getLogger(__name__)
 
 PLACES365_HANDLE = "pankajkumar2002/places365"  # Kaggle: ~36k Places365 photos at 256x256
+# Under files.drive_folder(): the downloaded subset kept as one uncompressed tar (its photos are JPEGs), about 1 GB, so
+# each notebook's fresh Colab disk unpacks it from Drive instead of downloading it again: once per Google account.
+DRIVE_ARCHIVE = Path("data/places365.tar")
+DRIVE_ROOT = "places365"  # the archive's one folder, unpacked under `dest`
 CIFAR10_URL = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"  # fastai's URLs.CIFAR
 
 
@@ -206,6 +211,10 @@ def download_places365(dest: str | os.PathLike = "data/places365", force: bool =
         return _use_mounted(dest, copy, work_dir)
     if (copy := attached_copy(PLACES365_HANDLE)) is not None:  # mounted, though kagglehub sees no Kaggle notebook
         return _use_mounted(dest, copy, work_dir)
+    home = drive_folder()  # in Colab with Drive mounted: the subset is kept there once, for every notebook
+    kept = home / DRIVE_ARCHIVE if home is not None else None
+    if kept is not None and kept.exists():
+        return _unpack_kept(kept, dest, force, work_dir)
     if get_kaggle_credentials() is None:
         raise DownloadError(
             "no Kaggle credentials: create an API token at https://www.kaggle.com/settings (Account -> API), "
@@ -221,7 +230,31 @@ def download_places365(dest: str | os.PathLike = "data/places365", force: bool =
             "and your Kaggle credentials, then run the same command again: it picks up where it stopped") from e
     if not path.resolve().is_relative_to(dest.resolve()):  # kagglehub served a mounted copy (Colab's cache)
         return _use_mounted(dest, path, work_dir)
-    return _finish(dest, path, SPLITS, work_dir)
+    index = _finish(dest, path, SPLITS, work_dir)
+    if kept is not None:
+        _keep(path, kept)
+    return index
+
+
+def _keep(root: Path, kept: Path) -> None:
+    """Write the downloaded photos under `root` to the archive `kept` on Drive (atomically: a cut-off copy is never
+    taken for a whole one)."""
+    started = time.perf_counter()
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(kept) as tmp, tarfile.open(tmp, "w") as tar:
+        tar.add(root, arcname=DRIVE_ROOT, filter=lambda m: None if Path(m.name).name.startswith(".colorize") else m)
+    log.info("kept the Places365 subset on your Drive, %s (%.1f GB, in %.0f s): the next notebook unpacks it from "
+             "there instead of downloading it", kept, kept.stat().st_size / 1e9, time.perf_counter() - started)
+
+
+def _unpack_kept(kept: Path, dest: Path, force: bool, work_dir) -> DatasetIndex:
+    """The Places365 subset unpacked at `dest` from the archive a download kept on Drive (`_keep`): no Kaggle call."""
+    started = time.perf_counter()
+    _claim(dest, force)
+    safe_extract(kept, dest)
+    log.info("unpacked the Places365 subset kept on your Drive, %s (%.1f GB), in %.0f s", kept,
+             kept.stat().st_size / 1e9, time.perf_counter() - started)
+    return _finish(dest, dest / DRIVE_ROOT, SPLITS, work_dir)
 
 
 def photos_at(folder: str | os.PathLike) -> DatasetIndex:

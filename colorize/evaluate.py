@@ -37,6 +37,7 @@ from PIL import Image, ImageOps
 
 from . import __version__
 from .data import BadImageError, index_dataset, load_rgb
+from .clock import count, device_name, duration, guard_cpu, now
 from .config import PRECISIONS, Recipe, choice, option
 from .device import inference_device
 from .files import atomic_write_text, bars_can_draw, default_workers
@@ -51,6 +52,7 @@ from .propagate import LEVIN_MAX_PIXELS, propagate
 log = logging.getLogger(__name__)
 
 BASELINE = "grayscale baseline (ab = 0)"
+PROBE_PHOTOS = 4  # photos timed through every method before the evaluation, for its projection
 LEVIN = "hints only (Levin et al. 2004)"  # the hint curve's no-network row: exact propagation from gray
 GRAYSCALE_COLUMN = "grayscale (input)"  # the baseline's picture is the input itself: L alone
 # ColorMetrics result key -> (results.md column, number format); the table has one column per entry.
@@ -96,6 +98,7 @@ class EvalOptions(Recipe):
     bs: int = option(32, "photos per batch: the numbers do not depend on it")
     workers: int | None = None  # threads decoding photos; None: `files.default_workers`
     progress: bool = True
+    allow_cpu: bool = True  # False: on a CPU, stop (clock.CpuGuardStop) an evaluation projected over a few minutes
     work_dir: str | os.PathLike | None = option(None, "folder for the dataset's index (default: beside the photos "
                                                 "where they can be written, else the user's cache folder)")
 
@@ -381,11 +384,13 @@ def evaluate(data: str | os.PathLike, models: Sequence[str | os.PathLike], out_d
     generators = {name: load_generator(ckpt, device=protocol.device) for name, ckpt in zip(names, models)}
     methods = {BASELINE: _zero_ab, **{name: _automatic(g, protocol.rendering) for name, g in generators.items()}}
     metrics = ColorMetrics(lpips_net=options.lpips_net, fid_feature=options.fid_feature)
+    guides = _guides(generators, protocol) if options.hints else {}
     with _scoring(options.workers) as pool:
-        scored = score(methods, index.files(options.split), metrics, protocol, pool)
+        files = index.files(options.split)
+        project(methods, guides, files, metrics, options, (protocol, pool))
+        scored = score(methods, files, metrics, protocol, pool)
         rels = [f.relative_to(index.root).as_posix() for f in scored.files]
-        curves = hint_curve_scores(_guides(generators, protocol), scored.files, rels, options.hints, protocol,
-                                   pool) if options.hints else None
+        curves = hint_curve_scores(guides, scored.files, rels, options.hints, protocol, pool) if guides else None
         galleries = _choose_galleries(rels, scored.per_image[names[0]]["psnr_ab"].numpy(), names, options)
         paths = write_galleries(galleries, methods, index.root, protocol, out_dir)
     results = results_dict(data, options, dict(zip(names, map(str, models))), scored, index, galleries)
@@ -396,6 +401,37 @@ def evaluate(data: str | os.PathLike, models: Sequence[str | os.PathLike], out_d
     log.info("evaluated %d model(s) and the baseline on %d %s photos (%d skipped): %s",
              len(models), results["n_images"], options.split, results["n_skipped"], out_dir)
     return report
+
+
+def project(methods: dict[str, Predictor], guides: dict[str, Guide], files: list[Path], metrics: ColorMetrics,
+            options: EvalOptions, run: tuple[Protocol, ThreadPoolExecutor]) -> float | None:
+    """The evaluation's time on this device, logged before it starts: PROBE_PHOTOS photos timed through every method
+    with its metrics and every guided method at the most hints (after one photo of warm-up), then `guard_cpu`."""
+    protocol, pool = run
+    device, start = protocol.device, now(protocol.device)
+    crops = _readable_crops(files[:PROBE_PHOTOS], protocol.size, pool, [])
+    if not crops:
+        return None  # nothing readable to time: `score` says why
+    rgb = pixels_to_rgb(np.stack(crops), device)  # (P,3,S,S)
+    (L, ab), per_photo = rgb_to_lab_net(rgb), (now(device) - start) * (len(methods) + bool(guides)) / len(crops)
+    side, most = eval_side(protocol.size), max(options.hints, default=0)
+    hints = paint_hints(ab, draw_hints_per_photo(range(len(crops)), protocol.size, protocol.size, sides=(side, side),
+                                                 count=most))  # (P,3,S,S)
+    timed = [(lambda p=p: metrics.update(lab_net_to_rgb(L, p(L)), rgb), 1) for p in methods.values()]
+    timed += [(lambda g=g: g(L, hints), len(options.hints)) for g in guides.values()]
+    for job, times in timed:
+        job()  # warm-up: kernels chosen, backbones loaded
+        start = now(device)
+        job()
+        per_photo += (now(device) - start) * times / len(crops)
+    metrics.reset()
+    seconds = per_photo * len(files)
+    log.info("evaluating %s on %s%s: about %s on this %s (projected from %s)", ", ".join(methods),
+             count(len(files), "photo"), f", hint curves of {', '.join(guides)}" if guides else "", duration(seconds),
+             device_name(device), count(len(crops), "photo"))
+    guard_cpu(f"evaluating {count(len(files), 'photo')}", seconds, device, allow_cpu=options.allow_cpu,
+              stopped="Stopped before scoring (no report written)")
+    return seconds
 
 
 def _guides(generators: dict[str, torch.nn.Module], protocol: Protocol) -> dict[str, Guide]:

@@ -100,6 +100,13 @@ def in_colab() -> bool:
     return "google.colab" in sys.modules
 
 
+def drive_folder() -> Path | None:
+    """MyDrive/colorize on the Google Drive mounted in this Colab runtime (`runs_dir` mounts it); None elsewhere or
+    before it is mounted."""
+    mount = Path(os.environ.get("COLORIZE_DRIVE_MOUNT", DRIVE_MOUNT))
+    return mount / DRIVE_RUNS if in_colab() and (mount / DRIVE_RUNS.parts[0]).is_dir() else None
+
+
 def runs_dir(runs: str | os.PathLike, use_drive: bool = True, smoke: bool = False,
              drive_mount: Path | None = None) -> Path:
     """The folder a notebook keeps its runs (and reports) in: `runs`, on Google Drive in Colab if `use_drive`.

@@ -466,3 +466,22 @@ def test_guide_tab_in_headless_chromium_guides_an_automatic_model(server):
     (second,) = re.findall(r'"color":"(#[0-9a-f]{6})"', picked)
     r, g, b = (int(second[i:i + 2], 16) for i in (1, 3, 5))
     assert second != first and r > g and r > b - 10, (first, second)  # a = +24: towards red
+
+
+def test_relaunch_closes_the_app_it_served_before():
+    class FakeApp:
+        def __init__(self, port):
+            self.port, self.closed = port, False
+
+        def launch(self, **kwargs):
+            return None, f"http://127.0.0.1:{self.port}/", None
+
+        def close(self):
+            self.closed = True
+
+    first, second = FakeApp(1), FakeApp(2)
+    assert colorize_app.relaunch(first) == ("http://127.0.0.1:1/", None)
+    assert not first.closed
+    assert colorize_app.relaunch(second) == ("http://127.0.0.1:2/", None)
+    assert first.closed and not second.closed
+    colorize_app._relaunched.clear()

@@ -28,12 +28,13 @@ def test_the_budget_counts_every_notebooks_long_cells_and_the_readme_quotes_it(c
     out = capsys.readouterr().out
     assert out.startswith("PROJECTED at 6 TFLOP/s")
     cells = table_cells(out, "colab")
-    assert {n for n, _ in cells} == {"01", "02", "03", "04", "05", "06", "CLI", ""}  # "": the totals
+    assert {n for n, _ in cells} == {"01", "02", "02, optional", "03", "04", "05", "06", ""}  # "": the totals
     for needed in [("02", "learning-rate finder"), ("04", "evaluation"), ("05", "hint curve: model passes"),
                    ("05", "hint curve: Levin et al. row (CPU)"), ("06", "video"),
-                   ("CLI", "training (finetune) on your 300 photos (optional)")]:
+                   ("02, optional", "training (finetune) on your 300 photos (its last section; CLI)")]:
         assert needed in cells, needed
-    assert [n for n, c in cells if c.startswith("download and index")] == ["01", "02", "03", "04", "05"]  # fresh disks
+    assert [n for n, c in cells if c.startswith("download")] == ["01"]  # once, kept on Drive
+    assert [n for n, c in cells if c.startswith("unpack Places365 from Drive")] == ["02", "03", "04", "05"]  # fresh disks
     levin = next(row for row in out.splitlines() if "Levin et al. row" in row)
     assert re.search(r"8 counts x 50 photos x [\d.]+ s \| [\d.]+ (s|min|h) \|", levin), levin  # per count, per photo
     readme = (ROOT / "README.md").read_text()

@@ -8,7 +8,7 @@ import torch
 from fastai.callback.core import Callback
 
 import colorize.clock
-from colorize.clock import CPU_GUARD_FREE_S, CpuGuardStop, count, find_lr, guard_cpu
+from colorize.clock import CPU_GUARD_FREE_S, CpuGuardStop, FrameClock, count, find_lr, guard_cpu
 from colorize.config import PRETRAIN_PRESETS, override
 from colorize.pretrain import pretrain_learner
 
@@ -34,6 +34,7 @@ def test_a_guard_stop_shows_its_sentence_without_a_traceback_in_ipython():
 
 def test_count_says_one_epoch_and_two_epochs():
     assert (count(1, "epoch"), count(2, "epoch")) == ("1 epoch", "2 epochs")
+    assert (count(1, "batch"), count(3, "batch"), count(4, "photo")) == ("1 batch", "3 batches", "4 photos")
 
 
 class CountSteps(Callback):
@@ -64,3 +65,19 @@ def test_a_finder_of_a_few_steps_runs_and_suggests_nothing(photos, caplog):
     learn = pretrain_learner(photos, PRETRAIN_PRESETS["smoke"], device="cpu")
     assert find_lr(learn, 6, epochs=1, allow_cpu=False, show_plot=False) is None
     assert any("6 steps of the finder are too few to suggest a learning rate" in m for m in caplog.messages)
+
+
+def test_a_video_is_projected_after_its_measured_frames_and_a_long_one_stops_on_a_cpu(caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="colorize")
+    allowed = FrameClock("colorizing clip.mp4", "cpu", allow_cpu=True)
+    for done in range(1, 11):
+        allowed(done, 10)
+    assert [m for m in caplog.messages if m.startswith("colorizing clip.mp4: 10 frames, about ")] == [
+        next(m for m in caplog.messages if "left on this cpu (projected from 3 frames)" in m)]
+    monkeypatch.setattr(colorize.clock, "CPU_GUARD_FREE_S", 0)
+    guarded = FrameClock("colorizing clip.mp4", "cpu", allow_cpu=False)
+    for done in range(1, 4):
+        guarded(done, 10)  # the first frame and the measured ones pass
+    with pytest.raises(CpuGuardStop, match=r"^colorizing clip.mp4 \(10 frames\) on this CPU would take about .* "
+                                           r"Stopped after 4 frames \(the video is not finished\)"):
+        guarded(4, 10)

@@ -445,3 +445,34 @@ def test_a_run_file_is_found_in_an_attached_kaggle_notebook_output(tmp_path, mon
     (runs / "colab-l1").mkdir(parents=True)
     (runs / "colab-l1" / "best.safetensors").write_bytes(b"mine")
     assert download.find_run_file(runs, "colab-l1/best.safetensors") == runs / "colab-l1/best.safetensors"  # own first
+
+
+def test_in_colab_the_download_is_kept_on_drive_and_a_fresh_disk_unpacks_it_without_kaggle(tmp_path, kaggle_env,
+                                                                                          fake_kaggle, caplog):
+    import sys
+    import types
+
+    kaggle_env.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))  # a Colab runtime
+    kaggle_env.setenv("COLORIZE_DRIVE_MOUNT", str(tmp_path / "drive"))
+    fake = fake_kaggle()
+    kaggle_env.setattr(kagglehub, "dataset_download", fake)
+    first = download.download_places365(tmp_path / "disk1" / "places365")  # Drive not mounted: nothing kept
+    assert not (tmp_path / "drive").exists()
+    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)  # runs_dir mounted it
+    with caplog.at_level(logging.INFO, logger="colorize.download"):
+        index = download.download_places365(tmp_path / "disk2" / "places365")
+    kept = tmp_path / "drive" / "MyDrive" / "colorize" / download.DRIVE_ARCHIVE
+    assert len(fake.calls) == 2 and kept.exists() and "kept the Places365 subset on your Drive" in caplog.text
+    with tarfile.open(kept) as tar:
+        names = tar.getnames()
+    assert len([n for n in names if n.endswith(".jpg")]) == sum(index.counts[s] for s in ("train", "valid", "test"))
+    assert not [n for n in names if ".colorize" in n]  # no download markers
+
+    drop_credentials(kaggle_env)  # the next notebook's fresh disk: no Kaggle call, no credentials needed
+    kaggle_env.setattr(kagglehub, "dataset_download", lambda *a, **k: pytest.fail("downloaded what Drive keeps"))
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="colorize.download"):
+        unpacked = download.download_places365(tmp_path / "disk3" / "places365")
+    assert unpacked.counts == index.counts and "unpacked the Places365 subset kept on your Drive" in caplog.text
+    assert download.download_places365(tmp_path / "disk3" / "places365").counts == index.counts  # then: done
+    assert first.counts == index.counts

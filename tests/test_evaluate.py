@@ -240,3 +240,27 @@ def test_gallery_columns_read_input_then_outputs_then_the_original(dataset):
     assert np.abs(original - crop).max() <= 1  # the truth, last
     assert np.abs(gray - gray.mean(axis=2, keepdims=True)).max() <= 2  # ab = 0: neutral
     assert (red[..., 0] - red[..., 1]).mean() > 30  # a = +55: red
+
+
+def test_an_evaluation_is_projected_and_one_over_the_limit_stops_on_a_cpu_before_scoring(dataset, checkpoints,
+                                                                                        tmp_path, caplog,
+                                                                                        monkeypatch):
+    import colorize.clock
+    from colorize.clock import CpuGuardStop
+
+    caplog.set_level(logging.INFO, logger="colorize")
+    options = EvalOptions(size=SIZE, lpips_net=None, fid_feature=None, n_gallery=1, n_hardest=1, progress=False,
+                          hints=(0, 5), allow_cpu=False)
+    evaluate(dataset, checkpoints[:1], tmp_path / "short", options, device="cpu")  # seconds: under the free limit
+    projected = [m for m in caplog.messages if m.startswith("evaluating ")]
+    assert projected and "on 6 photos, hint curves of l1-run/best" in projected[0], caplog.messages
+    assert "on this cpu (projected from 4 photos)" in projected[0]
+    monkeypatch.setattr(colorize.clock, "CPU_GUARD_FREE_S", 0)  # these tiny photos are projected at seconds
+    with pytest.raises(CpuGuardStop, match=r"^evaluating 6 photos on this CPU would take about .* Stopped before "
+                                           r"scoring \(no report written\): use a GPU") as stopped:
+        evaluate(dataset, checkpoints[:1], tmp_path / "long", options, device="cpu")
+    assert stopped.value._render_traceback_()[0].startswith("Stopped: evaluating 6 photos")  # IPython: no traceback
+    assert not (tmp_path / "long" / "results.json").exists()
+    evaluate(dataset, checkpoints[:1], tmp_path / "allowed", dataclasses.replace(options, allow_cpu=True),
+             device="cpu")
+    assert (tmp_path / "allowed" / "results.json").exists()

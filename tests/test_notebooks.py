@@ -25,7 +25,8 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 # A new notebook adds its line here (test_notebook_states_what_it_produces says so).
 PRODUCES = {
     "01_data": ([f"**/{INDEX_NAME}"], 3),
-    "02_pretrain_generator": ([f"**/{BEST_NAME}", f"**/{HISTORY_NAME}"], 4),
+    "02_pretrain_generator": ([f"**/{BEST_NAME}", f"**/{HISTORY_NAME}", f"**/my-photos/{BEST_NAME}",
+                               "**/my-photos/report/results.md"], 5),
     "03_gan_finetune": ([f"**/{LAST_NAME}", f"**/{HISTORY_NAME}", f"**/{GALLERY_NAME.format(1)}"], 5),
     "04_evaluate_and_colorize": (["**/results.md", "**/gallery.png", "**/hardest.png", "**/*_colorized.png"], 5),
     "05_colour_hints": ([f"**/{BEST_NAME}", "**/hint_curve.png", "**/hints.json", f"**/{GALLERY_NAME.format(1)}"], 6),
@@ -37,6 +38,14 @@ SHOWS = {"04_evaluate_and_colorize": r'<iframe src="http://127\.0\.0\.1:\d+/',
          "05_colour_hints": r'<iframe src="http://127\.0\.0\.1:\d+/'}
 # The notebooks that train: they ask Colab for a GPU, keep runs on Drive when asked and guard the CPU.
 TRAINS = {"02_pretrain_generator", "03_gan_finetune", "05_colour_hints"}
+# The long cells besides training: what each prints before its long part, projected from its first photos or frames
+# on this machine (the smoke run's CPU), and guarded (ALLOW_CPU passed).
+PROJECTS = {
+    "04_evaluate_and_colorize": r"evaluating .+ on \d+ photos: about .+ on this cpu \(projected from \d+ photos?\)",
+    "05_colour_hints": r"evaluating .+ on \d+ photos, hint curves of .+: about .+ on this cpu "
+                       r"\(projected from \d+ photos?\)",
+    "06_video": r"colorizing along the flow: \d+ frames, about .+ left on this cpu \(projected from 3 frames\)",
+}
 CELL_TIMEOUT_S = 300  # generous for a busy 2-core machine; a smoke notebook takes well under a minute
 
 notebooks = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -383,8 +392,8 @@ def runs_of(folder: Path) -> Path:
 
 
 def training_cell(nb):
-    """The code cell that trains the notebook's own run (its `stages.train` call)."""
-    cells = [c for c in code_cells(nb) if re.search(r"^[\w, ]*=? ?train\(", c.source, re.M)]
+    """The code cell that trains the notebook's own run (its `stages.train` call on DATA_DIR into its run folder)."""
+    cells = [c for c in code_cells(nb) if re.search(r"^[\w, ]*=? ?train\(data_dir, run_dir,", c.source, re.M)]
     assert len(cells) == 1, f"expected one training cell, found {len(cells)}"
     return cells[0]
 
@@ -428,6 +437,30 @@ def test_a_training_cell_says_where_how_long_and_shows_its_gallery_inline(stem, 
     shown = [o for o in cell.outputs[:closing] if o.output_type == "display_data" and "image/png" in o.data]
     assert len(shown) == 1, (f"the epoch gallery is shown inline while training, once, and updated in place (not "
                              f"one figure per epoch): {len(shown)} figures before the closing line")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stem", sorted(PROJECTS))
+def test_a_long_cell_says_how_long_it_will_take_before_its_long_part_and_is_guarded(stem, smoke_run):
+    _, nb = smoke_run(ROOT / "notebooks" / f"{stem}.ipynb")
+    cells = [c for c in code_cells(nb) if re.search(PROJECTS[stem], stdout_of(c))]
+    assert len(cells) == 1, f"{stem}: no cell (or several) printed a line matching {PROJECTS[stem]!r}"
+    assert "allow_cpu=ALLOW_CPU" in cells[0].source, f"{stem}: the projected cell must pass ALLOW_CPU to its guard"
+
+
+@pytest.mark.slow
+def test_02_fine_tunes_its_generator_on_a_folder_and_shows_before_and_after_on_its_held_out_photos(smoke_run):
+    folder, nb = smoke_run(ROOT / "notebooks" / "02_pretrain_generator.ipynb")
+    (cell,) = [c for c in code_cells(nb) if "finetune_dir / BEST_NAME" in c.source]
+    table = "".join(o.get("data", {}).get("text/html", "") for o in cell.outputs)
+    for shown in ("before (this notebook)", "after (your photos)", "PSNR RGB (dB)", "colourfulness"):
+        assert shown in table, f"the before/after table shows no {shown!r}:\n{table}"
+    assert any("image/png" in o.get("data", {}) for o in cell.outputs), "no before/after gallery"
+    report = json.loads((runs_of(folder) / SMOKE_FOLDER / "my-photos" / "report" / "results.json").read_text())
+    assert report["split"] == "test" and report["n_images"] >= 1
+    assert {"before (this notebook)", "after (your photos)"} <= set(report["models"])
+    (trained,) = [c for c in code_cells(nb) if "generator=run_dir / BEST_NAME" in c.source]
+    assert re.search(r"about .+ for \d+ epochs? on this cpu", stdout_of(trained)), "the fine-tuning is not projected"
 
 
 @pytest.mark.slow
