@@ -1,5 +1,5 @@
-"""How much of one hint's colour change crosses a strong lightness edge, for each propagation (issue: hints that stay
-where they belong).
+"""How much of one hint's colour change crosses a strong lightness edge, for each propagation: a hint
+should stay on its side of a strong edge and fade back to the model's colour.
 
     .venv/bin/python benchmarks/hint_edges.py [--size 128]
 

@@ -7,7 +7,6 @@ import dataclasses
 import logging
 import sys
 import typing
-import warnings
 
 from .config import field_value, flat_fields, get_preset, override
 
@@ -371,8 +370,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Entry point of the `colorize` command."""
-    # fastai's import scripts a function with torch.jit, which this torch deprecates: not the user's to fix
-    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     args = build_parser().parse_args(argv)
     from fastai.torch_core import rank_distrib
 
