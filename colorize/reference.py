@@ -404,7 +404,8 @@ def apply_reference(model: nn.Module, inputs: Iterable[str | os.PathLike], out_d
     for p in photos:
         check_reference(ref, Image.open(p).size)  # far too small or large for any target: refused before writing
     for v, _ in videos:
-        check_reference(ref, (probe(v).width, probe(v).height))
+        info = probe(v)
+        check_reference(ref, (info.width, info.height))
     plan = dict(plan_outputs(photo_inputs, out_dir)) if photos else {}
     written, fallback = [], []
     save = Path(save_hints) if save_hints else None
