@@ -14,15 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from skimage import data as skdata
-from torch import nn
 
-import colorize
-from colorize.download import sample_photos
-from colorize.models import build_generator, save_generator
+# torch, fastai, scikit-image and colorize are imported inside the fixtures that use them: under pytest-xdist the
+# controlling process loads this file too, and importing them there would delay every worker's start by seconds.
+REPO = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------------------ photos
 
@@ -30,11 +26,15 @@ from colorize.models import build_generator, save_generator
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory):
     """The photos shipped with scikit-image and scikit-learn, in train/valid/test folders (offline, once per session)."""
+    from colorize.download import sample_photos
+
     return sample_photos(tmp_path_factory.mktemp("samples"))
 
 
 @pytest.fixture(scope="session")
 def _pristine_photos(tmp_path_factory):
+    from colorize.download import sample_photos
+
     return sample_photos(tmp_path_factory.mktemp("pristine-samples"))
 
 
@@ -63,6 +63,8 @@ def _write_photos(folder, n: int, prefix: str = "p", seed: int = 0, size=(24, 32
 
 def _astronaut(size: int = 96) -> Image.Image:
     """A real colour photo (scikit-image), small."""
+    from skimage import data as skdata
+
     return Image.fromarray(skdata.astronaut()).resize((size, size), Image.BILINEAR)
 
 
@@ -124,6 +126,10 @@ def tiny_generator():
     at `size` px reading `in_channels` planes (1: L; 4: L and a hint map), in training mode as `build_generator`
     makes it."""
 
+    import torch
+
+    from colorize.models import build_generator
+
     def make(size: int = 32, in_channels: int = 1, seed: int = 0):
         torch.manual_seed(seed)
         return build_generator("resnet18", size=size, pretrained=False, in_channels=in_channels)
@@ -135,6 +141,7 @@ def tiny_generator():
 def tiny_checkpoint(tiny_generator):
     """A factory: `tiny_checkpoint(path, seed=0, size=32, in_channels=1, **extra)`, a `tiny_generator` saved as a
     checkpoint at `path` with `extra` metadata; returns the path."""
+    from colorize.models import save_generator
 
     def make(path, seed: int = 0, *, size: int = 32, in_channels: int = 1, **extra):
         return save_generator(tiny_generator(size, in_channels, seed), path, **extra)
@@ -175,26 +182,27 @@ def interrupted_l1_run(photos, tmp_path_factory):
 # ---------------------------------------------------------------------------------- offline helpers
 
 
-class TinyFeatures(nn.Module):
-    """A fixed, seeded random 3x3 conv + ReLU + global average pool: (B,3,H,W) in [0,1] -> (B,num_features), an
-    offline stand-in for FID's Inception features."""
-
-    def __init__(self, num_features: int = 8, seed: int = 0):
-        super().__init__()
-        self.num_features = num_features
-        g = torch.Generator().manual_seed(seed)
-        self.conv = nn.Conv2d(3, num_features, 3, stride=2)
-        with torch.no_grad():
-            self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
-            self.conv.bias.copy_(torch.randn(num_features, generator=g))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv(x)).mean(dim=(2, 3))
-
-
 @pytest.fixture(scope="session")
 def tiny_features():
-    """A factory: `tiny_features(num_features=8, seed=0)`, a `TinyFeatures` feature extractor for an offline FID."""
+    """A factory: `tiny_features(num_features=8, seed=0)`, a fixed, seeded random 3x3 conv + ReLU + global average
+    pool: (B,3,H,W) in [0,1] -> (B,num_features), an offline stand-in for FID's Inception features."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class TinyFeatures(nn.Module):
+        def __init__(self, num_features: int = 8, seed: int = 0):
+            super().__init__()
+            self.num_features = num_features
+            g = torch.Generator().manual_seed(seed)
+            self.conv = nn.Conv2d(3, num_features, 3, stride=2)
+            with torch.no_grad():
+                self.conv.weight.copy_(torch.randn(self.conv.weight.shape, generator=g))
+                self.conv.bias.copy_(torch.randn(num_features, generator=g))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return F.relu(self.conv(x)).mean(dim=(2, 3))
+
     return TinyFeatures
 
 
@@ -282,10 +290,9 @@ def run_on_read_only(mount_namespace):
     read-only; returns the JSON its last line prints."""
 
     def run(folder, code: str, env: dict) -> dict:
-        repo = Path(colorize.__file__).resolve().parents[1]
-        env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")])}
+        env = {**os.environ, **env, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
         done = subprocess.run([*mount_namespace, "sh", "-c", READ_ONLY_THEN_RUN, str(folder), sys.executable, code],
-                              capture_output=True, text=True, timeout=600, env=env, cwd=repo)
+                              capture_output=True, text=True, timeout=600, env=env, cwd=REPO)
         assert done.returncode == 0, done.stderr[-4000:]
         return json.loads(done.stdout.strip().splitlines()[-1])
 

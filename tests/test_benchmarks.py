@@ -29,6 +29,7 @@ def bench():
     return load_script()
 
 
+@pytest.mark.slow
 def test_one_record_per_configuration_and_a_summary(bench, fresh_photos, capsys):
     photos = fresh_photos
     bench.main(["--device", "cpu", "--size", "32", "--bs", "4", "--steps", "2", "--warmup", "1", "--workers", "0",

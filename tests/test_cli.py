@@ -67,6 +67,7 @@ def test_apply_with_a_file_that_is_not_a_checkpoint(tmp_path, caplog):
     assert "not a colorize generator checkpoint" in caplog.text
 
 
+@pytest.mark.slow
 def test_colorize_is_installed_as_a_command():
     out = subprocess.run([sys.executable, "-m", "colorize.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0

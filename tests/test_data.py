@@ -431,6 +431,7 @@ def test_a_work_dir_that_cant_be_written_says_what_to_do(tmp_path, read_only, wr
         index_dataset(tmp_path / "photos", progress=False, work_dir=tmp_path / "work")
 
 
+@pytest.mark.slow
 def test_a_real_read_only_mount_is_indexed_and_cached_without_a_write(tmp_path, run_on_read_only, write_photos,
                                                                       snapshot):
     root = tmp_path / "photos"

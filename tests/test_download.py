@@ -297,6 +297,7 @@ def test_a_read_only_dest_is_used_as_it_is_or_refused_if_empty(tmp_path, kaggle_
     assert snapshot(tmp_path / "shared") == before  # no index, no marker, nothing
 
 
+@pytest.mark.slow
 def test_a_real_read_only_kaggle_input_is_used_in_place(tmp_path, run_on_read_only, snapshot, places365_copy):
     input_dir = tmp_path / "input"
     places365_copy(input_dir / "places365")

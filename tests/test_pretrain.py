@@ -151,6 +151,7 @@ def test_kill_9_mid_epoch_then_rerun_resumes(photos, tmp_path, read_history):
 INTERRUPTED = override(PRETRAIN_PRESETS["smoke"], epochs=2)  # the recipe of the conftest's interrupted L1 run
 
 
+@pytest.mark.slow
 def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_path, read_history, interrupted_l1_run):
     run = interrupted_l1_run(tmp_path / "run")  # stopped in epoch 2 after its row was logged, before it was saved
     logged = read_history(run)
@@ -161,6 +162,7 @@ def test_rerun_drops_the_logged_row_of_an_epoch_that_was_not_saved(photos, tmp_p
     assert load_state(run)["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_a_best_generator_saved_before_a_kill_is_not_overwritten_by_a_worse_one(photos, tmp_path, interrupted_l1_run):
     """best.safetensors of an epoch whose state.pt was never written still counts on the rerun."""
     run = interrupted_l1_run(tmp_path / "run")

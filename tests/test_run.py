@@ -190,6 +190,7 @@ with run_lock(Path(sys.argv[1])):
 """
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_run_folder_stops_at_once_and_touches_nothing(photos, tmp_path, caplog):
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run)], stdout=subprocess.PIPE, text=True)
