@@ -13,7 +13,7 @@ from colorize.models import widen_for_hints
 def test_the_widened_generator_learns_to_follow_hints_where_lightness_says_nothing(tiny_generator):
     """Photos of one random colour each, under a lightness texture that says nothing about it: only the hints
     tell the colour. After 150 Adam steps on simulated hints (Zhang et al.'s p = 1/8, 1-9 px), 5 hints must cut the
-    colour error of new photos by 40% or more against no hints (measured: 0.078 vs 0.208)."""
+    colour error of new photos by 40% or more against no hints (measured: 0.085 vs 0.202)."""
     g = torch.Generator().manual_seed(0)
 
     def photos_of_one_colour(n):
@@ -22,7 +22,8 @@ def test_the_widened_generator_learns_to_follow_hints_where_lightness_says_nothi
         return L, ab
 
     model = widen_for_hints(tiny_generator(32, seed=0)).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # fused: one kernel over all 31M parameters instead of a loop over them, a third of each CPU step saved
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     for _ in range(150):
         L, ab = photos_of_one_colour(8)
         loss = (model(generator_input(L, paint_hints(ab, draw_hints(g, 8, 32, 32)))) - ab).abs().mean()
