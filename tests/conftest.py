@@ -20,6 +20,17 @@ from PIL import Image
 # controlling process loads this file too, and importing them there would delay every worker's start by seconds.
 REPO = Path(__file__).resolve().parents[1]
 
+# The files that take longest (`pytest --durations=0`, summed per file), in that order. `--dist loadfile` hands
+# the files out in collection order, each to the next free worker: the longest first, so the workers end together.
+LONGEST_FIRST = ("test_notebooks.py", "test_hint_learning.py", "test_pretrain.py", "test_hints.py", "test_app.py",
+                 "test_gan.py", "test_evaluate.py")
+
+
+def pytest_collection_modifyitems(items):
+    first = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable: the rest keep their order
+
+
 # ------------------------------------------------------------------------------------------ photos
 
 
