@@ -34,6 +34,7 @@ test-gpu: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/inference_speed.py
 	$(BIN)/python benchmarks/archive_speed.py
+	$(BIN)/python benchmarks/video_speed.py
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks
