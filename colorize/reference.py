@@ -300,7 +300,11 @@ def reference_hints(target: Image.Image, reference: Image.Image, model: nn.Modul
     Same scene first (keypoints, homography, flow); else, with a `model`, a similar scene from its encoder; else no
     hints. The hints are hints-file entries in the target's pixels; `matches` are pairs to draw.
     """
-    reference = check_reference(reference, target.size)
+    return _matched(target, check_reference(reference, target.size), model)
+
+
+def _matched(target: Image.Image, reference: Image.Image, model: nn.Module | None) -> Correspondence:
+    """`reference_hints` for a reference already checked against the target's size (`check_reference`)."""
     t_rgb, st = _working(target)
     r_rgb, sr = _working(reference)
     tl, rl = _lab(t_rgb), _lab(r_rgb)
@@ -355,7 +359,7 @@ class ShotMatcher:
     """A reference matched into a video's frames as they are decoded (a `video.FrameHook`): into the first frame of
     each shot (shots split where the stabiliser finds a cut) or, where that frame does not fit, every `scan_every`
     frames later in the shot until one does. `hints` (each with its "frame") and `placed` collect what it found.
-    `person`: a person's hints for the video (each with an optional "frame"), placed by the video itself; a derived
+    `reference` is RGB and checked against the frames' size (`check_reference`). `person`: a person's hints for the video (each with an optional "frame"), placed by the video itself; a derived
     hint near one of them on its frame is dropped (`merge_hints`)."""
 
     def __init__(self, model: nn.Module | None, reference: Image.Image, scan_every: int = 12,
@@ -372,7 +376,7 @@ class ShotMatcher:
             self.looking = True  # a new shot: match again
         if not (self.looking and self.since % self.scan_every == 0):
             return []
-        found = reference_hints(Image.fromarray(frame), self.reference, self.model)
+        found = _matched(Image.fromarray(frame), self.reference, self.model)  # checked once for the whole video
         if not found.hints:
             return []
         mine = [{k: v for k, v in p.items() if k != "frame"} for p in self.person if p.get("frame", 0) == t]
@@ -427,7 +431,7 @@ class ReferenceHints(HintsSource):
         person = self.person.photo(src, image).entries if self.person is not None else []
         if person:
             check_hints(person, image.size)  # the person's: a bad one is this photo's failure, before any matching
-        found = reference_hints(image, self.reference, self.model)
+        found = _matched(image, self.reference, self.model)  # checked against every photo's size in `check`
         used = merge_hints(found.hints, person)
         if found.hints:
             return PhotoHints(used, f"reference: {found.reason}")
