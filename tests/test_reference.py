@@ -313,7 +313,13 @@ def test_the_guide_tab_turns_a_reference_into_editable_hints_and_draws_the_match
     assert Image.open(drawn).size[0] > Image.open(drawn).size[1]  # side by side
     automatic = colorize_image(model, target, SIZE)
     assert ab_error(session.image().convert("RGB"), target) < ab_error(automatic, target)
-    assert app.steps.undo(session).hints == session.hints[:-1]  # editable like any other hint
+    first = hints[0]  # a reference's hint is editable like any other: selected, moved, deleted, undone
+    picked = app.guide_touch(session, first["x"], first["y"])
+    assert picked.selected == 0 and picked.hints == session.hints
+    moved = app._step(app.steps.move, picked, 5, 5)
+    assert moved.hints[0] == {**first, "x": 5, "y": 5} and moved.hints[1:] == session.hints[1:]
+    assert app._step(app.steps.delete, moved).hints == session.hints[1:]
+    assert app.steps.undo(session).hints == tuple(mine)  # the reference's hints taken back in one step
     Image.fromarray(data.camera()).save(tmp_path / "gray.png")
     with pytest.raises(Exception, match="no colour to give"):
         app.guide_reference(session, str(tmp_path / "gray.png"))
