@@ -150,19 +150,16 @@ class ColorizeResult:
         return [(src, h.note) for src, h in self.hints.items() if h.fell_back]
 
 
-def fingerprint(model: nn.Module, rendering: Rendering, hints=None) -> str:
-    """What makes an output: the weights' hash, the rendering (its precision as resolved on the model's device) and
-    what decides its hints (`HintsSource.identity`, or a hints-file list), as one line of JSON; an output that
-    records another was made otherwise and is redone."""
-    return _with_hints(_made_by(model, rendering), hints)
-
-
-def _made_by(model: nn.Module, rendering: Rendering) -> dict:
+def made_by(model: nn.Module, rendering: Rendering) -> dict:
+    """What makes every output of a run: the weights' hash and the rendering (its precision as resolved on the
+    model's device); computed once per run."""
     resolved = rendering.replace(precision=choose_precision(model_device(model), rendering.precision))
     return {"model": weights_digest(model.state_dict()), "rendering": dataclasses.asdict(resolved)}
 
 
-def _with_hints(made: dict, hints) -> str:
+def fingerprint(made: dict, hints) -> str:
+    """An output's fingerprint: `made_by` and what decides its hints (`HintsSource.identity`, a hints-file list), as
+    one line of JSON; an output that records another was made otherwise and is redone."""
     hints_hash = hashlib.sha256(json.dumps(hints, sort_keys=True).encode()).hexdigest()[:16] if hints else None
     return json.dumps({**made, "hints": hints_hash}, sort_keys=True)
 
@@ -243,12 +240,11 @@ def _hint_maps(batch: list[_Photo], S: int, device) -> torch.Tensor | None:
     return torch.cat([user_hint_map(p.points, p.size, S, device) for p in batch])
 
 
-def _stream(model: nn.Module, todo: list[tuple[Path, Path, str]], rendering: Rendering, options: ArchiveOptions,
+def _stream(model: nn.Module, pairs: list[tuple[Path, Path, str]], rendering: Rendering, options: ArchiveOptions,
             source: HintsSource | None) -> Iterator[tuple[Path, Path, str, str, PhotoHints | None]]:
     """(input, output, "done" or "failed", reason, its hints) for each (input, output, fingerprint) as it finishes:
     decoding (and the hints source), the model and encoding run at once, each stage at most a few batches ahead of
     the next."""
-    pairs = todo
     device, S = model_device(model), rendering.render_size
     workers = options.workers or default_workers()
     ahead = options.batch + workers  # photos a stage may hold beyond the one that follows it: one batch, and one
@@ -365,10 +361,10 @@ def colorize_archive(model: nn.Module, inputs: Iterable[str | os.PathLike], out_
     if source is not None:
         source.check([src for src, _ in pairs])
     rank, world = _join_processes(model)
-    made = _made_by(model, rendering)
+    made = made_by(model, rendering)
     rows, todo = [], []
     for src, dst in pairs[rank::world]:  # this process's share of the sorted plan
-        record = _with_hints(made, source.identity(src) if source is not None else None)
+        record = fingerprint(made, source.identity(src) if source is not None else None)
         dst.with_name(dst.name + ".tmp").unlink(missing_ok=True)  # a killed run's partial output
         if not options.overwrite and read_fingerprint(dst) == record:
             rows.append((src, dst, "skipped", "done before with this model, rendering and hints", rank, "", "", ""))

@@ -421,6 +421,8 @@ class ReferenceHints(HintsSource):
             else:
                 with Image.open(src) as im:
                     check_reference(self.reference, im.size)
+                    if len(inputs) == 1 and isinstance(self.person, FixedHints):
+                        check_hints(self.person.entries, im.size)  # one photo's own hints: a bad one is an error
         if self.person is not None:
             self.person.check(inputs)
 

@@ -340,3 +340,14 @@ def test_the_reference_pairs_benchmark_runs_at_its_smallest(tiny_checkpoint, tmp
     said = capsys.readouterr().out
     assert all(f"| {kind} | 2 |" in said for kind in ("same", "mismatched", "clip"))
     assert (tmp_path / "out" / "pairs.csv").read_text().count("\n") == 6
+
+
+def test_a_persons_bad_hints_for_one_photo_are_refused_before_anything_is_written(model, pair, tmp_path):
+    target, reference = pair
+    target.save(tmp_path / "target.png")
+    reference.save(tmp_path / "ref.png")
+    bad = [{"x": 900, "y": 10, "color": "red"}]  # outside the 400x300 target
+    with pytest.raises(ValueError, match="hint 1 of 1 .*outside"):
+        apply_paths(model, [tmp_path / "target.png"], tmp_path / "out", Rendering(SIZE),
+                    ReferenceHints(model, tmp_path / "ref.png", bad), progress=False)
+    assert not (tmp_path / "out").exists()
