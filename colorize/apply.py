@@ -55,10 +55,11 @@ def hints_source(path: str | os.PathLike) -> list | HintsFolder:
 
 
 def save_hints(path: str | os.PathLike, taken: dict[Path, PhotoHints], several: bool) -> None:
-    """The hints each input took: one hints file at `path` for one input, else `path/<stem>.json` each."""
+    """The hints each input took: one hints file at `path` for one input (unless `path` is a folder), else
+    `path/<stem>.json` each."""
     path = Path(path)
     for src, hints in taken.items():
-        dst = path / f"{Path(src).stem}.json" if several else path
+        dst = path / f"{Path(src).stem}.json" if several or path.is_dir() else path
         dst.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(dst, json.dumps(hints.entries, indent=1) + "\n")
 
