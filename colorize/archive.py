@@ -12,8 +12,8 @@ photo says why (`PhotoHints.note`), and the photo is colorized automatically.
 
 Every output is written under a temporary name and renamed when complete (`files.atomic_path`), and
 carries what made it (`fingerprint`: the weights' hash, the `Rendering`, and what decides that photo's
-hints, `HintsSource.identity`) in its PNG text chunk or JPEG comment. A rerun skips an output that is
-there with the same fingerprint, so a killed run finishes the rest and a changed model, rendering or
+hints, `HintsSource.identity`) in its PNG text chunk or JPEG comment, with the hints it took (for a later
+run's summary). A rerun skips an output that is there with the same fingerprint, so a killed run finishes the rest and a changed model, rendering or
 hints redoes them; `overwrite` redoes all. A photo that cannot be read (or written), or whose hints do
 not fit it, is reported and skipped.
 
@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 FORMATS = {"png": ".png", "jpeg": ".jpg"}  # output format -> the outputs' suffix
 JPEG_QUALITY = 95  # PIL's scale: high enough that the colours do not band
 FINGERPRINT_KEY = "colorize"  # the PNG text chunk that records what made the output
+TOOK = "took"  # the record's entry for the hints an output took (not part of its fingerprint)
 SUMMARY = "colorize-apply"  # .csv and .json beside the outputs
 LOG_EVERY_S = 30.0  # without a bar, a progress line at most this often
 
@@ -164,6 +165,27 @@ def fingerprint(made: dict, hints) -> str:
     return json.dumps({**made, "hints": hints_hash}, sort_keys=True)
 
 
+def _recorded(record: str, hints: PhotoHints | None) -> str:
+    """What an output records: its fingerprint, and (not part of what makes it) the hints it took: their number,
+    whether their source fell back to automatic, and the source's note, for a later run's summary."""
+    if hints is None:
+        return record
+    took = {"hints": len(hints.entries), "fell_back": hints.fell_back, "note": hints.note}
+    return json.dumps({**json.loads(record), TOOK: took}, sort_keys=True)
+
+
+def _done_alike(found: str | None, record: str) -> dict | None:
+    """What an earlier output took ({} where it records nothing) if it was made as `record` says, else None."""
+    try:
+        made = json.loads(found) if found is not None else None
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(made, dict):
+        return None
+    took = made.pop(TOOK, {})
+    return took if json.dumps(made, sort_keys=True) == record else None
+
+
 def read_fingerprint(path: Path) -> str | None:
     """The fingerprint an output records (PNG text chunk or JPEG comment), or None: none, or not an image."""
     try:
@@ -230,7 +252,7 @@ def _encode(photo: _Photo) -> None:
     out = Image.fromarray(compose(photo.pixels, photo.ab), "RGB")  # the photo's own L at full resolution
     if photo.alpha is not None:
         out.putalpha(photo.alpha)
-    save_output(out, photo.dst, photo.record)
+    save_output(out, photo.dst, _recorded(photo.record, photo.hints))
 
 
 def _hint_maps(batch: list[_Photo], S: int, device) -> torch.Tensor | None:
@@ -366,8 +388,11 @@ def colorize_archive(model: nn.Module, inputs: Iterable[str | os.PathLike], out_
     for src, dst in pairs[rank::world]:  # this process's share of the sorted plan
         record = fingerprint(made, source.identity(src) if source is not None else None)
         dst.with_name(dst.name + ".tmp").unlink(missing_ok=True)  # a killed run's partial output
-        if not options.overwrite and read_fingerprint(dst) == record:
-            rows.append((src, dst, "skipped", "done before with this model, rendering and hints", rank, "", "", ""))
+        took = None if options.overwrite else _done_alike(read_fingerprint(dst), record)
+        if took is not None:
+            fell = {True: "yes", False: "no"}.get(took.get("fell_back"), "")
+            rows.append((src, dst, "skipped", "done before with this model, rendering and hints", rank,
+                         took.get("hints", ""), fell, took.get("note", "")))
         else:
             todo.append((src, dst, record))
     if rows:

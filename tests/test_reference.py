@@ -165,6 +165,9 @@ def test_a_killed_folder_run_with_a_reference_does_each_photo_once_and_a_new_ref
     assert set(writes) == {"t0.png", "t1.png", "t2.png"} and set(writes.values()) == {1}  # each written once
     assert sorted(matched) == ["t1.png", "t2.png"] and len(result.skipped) == 1  # the done one not matched again
     assert not result.fell_back and all(len(h.entries) > 20 for h in result.hints.values())
+    (kept,) = [r for r in csv.DictReader(open(out / "colorize-apply.csv")) if r["status"] == "skipped"]
+    assert kept["fell_back"] == "no" and int(kept["hints"]) > 20  # what the first run's output took, read back
+    assert kept["note"].startswith("reference: same scene")
     assert run(tmp_path / "ref.png")[1] == []  # all done: nothing matched, nothing written
     reference.rotate(3).save(tmp_path / "ref.png")  # the same file name, another reference: redone
     result, matched = run(tmp_path / "ref.png")
