@@ -9,8 +9,9 @@ Pairs (written to OUT with OUT/pairs.csv, which `colorize evaluate-reference OUT
   - mismatched: the same target with the reference made from the next photo;
   - clip: frames 10 and 85 (3 s apart) of a pan-and-zoom clip (`video.pan_zoom_clip`, 640x360, 25 fps) of each photo.
 Then the video path: `--clips` of those clips (48 frames) colorized whole, automatic and from a still of their middle
-frame (`apply.apply_paths` with `reference.ReferenceHints`), PSNR RGB over every frame against the colour clip. Photos are scaled to at most
-800 px on their longer side first. Targets < 2 dB gain (same, clip), > -0.3 dB (mismatched).
+frame (`apply.apply_paths` with `reference.ReferenceHints`), PSNR RGB over every frame against the colour clip.
+Photos are scaled to at most 800 px on their longer side first. Targets < 2 dB gain (same, clip), > -0.3 dB
+(mismatched).
 """
 
 from __future__ import annotations

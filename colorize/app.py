@@ -17,10 +17,11 @@ Endpoints (for `gradio_client.Client(url).predict(..., api_name=...)`):
 The Guide tab works with every model, on the photo uploaded in the Colorize tab: a click on the result
 places a hint there (or, in the select-and-move mode, selects the hint clicked, and moves the selected one
 where the click is); suggested colours (the model's own there, those used, every colour that exists at
-that point's lightness) and a colour picker recolour the selected hint, and a button deletes it; a hint-size, a reach and a propagation control
-shape how it spreads; the hints download as the file `colorize apply --hints` reads, and such a file can
-be loaded. The page keeps one `guide.GuideSession` in a `gr.State`; each handler below turns widget values
-into one of `guide`'s steps and the new session back into what the page shows.
+that point's lightness) and a colour picker recolour the selected hint, and a button deletes it; a
+hint-size, a reach and a propagation control shape how it spreads; the hints download as the file
+`colorize apply --hints` reads, and such a file can be loaded. The page keeps one `guide.GuideSession`
+in a `gr.State`; each handler below turns widget values into one of `guide`'s steps and the new session
+back into what the page shows.
 """
 
 from __future__ import annotations

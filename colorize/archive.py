@@ -13,9 +13,9 @@ photo says why (`PhotoHints.note`), and the photo is colorized automatically.
 Every output is written under a temporary name and renamed when complete (`files.atomic_path`), and
 carries what made it (`fingerprint`: the weights' hash, the `Rendering`, and what decides that photo's
 hints, `HintsSource.identity`) in its PNG text chunk or JPEG comment, with the hints it took (for a later
-run's summary). A rerun skips an output that is there with the same fingerprint, so a killed run finishes the rest and a changed model, rendering or
-hints redoes them; `overwrite` redoes all. A photo that cannot be read (or written), or whose hints do
-not fit it, is reported and skipped.
+run's summary). A rerun skips an output that is there with the same fingerprint, so a killed run
+finishes the rest and a changed model, rendering or hints redoes them; `overwrite` redoes all. A photo
+that cannot be read (or written), or whose hints do not fit it, is reported and skipped.
 
 Under `torchrun` or `accelerate launch` (WORLD_SIZE > 1) each process takes every WORLD_SIZE-th photo
 from the sorted plan on its own device, and rank 0 writes one summary, gathered from all, beside the

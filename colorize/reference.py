@@ -359,8 +359,9 @@ class ShotMatcher:
     """A reference matched into a video's frames as they are decoded (a `video.FrameHook`): into the first frame of
     each shot (shots split where the stabiliser finds a cut) or, where that frame does not fit, every `scan_every`
     frames later in the shot until one does. `hints` (each with its "frame") and `placed` collect what it found.
-    `reference` is RGB and checked against the frames' size (`check_reference`). `person`: a person's hints for the video (each with an optional "frame"), placed by the video itself; a derived
-    hint near one of them on its frame is dropped (`merge_hints`)."""
+    `reference` is RGB and checked against the frames' size (`check_reference`). `person`: a person's hints for
+    the video (each with an optional "frame"), placed by the video itself; a derived hint near one of them on its
+    frame is dropped (`merge_hints`)."""
 
     def __init__(self, model: nn.Module | None, reference: Image.Image, scan_every: int = 12,
                  person: list | None = None):
