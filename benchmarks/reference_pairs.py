@@ -9,8 +9,9 @@ Pairs (written to OUT with OUT/pairs.csv, which `colorize evaluate-reference OUT
   - mismatched: the same target with the reference made from the next photo;
   - clip: frames 10 and 85 (3 s apart) of a pan-and-zoom clip (`video.pan_zoom_clip`, 640x360, 25 fps) of each photo.
 Then the video path: `--clips` of those clips (48 frames) colorized whole, automatic and from a still of their middle
-frame (`reference.apply_reference`), PSNR RGB over every frame against the colour clip. Photos are scaled to at most
-800 px on their longer side first. Targets < 2 dB gain (same, clip), > -0.3 dB (mismatched).
+frame (`apply.apply_paths` with `reference.ReferenceHints`), PSNR RGB over every frame against the colour clip.
+Photos are scaled to at most 800 px on their longer side first. Targets < 2 dB gain (same, clip), > -0.3 dB
+(mismatched).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from colorize.apply import apply_paths
 from colorize.data import list_images, load_rgb
 from colorize.lab import pixels_to_rgb
 from colorize.metrics import psnr_rgb
 from colorize.models import load_generator
-from colorize.reference import apply_reference, evaluate_pairs, pairs_markdown, read_pairs
+from colorize.reference import ReferenceHints, evaluate_pairs, pairs_markdown, read_pairs
 from colorize.video import colorize_video, pan_zoom_clip, read_frames
 
 LONGER_SIDE = 800
@@ -77,8 +79,9 @@ def video_psnr(model, photos: list[Path], out: Path, n: int) -> tuple[float, flo
         truth = list(read_frames(clip))
         Image.fromarray(truth[24]).save(out / "video" / f"{p.stem}_still.png")
         a = colorize_video(model, clip, out / "video" / "auto" / f"{p.stem}.mp4", progress=False).path
-        (g,), fallback = apply_reference(model, [clip], out / "video" / "guided", out / "video" / f"{p.stem}_still.png")
-        fell += len(fallback)
+        result = apply_paths(model, [clip], out / "video" / "guided",
+                             hints=ReferenceHints(model, out / "video" / f"{p.stem}_still.png"), progress=False)
+        (g,), fell = result.written, fell + len(result.fell_back)
         for path, scores in ((a, auto), (g, guided)):
             frames = list(read_frames(path))
             scores.append(np.mean([float(psnr_rgb(pixels_to_rgb(x), pixels_to_rgb(t))) for x, t in zip(frames, truth)]))

@@ -15,11 +15,13 @@ Endpoints (for `gradio_client.Client(url).predict(..., api_name=...)`):
                     MAX_VIDEO_PIXELS of frames x pixels; longer ones: `colorize apply`)
 
 The Guide tab works with every model, on the photo uploaded in the Colorize tab: a click on the result
-places a hint there; suggested colours (the model's own there, those used, every colour that exists at
-that point's lightness) and a colour picker recolour it; a hint-size, a reach and a propagation control
-shape how it spreads; the hints download as the file `colorize apply --hints` reads, and such a file can
-be loaded. The page keeps one `guide.GuideSession` in a `gr.State`; each handler below turns widget values
-into one of `guide`'s steps and the new session back into what the page shows.
+places a hint there (or, in the select-and-move mode, selects the hint clicked, and moves the selected one
+where the click is); suggested colours (the model's own there, those used, every colour that exists at
+that point's lightness) and a colour picker recolour the selected hint, and a button deletes it; a
+hint-size, a reach and a propagation control shape how it spreads; the hints download as the file
+`colorize apply --hints` reads, and such a file can be loaded. The page keeps one `guide.GuideSession`
+in a `gr.State`; each handler below turns widget values into one of `guide`'s steps and the new session
+back into what the page shows.
 """
 
 from __future__ import annotations
@@ -210,13 +212,16 @@ REACHES = (0.1, 5.0)  # reach slider: min, max (its default: `Rendering.reach`)
 GUIDE_NOTE = ("Upload a photo in the *Colorize* tab, then click on the result below to place a hint. Its colour "
               "starts as the result's colour there: pick another from the suggestions (the model's own colour "
               "there, the colours used so far, and every colour that exists at that point's lightness) or from "
-              "the colour picker and *Apply colour*.")
+              "the colour picker and *Apply colour*. To change a hint (yours or a reference's), switch to *select "
+              "and move*: click its ring to select it, click elsewhere to move it there, or *Delete selected*.")
 READS_HINTS = "**{name}** reads your hints; what it still misses is spread along lightness."
 SPREADS_HINTS = ("**{name}** was trained on lightness alone: your hints are spread along lightness over its "
                  "colours.")
 PALETTE_NOTE = ("**Suggested colours** (click one): first row the model's own colour there, then those used; "
                 "below, every colour at that point's lightness.")
 EMPTY_CELL = "no colour there: click a swatch (first row: the model's own colour and those used)"
+PLACE = "place a hint"
+CLICK_MODES = (PLACE, "select and move")  # what a click on the photo does
 
 
 def guide_note(models: Mapping[str, nn.Module], model: str | None) -> str:
@@ -260,9 +265,15 @@ def guide_click(session: GuideSession | None, x: int, y: int, hint_size: float) 
     return _step(steps.place, session, x, y, steps.hint_side(session.size, hint_size, session.rendering.render_size))
 
 
+def guide_touch(session: GuideSession | None, x: int, y: int) -> GuideSession:
+    """A click at (x, y) in the select-and-move mode: the hint whose ring it is on selected, or else the selected
+    hint moved there."""
+    return _step(steps.touch, session, x, y)
+
+
 def guide_pick(session: GuideSession | None, x: int, y: int) -> GuideSession | None:
-    """A click on the suggested colours at (x, y): that colour on the last hint; None (and a word on the page) for
-    a click on an empty cell."""
+    """A click on the suggested colours at (x, y): that colour on the selected hint; None (and a word on the page)
+    for a click on an empty cell."""
     palette = session.palette() if session is not None else None
     colour = palette.colour_at(int(x), int(y)) if palette is not None else None
     if colour is None:
@@ -317,7 +328,7 @@ def guide_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: 
                 gr.Markdown(PALETTE_NOTE)
                 palette = gr.Image(show_label=False, type="numpy", image_mode="RGBA", format="png", buttons=[],
                                    interactive=False, elem_id="guide-palette")
-                colour = gr.ColorPicker(label="colour of the last hint", elem_id="guide-colour")
+                colour = gr.ColorPicker(label="colour of the selected hint", elem_id="guide-colour")
                 apply = gr.Button("Apply colour", variant="primary")
                 hint_size = gr.Slider(*HINT_SIZES[:2], step=1, value=HINT_SIZES[2], elem_id="guide-size",
                                       label="hint size (px at the render size)")
@@ -325,8 +336,10 @@ def guide_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: 
                                   label="reach (how far a hint's colour travels)")
                 propagation = gr.Radio(list(PROPAGATIONS), value=DEFAULTS.propagation, elem_id="guide-propagation",
                                        label="propagation (fast; levin: exact, up to 256 px; off: the model alone)")
+                mode = gr.Radio(list(CLICK_MODES), value=PLACE, label="a click on the photo", elem_id="guide-mode")
                 with gr.Row():
-                    undo, clear = gr.Button("Undo"), gr.Button("Clear")
+                    undo, delete = gr.Button("Undo"), gr.Button("Delete selected", elem_id="guide-delete")
+                    clear = gr.Button("Clear")
                 listing = gr.JSON(label="hints (photo pixels)", elem_id="guide-hints")
                 hints_file = gr.File(label="hints.json (for colorize apply --hints)", interactive=False)
                 hints_upload = gr.UploadButton("Load a hints file", file_types=[".json"], type="filepath")
@@ -348,7 +361,7 @@ def guide_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: 
             last = session.palette()
             return {state: session, view: session.marked(), listing: list(session.hints),
                     hints_file: hints_download(session), palette: None if last is None else last.picture(),
-                    colour: session.hints[-1]["color"] if session.hints else None}
+                    colour: session.hints[session.selected]["color"] if session.hints else None}
 
         def on(triggers, adapter: Callable, inputs: list) -> None:
             @wraps(adapter)  # keeps its signature: Gradio passes gr.SelectData where it is asked for
@@ -365,8 +378,8 @@ def guide_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: 
         def resettle(session, *values):  # another model or setting: the same hints
             return None if session is None else guide_settings(models, session, *values)
 
-        def click(session, size, evt: gr.SelectData):
-            return guide_click(session, *evt.index, size)
+        def click(session, size, how, evt: gr.SelectData):
+            return guide_click(session, *evt.index, size) if how == PLACE else guide_touch(session, *evt.index)
 
         def pick(session, evt: gr.SelectData):
             return guide_pick(session, *evt.index)
@@ -376,10 +389,11 @@ def guide_tab(models: Mapping[str, nn.Module], model: gr.Dropdown, render_size: 
                      api_visibility="private", queue=False)
         on([tab.select], enter, [state, photo, *settings])
         on([model.change, render_size.release, propagation.change, reach.release], resettle, [state, *settings])
-        on([view.select], click, [state, hint_size])
+        on([view.select], click, [state, hint_size, mode])
         on([palette.select], pick, [state])
         on([apply.click], partial(_step, steps.recolour), [state, colour])
         on([undo.click], partial(_step, steps.undo), [state])
+        on([delete.click], partial(_step, steps.delete), [state])
         on([clear.click], partial(_step, steps.clear), [state])
         on([hints_upload.upload], guide_load, [state, hints_upload])
 

@@ -142,40 +142,35 @@ def _train(args):
 
 
 def _apply(args):
-    from .apply import apply_paths
+    from .apply import apply_paths, hints_source
     from .archive import ArchiveOptions
     from .device import process_device
-    from .hintmaps import read_hints_file
     from .inference import Rendering
     from .models import load_generator
     from .video import VideoOptions
 
     rendering, video = options_from_args(args, Rendering), options_from_args(args, VideoOptions)
     archive = options_from_args(args, ArchiveOptions)
-    hints = read_hints_file(args.hints) if args.hints else None
+    hints = hints_source(args.hints) if args.hints else None
+    if args.save_hints and not args.reference:
+        raise ValueError("--save-hints writes the hints derived from a reference: give --reference too")
     # alone: the device asked for or the best there is; under torchrun: the GPU of this process's local rank
     model = load_generator(args.model, device=process_device(args.device))
-    if args.reference or args.save_hints:
-        return _apply_reference(args, model, hints, rendering, video)
-    result = apply_paths(model, args.inputs, args.out, rendering, hints=hints, video=video, archive=archive)
+    if args.reference:
+        from .reference import ReferenceHints
+
+        hints = ReferenceHints(model, args.reference, hints)  # a bad reference: refused before anything is written
+    result = apply_paths(model, args.inputs, args.out, rendering, hints=hints, video=video, archive=archive,
+                         save_hints_to=args.save_hints)
     say(f"wrote {len(result.written)} file(s) to {args.out}"  # several processes: rank 0 speaks for all
         + (f"; kept {len(result.skipped)} done before" if result.skipped else "")
-        + (f"; skipped {len(result.failed)} unreadable: " + ", ".join(str(p) for p, _ in result.failed)
+        + (f"; skipped {len(result.failed)}: " + ", ".join(f"{p} ({why})" for p, why in result.failed)
            if result.failed else ""))
+    if args.reference:
+        fell = result.fell_back
+        say("no confident match with the reference, colorized automatically: " + ", ".join(str(p) for p, _ in fell)
+            if fell else "every one written matched the reference")
     return 1 if result.failed and not result.written and not result.skipped else 0
-
-
-def _apply_reference(args, model, hints, rendering, video):
-    """`apply --reference`: colour from a reference photo (colorize.reference)."""
-    from .reference import apply_reference
-
-    if not args.reference:
-        raise ValueError("--save-hints writes the hints derived from a reference: give --reference too")
-    written, fallback = apply_reference(model, args.inputs, args.out, args.reference, hints, args.save_hints,
-                                        rendering, video)
-    print(f"wrote {len(written)} file(s) to {args.out}" + (f"; no match with the reference, colorized automatically: "
-          + ", ".join(str(p) for p in fallback) if fallback else "; every one matched the reference"))
-    return 0
 
 
 def _evaluate_reference(args):
@@ -290,7 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--model", required=True, help="generator checkpoint (.safetensors)")
     a.add_argument("--out", required=True, help="folder for the colorized photos")
     a.add_argument("--hints", help='JSON list of colour hints in the photo\'s pixels, e.g. [{"x": 410, "y": 220, '
-                   '"color": "#b03020", "size": 12}] (one photo; any model: a hint model also reads them)')
+                   '"color": "#b03020", "size": 12}] (any model: a hint model also reads them); for several photos, '
+                   "the same file for all, or a folder of <stem>.json hints files, one per photo by name")
     a.add_argument("--reference", help="a colour photo whose colours to use where it shows the same (or a similar) "
                    "scene; photos that do not match it are colorized automatically (colorize.reference)")
     a.add_argument("--save-hints", help="with --reference: write the hints each target used (a hints file for one "

@@ -2,8 +2,10 @@
 
 A `GuideSession` holds the decoded photo, the `Rendering`, the model, the photo's lightness at the render size,
 the model's own prediction there (no hints), the hints (hints-file entries, in the photo's pixels) and the
-colorized result at full resolution. Each step (`place`, `recolour`, `undo`, `clear`, `load`, `rerender`)
-returns a new session and runs the network only where the result depends on it: an automatic model's output
+colorized result at full resolution. Each step (`place`, `select`, `move`, `recolour`, `delete`, `touch`, `undo`,
+`clear`, `load`, `rerender`) returns a new session and runs the network only where the result depends on it; one
+hint is the selected one (the last placed, or the one `select` picked), which `recolour`, `move` and `delete` act
+on, and `undo` takes back the last step that changed the hints. An automatic model's output
 does not depend on the hints, so a step is propagation and the full-resolution composition alone
 (`inference.colorize_batch`'s `known`); a hint model runs once per step. The app's Guide tab (`app.py`) and
 the notebook widget (`widgets.HintPicker`) are thin views over these steps.
@@ -39,6 +41,16 @@ class GuideSession:
     plain: np.ndarray  # (H,W,3) uint8: the model's own colorization at full resolution
     hints: tuple[dict, ...] = ()  # hints-file entries {"x", "y", "color", "size"} in the photo's pixels
     result: np.ndarray | None = None  # (H,W,3) uint8: the colorization with `hints`
+    chosen: int | None = None  # the selected hint's index in `hints`; None: the last
+    history: tuple[tuple[tuple[dict, ...], int | None], ...] = ()  # (hints, chosen) before each step, for `undo`
+
+    @property
+    def selected(self) -> int | None:
+        """The index of the hint that `recolour`, `move` and `delete` act on (the last placed, unless one was
+        selected), or None without hints."""
+        if not self.hints:
+            return None
+        return self.chosen if self.chosen is not None and self.chosen < len(self.hints) else len(self.hints) - 1
 
     @property
     def size(self) -> tuple[int, int]:
@@ -58,25 +70,32 @@ class GuideSession:
         return f"#{r:02x}{g:02x}{b:02x}"
 
     def palette(self) -> Palette | None:
-        """The suggested colours for the last hint (None without one): the model's own colour at its point, the
+        """The suggested colours for the selected hint (None without one): the model's own colour at its point, the
         colours used, and every colour at the point's lightness (over the hint's square)."""
         if not self.hints:
             return None
-        x, y, side = int(self.hints[-1]["x"]), int(self.hints[-1]["y"]), int(self.hints[-1].get("size", 1))
+        hint = self.hints[self.selected]
+        x, y, side = int(hint["x"]), int(hint["y"]), int(hint.get("size", 1))
         return suggest(self.colour_at(x, y, plain=True), [h["color"] for h in self.hints],
                        lightness_at(Image.fromarray(self.pixels), x, y, radius=side // 2))
 
     def marked(self) -> np.ndarray:
-        """The result (H,W,3) uint8 with a ring in each hint's colour around its point; the last hint's is thicker."""
+        """The result (H,W,3) uint8 with a ring in each hint's colour around its point; the selected hint's is
+        thicker."""
         view = Image.fromarray(self.result, "RGB")
         draw = ImageDraw.Draw(view)
-        r = max(4, round(max(view.size) / 80))  # ring radius, visible on a phone photo and a 12 MP one alike
+        r = ring_radius(self.size)
         for i, h in enumerate(self.hints):
             box = [h["x"] - r, h["y"] - r, h["x"] + r, h["y"] + r]
-            width = max(1, r // (2 if i == len(self.hints) - 1 else 3))
+            width = max(1, r // (2 if i == self.selected else 3))
             draw.ellipse(box, outline="white", width=max(2, width) + 2)
             draw.ellipse(box, outline=ImageColor.getrgb(h["color"])[:3], width=width)
         return np.asarray(view)
+
+
+def ring_radius(photo_size: tuple[int, int]) -> int:
+    """The radius of a hint's ring on the view, in photo pixels: visible on a phone photo and a 12 MP one alike."""
+    return max(4, round(max(photo_size) / 80))
 
 
 def start(model: nn.Module, photo: Image.Image, rendering: Rendering = Rendering(),
@@ -94,19 +113,30 @@ def _begin(model: nn.Module, pixels: np.ndarray, alpha: Image.Image | None, rend
     prediction = colorize_batch(model, L, None, rendering)  # (1,2,S,S)
     plain = compose(pixels, prediction)
     session = GuideSession(model, rendering, pixels, alpha, L, prediction, plain, (), plain)
-    return load(session, hints) if hints else session
+    return _coloured(session, hints) if hints else session
+
+
+def _coloured(session: GuideSession, hints: Sequence[dict], chosen: int | None = None) -> GuideSession:
+    """The session with `hints` and their colorization, the history as it was; a bad entry is a ValueError."""
+    hints = tuple(dict(h) for h in hints)
+    points = check_hints(hints, session.size)
+    if not points:
+        return dataclasses.replace(session, hints=(), result=session.plain, chosen=None)
+    s = session.rendering.render_size
+    hint_map = user_hint_map(points, session.size, s, session.L.device)  # (1,3,S,S)
+    ab = colorize_batch(session.model, session.L, hint_map, session.rendering, known=session.prediction)
+    return dataclasses.replace(session, hints=hints, result=compose(session.pixels, ab), chosen=chosen)
+
+
+def _changed(session: GuideSession, hints: Sequence[dict], chosen: int | None = None) -> GuideSession:
+    """A step that changes the hints: as `_coloured`, the hints before it kept for `undo`."""
+    after = _coloured(session, hints, chosen)
+    return dataclasses.replace(after, history=(*session.history, (session.hints, session.chosen)))
 
 
 def load(session: GuideSession, hints: Sequence[dict]) -> GuideSession:
     """The session with `hints` (a hints file's entries) instead of its own; a bad entry is a ValueError naming it."""
-    hints = tuple(dict(h) for h in hints)
-    points = check_hints(hints, session.size)
-    if not points:
-        return dataclasses.replace(session, hints=(), result=session.plain)
-    s = session.rendering.render_size
-    hint_map = user_hint_map(points, session.size, s, session.L.device)  # (1,3,S,S)
-    ab = colorize_batch(session.model, session.L, hint_map, session.rendering, known=session.prediction)
-    return dataclasses.replace(session, hints=hints, result=compose(session.pixels, ab))
+    return _changed(session, hints)
 
 
 def hint_side(photo_size: tuple[int, int], hint_size: float, render_size: int) -> int:
@@ -115,26 +145,81 @@ def hint_side(photo_size: tuple[int, int], hint_size: float, render_size: int) -
 
 
 def place(session: GuideSession, x: int, y: int, side: int, colour: str | None = None) -> GuideSession:
-    """A hint at (x, y) (photo pixels), `side` pixels a side, in `colour` (default: the current result's there)."""
+    """A hint at (x, y) (photo pixels), `side` pixels a side, in `colour` (default: the current result's there); it
+    is the selected one."""
     colour = colour or session.colour_at(x, y)
-    return load(session, [*session.hints, {"x": int(x), "y": int(y), "color": colour, "size": int(side)}])
+    return _changed(session, [*session.hints, {"x": int(x), "y": int(y), "color": colour, "size": int(side)}])
+
+
+def nearest(session: GuideSession, x: float, y: float, radius: float | None = None) -> int | None:
+    """The index of the hint nearest (x, y) (photo pixels) within `radius` (default: twice its ring's radius, or
+    half its square's side if that is larger), or None."""
+    best, index = None, None
+    for i, h in enumerate(session.hints):
+        reach = radius if radius is not None else max(2 * ring_radius(session.size), (h.get("size") or 0) / 2)
+        d = ((h["x"] - x) ** 2 + (h["y"] - y) ** 2) ** 0.5
+        if d <= reach and (best is None or d < best):
+            best, index = d, i
+    return index
+
+
+def select(session: GuideSession, x: float, y: float, radius: float | None = None) -> GuideSession:
+    """The hint nearest (x, y) selected (`nearest`); a ValueError where no hint is that near."""
+    index = nearest(session, x, y, radius)
+    if index is None:
+        raise ValueError("no hint there: click on a hint's ring to select it")
+    return dataclasses.replace(session, chosen=index)
+
+
+def _check_selected(session: GuideSession, what: str) -> int:
+    if session.selected is None:
+        raise ValueError(f"no hint to {what} yet: click on the result to place one")
+    return session.selected
+
+
+def move(session: GuideSession, x: int, y: int) -> GuideSession:
+    """The selected hint moved to (x, y) (photo pixels), its colour and size kept; it stays selected."""
+    i = _check_selected(session, "move")
+    hints = list(session.hints)
+    hints[i] = {**hints[i], "x": int(x), "y": int(y)}
+    return _changed(session, hints, i)
 
 
 def recolour(session: GuideSession, colour: str) -> GuideSession:
-    """The last hint in `colour`."""
-    if not session.hints:
-        raise ValueError("no hint to colour yet: click on the result to place one")
-    return load(session, [*session.hints[:-1], {**session.hints[-1], "color": colour}])
+    """The selected hint in `colour`."""
+    i = _check_selected(session, "colour")
+    hints = list(session.hints)
+    hints[i] = {**hints[i], "color": colour}
+    return _changed(session, hints, session.chosen)
+
+
+def delete(session: GuideSession) -> GuideSession:
+    """The selected hint removed; the last one left is selected."""
+    i = _check_selected(session, "delete")
+    return _changed(session, [h for k, h in enumerate(session.hints) if k != i])
+
+
+def touch(session: GuideSession, x: int, y: int) -> GuideSession:
+    """A click in select-and-move mode: on another hint's ring, that hint selected; elsewhere, the selected hint
+    moved there."""
+    index = nearest(session, x, y)
+    if index is not None and index != session.selected:
+        return dataclasses.replace(session, chosen=index)
+    return move(session, x, y)
 
 
 def undo(session: GuideSession) -> GuideSession:
-    """The last hint removed (nothing to undo: the same session)."""
-    return load(session, session.hints[:-1]) if session.hints else session
+    """The hints (and selection) as they were before the last step that changed them (nothing to undo: the same
+    session)."""
+    if not session.history:
+        return session
+    hints, chosen = session.history[-1]
+    return dataclasses.replace(_coloured(session, hints, chosen), history=session.history[:-1])
 
 
 def clear(session: GuideSession) -> GuideSession:
     """No hints: the model's own colours."""
-    return load(session, ())
+    return _changed(session, ())
 
 
 def rerender(session: GuideSession, rendering: Rendering, model: nn.Module | None = None) -> GuideSession:
@@ -142,5 +227,6 @@ def rerender(session: GuideSession, rendering: Rendering, model: nn.Module | Non
     or render size (another propagation or reach reuses the prediction)."""
     model = model if model is not None else session.model
     if model is not session.model or rendering.render_size != session.rendering.render_size:
-        return _begin(model, session.pixels, session.alpha, rendering, session.hints)
-    return load(dataclasses.replace(session, rendering=rendering), session.hints)
+        fresh = _begin(model, session.pixels, session.alpha, rendering, session.hints)
+        return dataclasses.replace(fresh, chosen=session.chosen, history=session.history)
+    return _coloured(dataclasses.replace(session, rendering=rendering), session.hints, session.chosen)

@@ -27,12 +27,11 @@ target and reference and a confidence that decides where the reference's colour 
 from __future__ import annotations
 
 import csv
-import json
+import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 import numpy as np
@@ -41,14 +40,14 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from torch import nn
 
-from .data import BadImageError, is_grayscale, list_images, load_rgb, to_rgb
-from .files import atomic_write_text
+from .archive import FixedHints, HintsSource, PhotoHints
+from .data import BadImageError, is_grayscale, load_rgb, to_rgb
 from .hintmaps import check_hints
-from .inference import PNG_COMPRESS_LEVEL, RENDER_SIZE, Rendering, colorize_image, plan_outputs, rendering_of
+from .inference import RENDER_SIZE, Rendering, colorize_image, rendering_of
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness, rgb_to_pixels
 from .metrics import colorfulness, psnr_ab, psnr_rgb
 from .temporal import Stabiliser, consistent, new_flow, warp
-from .video import VideoOptions, colorize_video, is_video, plan_videos, probe, read_frames, video_settings
+from .video import is_video, probe, read_frames
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +300,11 @@ def reference_hints(target: Image.Image, reference: Image.Image, model: nn.Modul
     Same scene first (keypoints, homography, flow); else, with a `model`, a similar scene from its encoder; else no
     hints. The hints are hints-file entries in the target's pixels; `matches` are pairs to draw.
     """
-    reference = check_reference(reference, target.size)
+    return _matched(target, check_reference(reference, target.size), model)
+
+
+def _matched(target: Image.Image, reference: Image.Image, model: nn.Module | None) -> Correspondence:
+    """`reference_hints` for a reference already checked against the target's size (`check_reference`)."""
     t_rgb, st = _working(target)
     r_rgb, sr = _working(reference)
     tl, rl = _lab(t_rgb), _lab(r_rgb)
@@ -352,83 +355,100 @@ def colorize_with_reference(model: nn.Module, image: Image.Image, reference: Ima
     return colorize_image(model, image, rendering, hints=used or None), used, found
 
 
+class ShotMatcher:
+    """A reference matched into a video's frames as they are decoded (a `video.FrameHook`): into the first frame of
+    each shot (shots split where the stabiliser finds a cut) or, where that frame does not fit, every `scan_every`
+    frames later in the shot until one does. `hints` (each with its "frame") and `placed` collect what it found.
+    `reference` is RGB and checked against the frames' size (`check_reference`). `person`: a person's hints for
+    the video (each with an optional "frame"), placed by the video itself; a derived hint near one of them on its
+    frame is dropped (`merge_hints`)."""
+
+    def __init__(self, model: nn.Module | None, reference: Image.Image, scan_every: int = 12,
+                 person: list | None = None):
+        self.model, self.reference, self.scan_every = model, reference, scan_every
+        self.person = list(person or [])
+        self.hints: list[dict] = []
+        self.placed: list[int] = []
+        self.looking, self.since = True, 0
+
+    def __call__(self, t: int, frame: np.ndarray, pair) -> list[dict]:
+        self.since = 0 if pair is None or pair.cut else self.since + 1
+        if pair is not None and pair.cut:
+            self.looking = True  # a new shot: match again
+        if not (self.looking and self.since % self.scan_every == 0):
+            return []
+        found = _matched(Image.fromarray(frame), self.reference, self.model)  # checked once for the whole video
+        if not found.hints:
+            return []
+        mine = [{k: v for k, v in p.items() if k != "frame"} for p in self.person if p.get("frame", 0) == t]
+        merged = merge_hints(found.hints, mine)
+        derived = merged[:len(merged) - len(mine)]  # those the person's hints on this frame leave
+        self.hints += [{**h, "frame": t} for h in derived]
+        self.placed.append(t)
+        self.looking = False
+        return derived
+
+
 def video_reference_hints(model: nn.Module, src: str | os.PathLike, reference: Image.Image,
                           scan_every: int = 12) -> tuple[list[dict], list[int]]:
-    """Hints with a "frame" for a video: the reference matched into the first frame of each shot (shots split where
-    the stabiliser finds a cut) or, where that frame does not fit, every `scan_every` frames later in the shot
-    until one does. Returns the hints and the frames they were placed on."""
+    """Hints with a "frame" for a video, as `ShotMatcher` finds them, and the frames they were placed on, in a pass of
+    their own (`colorize_video(..., place=ShotMatcher(...))` finds them in its own pass)."""
     info = probe(src)
-    reference = check_reference(reference, (info.width, info.height))
+    match = ShotMatcher(model, check_reference(reference, (info.width, info.height)), scan_every)
     stab = Stabiliser(info.width, info.height)
-    hints, placed, looking = [], [], True
     for t, frame in enumerate(read_frames(src)):
-        pair = stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy())
-        since = 0 if pair is None or pair.cut else since + 1
-        if pair is not None and pair.cut:
-            looking = True  # a new shot: match again
-        if looking and since % scan_every == 0:
-            found = reference_hints(Image.fromarray(frame), reference, model)
-            if found.hints:
-                hints += [{**h, "frame": t} for h in found.hints]
-                placed.append(t)
-                looking = False
-    return hints, placed
+        match(t, frame, stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy()))
+    return match.hints, match.placed
 
 
-def _save_hints(path: Path, hints: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(hints, indent=1) + "\n")
+class ReferenceHints(HintsSource):
+    """`colorize apply TARGETS --reference REF`: each photo's hints matched from one reference photo (one look for a
+    folder), a video's matched into its shots as it is decoded, merged with a person's own (`person`: a hints file's
+    entries or a `HintsSource`, which win where they disagree). The reference is read and checked when this is made,
+    and against every target's size before anything is written (`check`); the outputs' fingerprints hold the
+    reference file's content hash, so a changed reference redoes them."""
 
+    def __init__(self, model: nn.Module | None, reference: str | os.PathLike, person: list | HintsSource | None = None):
+        self.model, self.path = model, Path(reference)
+        self.reference = load_reference(reference)
+        self.digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
+        self.person = FixedHints(person) if isinstance(person, list) else person
 
-def apply_reference(model: nn.Module, inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
-                    reference: str | os.PathLike, hints: list | None = None,
-                    save_hints: str | os.PathLike | None = None, rendering: Rendering | int | None = None,
-                    video: VideoOptions | None = None, **settings) -> tuple[list[Path], list[Path]]:
-    """`colorize apply TARGETS --reference REF`: photos, folders (one look) and videos coloured from one reference.
+    def check(self, inputs) -> None:
+        for src in inputs:  # far too small or large for any target: refused before anything is written
+            if is_video(src):
+                info = probe(src)
+                check_reference(self.reference, (info.width, info.height))
+            else:
+                with Image.open(src) as im:
+                    check_reference(self.reference, im.size)
+                    if len(inputs) == 1 and isinstance(self.person, FixedHints):
+                        check_hints(self.person.entries, im.size)  # one photo's own hints: a bad one is an error
+        if self.person is not None:
+            self.person.check(inputs)
 
-    Returns (written, fell back to automatic). `save_hints`: the hints each target used, as a hints file (one
-    target) or a folder of `<stem>.json` (several). The reference is checked before anything is written.
-    `rendering` and `video` as for `video.colorize_video`.
-    """
-    rendering, video = video_settings(rendering, video, settings)
-    ref = load_reference(reference)
-    inputs = [str(p) for p in inputs]
-    videos = plan_videos(inputs, out_dir)
-    photo_inputs = [p for p in inputs if not is_video(p)]
-    photos = [p for p in list_images(photo_inputs) if not is_video(p)] if photo_inputs else []
-    targets = len(photos) + len(videos)
-    if not targets:
-        raise FileNotFoundError(f"no photos or videos found in {', '.join(inputs)}")
-    if hints and targets > 1:
-        raise ValueError(f"hints belong to one photo or video, but {targets} were given")
-    for p in photos:
-        check_reference(ref, Image.open(p).size)  # far too small or large for any target: refused before writing
-    for v, _ in videos:
-        info = probe(v)
-        check_reference(ref, (info.width, info.height))
-    plan = dict(plan_outputs(photo_inputs, out_dir)) if photos else {}
-    written, fallback = [], []
-    save = Path(save_hints) if save_hints else None
-    for src, dst in plan.items():
-        image = load_rgb(src, keep_alpha=True)
-        colour, used, found = colorize_with_reference(model, image, ref, hints, rendering)
-        if not found.hints:
-            fallback.append(src)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        colour.save(dst, compress_level=PNG_COMPRESS_LEVEL)
-        written.append(dst)
-        if save:
-            _save_hints(save if targets == 1 else save / f"{Path(src).stem}.json", used)
-    for src, dst in videos:
-        derived, frames = video_reference_hints(model, src, ref)
-        log.info("reference: %s matched into frame(s) %s", src, frames or "none")
-        if not derived:
-            fallback.append(src)
-        used = merge_hints(derived, hints)
-        written.append(colorize_video(model, src, dst, rendering, video, used or None).path)
-        if save:
-            _save_hints(save if targets == 1 else save / f"{Path(src).stem}.json", used)
-    return written, fallback
+    def identity(self, src: Path):
+        return {"reference": self.digest, "person": self.person.identity(src) if self.person is not None else None}
+
+    def photo(self, src: Path, image: Image.Image) -> PhotoHints:
+        person = self.person.photo(src, image).entries if self.person is not None else []
+        if person:
+            check_hints(person, image.size)  # the person's: a bad one is this photo's failure, before any matching
+        found = _matched(image, self.reference, self.model)  # checked against every photo's size in `check`
+        used = merge_hints(found.hints, person)
+        if found.hints:
+            return PhotoHints(used, f"reference: {found.reason}")
+        return PhotoHints(used, f"no confident match with the reference: automatic ({found.reason})", fell_back=True)
+
+    def video(self, src: Path):
+        person = self.person.video(src)[0] if self.person is not None else []
+        return person, ShotMatcher(self.model, self.reference, person=person)
+
+    def video_done(self, src: Path, entries: list, hook: ShotMatcher) -> PhotoHints:
+        used = hook.hints + list(entries)  # the hook dropped those the person's hints clash with
+        if hook.placed:
+            return PhotoHints(used, f"reference matched into frame(s) {', '.join(map(str, hook.placed))}")
+        return PhotoHints(used, "no confident match with the reference in any shot: automatic", fell_back=True)
 
 
 # ------------------------------------------------------------------------------------------- drawing

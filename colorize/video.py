@@ -47,6 +47,8 @@ CRF = 18  # x264 quality: visually lossless for most footage (23 is x264's defau
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"}  # audio codecs an MP4 holds as they are
 ODD_SIZE_FIX = 'ffmpeg -i IN -vf "crop=trunc(iw/2)*2:trunc(ih/2)*2" OUT'
 LOG_EVERY_S = 10.0  # where no bar can draw, a progress line this often
+# (t, the frame (H,W,3) uint8 RGB, its FramePair with the frame before or None) -> hints-file entries placed on frame t
+FrameHook = Callable[[int, np.ndarray, "FramePair | None"], list]
 
 
 class BadVideoError(ValueError):
@@ -256,17 +258,23 @@ def colorized_variants(model: nn.Module, frames: Iterable[np.ndarray], temporals
 
 
 def _tracked(frames: Iterable[np.ndarray], stab: Stabiliser, placed: dict[int, list[HintPoint]],
-             relate: bool) -> Iterator[Item]:
+             relate: bool, place: FrameHook | None = None) -> Iterator[Item]:
     """Frames -> `keyframes.Item`s: each related to the previous one along the flow (`relate`, or hints to
-    carry) and carrying its hint points (`extra`): those placed on it, and those of the frame before moved
-    along the flow; a point the flow and the matching lose is dropped, and the log says so."""
+    carry) and carrying its hint points (`extra`): those placed on it (and those `place` gives it), and those
+    of the frame before moved along the flow; a point the flow and the matching lose is dropped, and the log
+    says so."""
     points: list[HintPoint] = []
     W, H = None, None
     for t, frame in enumerate(frames):
         pair = None
-        if relate or placed:
+        if relate or placed or place:
             pair = stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy())  # (H,W) full-res L
-        if placed:
+        if place:
+            found = place(t, frame, pair)
+            if found:
+                placed = {**placed, t: check_hints(found, frame.shape[1::-1]) + placed.get(t, [])}  # a person's
+                # hints on this frame come last: they paint over those found
+        if placed or place:
             H, W = frame.shape[:2]
             scale = (W / stab.size[0], H / stab.size[1])
             kept = []
@@ -284,9 +292,10 @@ def _tracked(frames: Iterable[np.ndarray], stab: Stabiliser, placed: dict[int, l
 @torch.inference_mode()
 def _colorized(model: nn.Module, frames: Iterable[np.ndarray], rendering: Rendering, video: VideoOptions,
                placed: dict[int, list[HintPoint]], stabiliser_out: list | None,
-               temporals: tuple[float, ...] | None = None) -> Iterator:
-    """`colorized_frames` once its settings and hints are checked (`placed`: {frame: points}). `temporals`
-    (per frame only): several blend weights at once from one model pass, each frame a tuple, one per weight."""
+               temporals: tuple[float, ...] | None = None, place: FrameHook | None = None) -> Iterator:
+    """`colorized_frames` once its settings and hints are checked (`placed`: {frame: points}; `place`, more found
+    as the frames are decoded). `temporals` (per frame only): several blend weights at once from one model pass,
+    each frame a tuple, one per weight."""
     it = iter(frames)
     first = next(it, None)
     if first is None:
@@ -296,14 +305,15 @@ def _colorized(model: nn.Module, frames: Iterable[np.ndarray], rendering: Render
     stab = Stabiliser(W, H, weights[0])
     if stabiliser_out is not None:
         stabiliser_out.append(stab)
-    items = _tracked(itertools.chain([first], it), stab, placed, relate=video.keyframes > 1 or max(weights) > 0)
+    items = _tracked(itertools.chain([first], it), stab, placed, video.keyframes > 1 or max(weights) > 0, place)
+    hinted = bool(placed) or place is not None
     if video.keyframes > 1:
-        yield from _keyframed(model, items, rendering, video, stab, bool(placed))
+        yield from _keyframed(model, items, rendering, video, stab, hinted)
         return
     blenders = [stab] + [Stabiliser(W, H, w) for w in weights[1:]]  # stab relates, each blends at its weight
     device, S = model_device(model), rendering.render_size
     while chunk := [item for _, item in zip(range(video.batch), items)]:
-        maps = [user_hint_map(item.extra, (W, H), S, device) for item in chunk] if placed else None
+        maps = [user_hint_map(item.extra, (W, H), S, device) for item in chunk] if hinted else None
         L = render_lightness([item.frame for item in chunk], S, device)  # (B,1,S,S)
         ab = colorize_batch(model, L, torch.cat(maps) if maps else None, rendering)  # (B,2,S,S) ab/110
         w, h = stab.size
@@ -402,12 +412,15 @@ def _audio_writer(out, info: VideoInfo, template):
 def colorize_video(model: nn.Module, src: str | os.PathLike, dst: str | os.PathLike,
                    rendering: Rendering | int | None = None, video: VideoOptions | None = None,
                    hints: list | None = None, progress: bool = True,
-                   on_frame: Callable[[int, int, np.ndarray], None] | None = None, **settings) -> VideoResult:
+                   on_frame: Callable[[int, int, np.ndarray], None] | None = None, place: FrameHook | None = None,
+                   **settings) -> VideoResult:
     """Colorize the video `src` into the MP4 `dst` (see the module docstring); `dst` appears only when complete.
 
     `rendering`, `video` and `hints` as for `colorized_frames`. `progress`: a bar, or log lines with the rate
     and time left (`frame_progress`). `on_frame(done, total, rgb)` is called after each frame with the frame written (total 0 when
-    unknown); an exception it raises stops the work, and nothing is left.
+    unknown); an exception it raises stops the work, and nothing is left. `place(t, rgb, pair)` is called on each
+    frame as it is decoded (`pair`: its `temporal.FramePair` with the frame before, None for the first) and returns
+    hints-file entries to place on it (a reference matched into the frames: `reference.ReferenceHints`).
     A bad input is a BadVideoError, found by `scan` before any frame is colorized (or, if the damage shows only
     in decoding, while writing), and nothing is left at `dst` nor a folder made for it.
     """
@@ -416,11 +429,11 @@ def colorize_video(model: nn.Module, src: str | os.PathLike, dst: str | os.PathL
     src, dst = Path(src), Path(dst)
     scan(src)
     with _open(src) as c:
-        return _colorize_open(model, src, c, dst, rendering, video, hints, progress, on_frame)
+        return _colorize_open(model, src, c, dst, rendering, video, hints, progress, on_frame, place)
 
 
 def _colorize_open(model, src: Path, c, dst: Path, rendering: Rendering, video: VideoOptions, hints, progress,
-                   on_frame) -> VideoResult:
+                   on_frame, place: FrameHook | None = None) -> VideoResult:
     info = _info(src, c)
     template = c.streams.audio[0] if c.streams.audio else None
     placed = frame_hints(hints, (info.width, info.height))  # a bad hint: an error before anything is written
@@ -433,7 +446,8 @@ def _colorize_open(model, src: Path, c, dst: Path, rendering: Rendering, video: 
                 v = out.add_stream("libx264", rate=info.fps, options={"crf": str(CRF)})
                 v.width, v.height, v.pix_fmt = info.width, info.height, "yuv420p"
                 write_audio, flush_audio = _audio_writer(out, info, template) if template else (None, lambda: None)
-                colour = _colorized(model, _frames(src, c, audio=write_audio), rendering, video, placed, stabs)
+                colour = _colorized(model, _frames(src, c, audio=write_audio), rendering, video, placed, stabs,
+                                    place=place)
                 colour = frame_progress(colour, info.frames, progress, f"colorizing {src.name}")
                 n = 0
                 for n, rgb in enumerate(colour, start=1):

@@ -267,8 +267,8 @@ def test_a_guide_click_on_an_automatic_model_runs_no_network(tiny_generator, tmp
     auto.refuse = True
     session = colorize_app.guide_click(session, 40, 30, 4)
     session = colorize_app._step(guide.recolour, colorize_app.guide_click(session, 120, 90, 4), "#00ff00")
-    session = colorize_app.guide_settings({"auto": auto}, colorize_app._step(guide.undo, session), "auto", 64,
-                                          "levin", 2.0)
+    session = colorize_app._step(guide.undo, colorize_app._step(guide.undo, session))  # the colour, the 2nd hint
+    session = colorize_app.guide_settings({"auto": auto}, session, "auto", 64, "levin", 2.0)
     assert len(session.hints) == 1 and session.rendering.propagation == "levin"
     expected = colorize_image(tiny_generator(32).eval(), Image.open(src), session.rendering, hints=session.hints)
     assert np.array_equal(np.asarray(session.image()), np.asarray(expected))  # the same as colorizing afresh
@@ -280,6 +280,46 @@ def test_a_guide_click_on_an_automatic_model_runs_no_network(tiny_generator, tmp
     session = colorize_app.guide_start({"hints": hinted}, src, "hints", 64)
     session = colorize_app.guide_click(session, 40, 30, 4)
     assert hinted.calls == 2  # its own colours once, then once with the hint: it reads them
+
+
+def test_a_hint_is_selected_moved_recoloured_and_deleted_on_its_own(guide_models, tmp_path):
+    """The select-and-move mode's click (`guide_touch`) and *Delete selected*, as the page calls them: the moved
+    hint's colour goes with it, the deleted one's goes away, the other hint stays, and each step can be undone."""
+    models, src = guide_models, str(photo(tmp_path / "cat.png", size=(160, 120)))
+    session = colorize_app.guide_start(models, src, "auto", 64)
+    session = colorize_app._step(guide.place, session, 25, 25, 12, "#e00000")
+    session = colorize_app._step(guide.place, session, 135, 95, 12, "#0000e0")
+    red, blue = session.hints
+    assert session.selected == 1  # the last placed
+
+    def a_star(s, x, y):  # CIE a* around (x, y): red is high
+        return float(ab(s.image())[y - 3:y + 4, x - 3:x + 4, 0].mean())
+
+    red_there = a_star(session, 25, 25)
+    on_ring = colorize_app.guide_touch(session, 29, 22)  # a click on the red hint's ring selects it, changes nothing
+    assert on_ring.selected == 0 and on_ring.hints == session.hints and np.array_equal(on_ring.result, session.result)
+    plain = colorize_app.guide_start(models, src, "auto", 64)
+    moved = colorize_app.guide_touch(on_ring, 130, 25)  # a click elsewhere moves the selected hint there
+    assert moved.hints == ({**red, "x": 130, "y": 25}, blue) and moved.selected == 0
+    assert a_star(moved, 130, 25) > a_star(plain, 130, 25) + 15  # its colour is at the new place
+    assert abs(a_star(moved, 25, 25) - a_star(plain, 25, 25)) < 0.25 * (red_there - a_star(plain, 25, 25))  # gone
+    expected = colorize_image(models["auto"], Image.open(src), 64, hints=list(moved.hints))
+    assert np.array_equal(np.asarray(moved.image()), np.asarray(expected))
+
+    green = colorize_app._step(guide.recolour, moved, "#00c000")  # the selected hint, not the last
+    assert green.hints == ({**red, "x": 130, "y": 25, "color": "#00c000"}, blue)
+    gone = colorize_app._step(guide.delete, green)
+    assert gone.hints == (blue,) and gone.selected == 0
+    assert abs(a_star(gone, 130, 25) - a_star(plain, 130, 25)) < 1 and np.abs(
+        ab(gone.image())[90:100, 130:140] - ab(plain.image())[90:100, 130:140]).mean() > 5  # red gone, blue kept
+    back = colorize_app._step(guide.undo, gone)
+    assert back.hints == green.hints and back.selected == 0  # each step undone in turn
+    assert colorize_app._step(guide.undo, back).hints == moved.hints
+    assert colorize_app._step(guide.undo, colorize_app._step(guide.undo, back)).hints == session.hints
+    with pytest.raises(gr.Error, match="no hint there"):
+        colorize_app._step(guide.select, session, 80, 60)
+    with pytest.raises(gr.Error, match="no hint to move yet"):
+        colorize_app.guide_touch(plain, 10, 10)
 
 
 def test_a_suggested_colour_recolours_the_last_hint(guide_models, tmp_path):
@@ -458,9 +498,21 @@ def test_guide_tab_in_headless_chromium_guides_an_automatic_model(server):
         page.wait_for_timeout(1000)  # the event has ended: the page shows what it showed, and no error
         assert view.get_attribute("src") == after and page.get_by_text("Error", exact=True).count() == 0
         page.get_by_role("button", name="Undo").click()  # the buttons take the same steps on the same session
+        page.wait_for_function("(first) => document.querySelector('#guide-hints').innerText.includes(first)",
+                               arg=first, timeout=30_000)  # the picked colour taken back
+        page.get_by_label("select and move").check()
+        box, (w, h) = view.bounding_box(), view.evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        scale = min(1.0, box["width"] / w, box["height"] / h)  # as drawn in the view (object-fit: scale-down)
+        view.click(position={"x": (box["width"] - w * scale) / 2 + 115 * scale, "y": box["height"] / 2})  # away
+        # from the hint, at x = 115 of the photo: the selected hint moves there
+        page.wait_for_function("() => /\"x\"\\s*:\\s*11[0-9]/.test(document.querySelector('#guide-hints').innerText)",
+                               timeout=30_000)
+        moved = re.sub(r"\s", "", page.locator("#guide-hints").inner_text())
+        page.get_by_role("button", name="Delete selected").click()
         page.wait_for_function("() => !document.querySelector('#guide-hints').innerText.includes('color')",
                                timeout=30_000)
         browser.close()
+    assert re.findall(r'"color":"(#[0-9a-f]{6})"', moved) == [first]  # one hint, its colour kept where it moved
     x, y = map(int, re.search(r'"x":(\d+),"y":(\d+)', placed).groups())
     assert abs(x - 225) <= 2 and abs(y - 150) <= 2, placed  # the middle of the 451x300 photo, in its pixels
     (second,) = re.findall(r'"color":"(#[0-9a-f]{6})"', picked)

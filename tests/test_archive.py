@@ -1,7 +1,8 @@
 """A folder of photos streamed through the model (`colorize.archive`): a run stopped part-way finishes the rest on a
 rerun with every photo written exactly once and none left partial; a changed model or rendering is redone; a
 broken photo is reported and skipped; photos of different sizes share a batch and keep their own lightness;
-two processes under torchrun split a folder."""
+two processes under torchrun split a folder; each photo takes its own hints (a folder of hints files by name, one
+file for all), and a bad one is that photo's failure."""
 
 import csv
 import json
@@ -19,7 +20,7 @@ import pytest
 from PIL import Image
 
 from colorize import archive
-from colorize.apply import apply_paths
+from colorize.apply import apply_paths, hints_source
 from colorize.archive import ArchiveOptions, colorize_archive, read_fingerprint
 from colorize.inference import Rendering, colorize_image
 
@@ -235,3 +236,43 @@ def test_colorize_apply_killed_with_sigkill_finishes_the_rest_on_a_rerun(tmp_pat
     rows, counts = summary(out)
     assert (counts["done"], counts["skipped"], counts["failed"]) == (n - len(kept), len(kept), 0)
     assert {Path(r["output"]) for r in rows if r["status"] == "skipped"} == set(kept)
+
+
+def test_a_hints_folder_gives_each_photo_its_own_and_a_changed_or_bad_file_touches_that_photo_alone(model, tmp_path,
+                                                                                                   astronaut):
+    (tmp_path / "in").mkdir()
+    for name in ("a", "b", "c"):
+        astronaut(48).save(tmp_path / "in" / f"{name}.png")
+    hints = tmp_path / "hints"
+    hints.mkdir()
+    red = [{"x": 24, "y": 24, "color": "#ff0000", "size": 16}]
+    (hints / "a.json").write_text(json.dumps(red))
+    (hints / "b.json").write_text(json.dumps([{"x": 500, "y": 1, "color": "red"}]))  # outside a 48x48 photo
+    out = tmp_path / "out"
+    result = apply_paths(model, [tmp_path / "in"], out, RENDER, hints_source(hints), progress=False)
+    assert [p.name for p, _ in result.failed] == ["b.png"] and "outside the photo" in result.failed[0][1]
+    assert sorted(p.name for p in result.written) == ["a.png", "c.png"]
+    automatic = np.asarray(colorize_image(model, astronaut(48), RENDER), dtype=float)
+    a, c = (np.asarray(Image.open(out / f"{n}.png"), dtype=float) for n in ("a", "c"))
+    assert np.abs(c - automatic).max() <= 1  # no file: no hints
+    centre = (slice(20, 28), slice(20, 28))
+    assert a[centre][..., 0].mean() - a[centre][..., 1:].mean() > automatic[centre][..., 0].mean() \
+        - automatic[centre][..., 1:].mean() + 20  # redder where the hint is
+    rows = {Path(r["input"]).name: r for r in summary(out)[0]}
+    assert (rows["a.png"]["hints"], rows["c.png"]["hints"], rows["b.png"]["status"]) == ("1", "0", "failed")
+    (hints / "a.json").write_text(json.dumps([{**red[0], "color": "#0000ff"}]))  # an edited file redoes its photo
+    (hints / "b.json").unlink()
+    result = apply_paths(model, [tmp_path / "in"], out, RENDER, hints_source(hints), progress=False)
+    assert sorted(p.name for p in result.written) == ["a.png", "b.png"]
+    assert [p.name for p in result.skipped] == ["c.png"]
+
+
+def test_one_hints_file_for_a_folder_is_checked_against_each_photo(model, tmp_path, astronaut):
+    (tmp_path / "in").mkdir()
+    astronaut(64).save(tmp_path / "in" / "big.png")
+    astronaut(64).resize((40, 30)).save(tmp_path / "in" / "small.png")
+    hint = [{"x": 50, "y": 10, "color": "#20c040", "size": 8}]  # inside 64x64, outside 40x30
+    result = apply_paths(model, [tmp_path / "in"], tmp_path / "out", RENDER, hint, progress=False)
+    assert [p.name for p in result.written] == ["big.png"]
+    assert [p.name for p, _ in result.failed] == ["small.png"] and "hint 1 of 1" in result.failed[0][1]
+    assert result.hints[tmp_path / "in" / "big.png"].entries == hint

@@ -2,18 +2,23 @@
 clip; guided beats automatic on the same scene, an unrelated reference changes nothing, saved hints reproduce the
 output, a shot takes a still's colours, bad references are refused with nothing written."""
 
+import csv
 import json
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import color, data
 
+from colorize.apply import apply_paths, hints_source
 from colorize.cli import main
 from colorize.inference import colorize_image
-from colorize.reference import (SAME, SIMILAR, BadReferenceError, apply_reference, colorize_with_reference,
+from colorize.reference import (SAME, SIMILAR, BadReferenceError, ReferenceHints, colorize_with_reference,
                                 draw_correspondence, merge_hints, reference_hints)
-from colorize.video import pan_zoom_clip, read_frames
+from colorize.inference import Rendering
+from colorize.video import VideoOptions, pan_zoom_clip, read_frames
 
 SIZE = 64  # render size: small and fast
 
@@ -107,7 +112,87 @@ def test_a_folder_takes_one_look_and_says_which_photos_fell_back(model, pair, tm
     assert main(["apply", str(tmp_path / "album"), "--model", str(ckpt), "--render-size", str(SIZE), "--reference",
                  str(tmp_path / "ref.png"), "--out", str(tmp_path / "out")]) == 0
     said = capsys.readouterr().out
-    assert "wrote 2 file(s)" in said and "coffee.png" in said and "match.png" not in said
+    assert "wrote 2 file(s)" in said
+    fell = said.split("colorized automatically:")[1]
+    assert "coffee.png" in fell and "match.png" not in fell
+    rows = {Path(r["input"]).name: r for r in csv.DictReader(open(tmp_path / "out" / "colorize-apply.csv"))}
+    assert rows["match.png"]["fell_back"] == "no" and int(rows["match.png"]["hints"]) > 20
+    assert rows["match.png"]["note"].startswith("reference: same scene")
+    assert rows["coffee.png"]["fell_back"] == "yes" and rows["coffee.png"]["hints"] == "0"
+    assert "no confident match with the reference: automatic (not the same scene" in rows["coffee.png"]["note"]
+    assert json.loads((tmp_path / "out" / "colorize-apply.json").read_text())["fell_back"] == 1
+
+
+class Counted(ReferenceHints):
+    """A reference source that counts the photos it matched."""
+
+    def photo(self, src, image):
+        self.matched.append(Path(src).name)
+        return super().photo(src, image)
+
+
+def test_a_killed_folder_run_with_a_reference_does_each_photo_once_and_a_new_reference_redoes_them(
+        model, pair, tmp_path, monkeypatch):
+    from colorize import archive
+    from colorize.archive import ArchiveOptions
+
+    target, reference = pair
+    (tmp_path / "album").mkdir()
+    for i in range(3):
+        target.crop((10 * i, 0, 300 + 10 * i, 220)).save(tmp_path / "album" / f"t{i}.png")
+    reference.save(tmp_path / "ref.png")
+    out, writes, save = tmp_path / "out", Counter(), archive.save_output
+
+    def killed_after_one(image, path, record):
+        if writes:
+            raise RuntimeError("killed")
+        save(image, path, record)
+        writes[path.name] += 1
+
+    def run(ref):
+        source = Counted(model, ref)
+        source.matched = []
+        result = apply_paths(model, [tmp_path / "album"], out, Rendering(SIZE), source, progress=False,
+                             archive=ArchiveOptions(batch=1, workers=1))
+        return result, source.matched
+
+    monkeypatch.setattr(archive, "save_output", killed_after_one)
+    with pytest.raises(RuntimeError, match="killed"):
+        run(tmp_path / "ref.png")
+    monkeypatch.setattr(archive, "save_output", lambda image, path, record: (save(image, path, record),
+                                                                           writes.update([path.name])))
+    result, matched = run(tmp_path / "ref.png")
+    assert set(writes) == {"t0.png", "t1.png", "t2.png"} and set(writes.values()) == {1}  # each written once
+    assert sorted(matched) == ["t1.png", "t2.png"] and len(result.skipped) == 1  # the done one not matched again
+    assert not result.fell_back and all(len(h.entries) > 20 for h in result.hints.values())
+    (kept,) = [r for r in csv.DictReader(open(out / "colorize-apply.csv")) if r["status"] == "skipped"]
+    assert kept["fell_back"] == "no" and int(kept["hints"]) > 20  # what the first run's output took, read back
+    assert kept["note"].startswith("reference: same scene")
+    assert run(tmp_path / "ref.png")[1] == []  # all done: nothing matched, nothing written
+    reference.rotate(3).save(tmp_path / "ref.png")  # the same file name, another reference: redone
+    result, matched = run(tmp_path / "ref.png")
+    assert len(result.written) == 3 and sorted(matched) == ["t0.png", "t1.png", "t2.png"]
+
+
+def test_hints_saved_for_a_folder_reproduce_each_guided_photo(model, pair, tmp_path):
+    target, reference = pair
+    (tmp_path / "album").mkdir()
+    target.save(tmp_path / "album" / "match.png")
+    Image.fromarray(data.coffee()).resize((300, 200)).save(tmp_path / "album" / "coffee.png")
+    reference.save(tmp_path / "ref.png")
+    guided = apply_paths(model, [tmp_path / "album"], tmp_path / "guided", Rendering(SIZE),
+                         ReferenceHints(model, tmp_path / "ref.png"), progress=False, save_hints_to=tmp_path / "saved")
+    assert sorted(p.name for p in (tmp_path / "saved").iterdir()) == ["coffee.json", "match.json"]
+    assert json.loads((tmp_path / "saved" / "coffee.json").read_text()) == []  # fell back: no hints
+    assert len(json.loads((tmp_path / "saved" / "match.json").read_text())) > 20
+    again = apply_paths(model, [tmp_path / "album"], tmp_path / "again", Rendering(SIZE),
+                        hints_source(tmp_path / "saved"), progress=False)
+    assert len(guided.written) == len(again.written) == 2
+    for name in ("match.png", "coffee.png"):
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "guided" / name)),
+                              np.asarray(Image.open(tmp_path / "again" / name)))
+    automatic = np.asarray(colorize_image(model, target, SIZE))
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "again" / "match.png")), automatic)
 
 
 @pytest.mark.slow
@@ -115,10 +200,10 @@ def test_a_shot_takes_the_colours_of_a_still_of_its_middle_frame(model, tmp_path
     clip = pan_zoom_clip(Image.fromarray(data.astronaut()), tmp_path / "clip.mp4", frames=16, size=(192, 128))
     frames = list(read_frames(clip))
     still = Image.fromarray(frames[8])
-    written, fallback = apply_reference(model, [clip], tmp_path / "out", _save(still, tmp_path / "still.png"),
-                                        render_size=SIZE, temporal=0.7)
-    assert fallback == [] and len(written) == 1
-    guided = list(read_frames(written[0]))
+    result = apply_paths(model, [clip], tmp_path / "out", Rendering(SIZE), ReferenceHints(model, _save(
+        still, tmp_path / "still.png")), VideoOptions(temporal=0.7), progress=False)
+    assert result.fell_back == [] and len(result.written) == 1
+    guided = list(read_frames(result.written[0]))
     automatic = list(read_frames(apply_reference_free(model, clip, tmp_path / "auto")))
     err = [np.mean([ab_error(Image.fromarray(o[k]), Image.fromarray(frames[k])) for k in (0, 5, 10, 15)])
            for o in (guided, automatic)]
@@ -142,6 +227,14 @@ def test_each_shot_is_matched_again_after_a_cut(model, tmp_path):
     hints, placed = video_reference_hints(model, tmp_path / "cuts.mp4", photo)
     assert placed == [0, 12]  # the first shot and the third (the same scene again); the coffee shot matches nothing
     assert {h["frame"] for h in hints} == {0, 12} and len(hints) > 20
+    photo.save(tmp_path / "ref.png")
+    source = ReferenceHints(model, tmp_path / "ref.png")
+    result = apply_paths(model, [tmp_path / "cuts.mp4"], tmp_path / "out", Rendering(SIZE), source,
+                         VideoOptions(temporal=0.5), progress=False, save_hints_to=tmp_path / "used.json")
+    took = result.hints[tmp_path / "cuts.mp4"]
+    assert not took.fell_back and took.note == "reference matched into frame(s) 0, 12"
+    assert took.entries == hints  # matched while colorizing, in its one decoding pass: the same hints
+    assert json.loads((tmp_path / "used.json").read_text()) == hints
 
 
 def apply_reference_free(model, clip, out):
@@ -179,7 +272,8 @@ def test_a_bad_reference_is_refused_and_nothing_is_written(model, pair, tmp_path
     else:
         pan_zoom_clip(reference, path, frames=4, size=(64, 48))
     with pytest.raises(BadReferenceError, match=match):
-        apply_reference(model, [tmp_path / "target.png"], tmp_path / "out", path, save_hints=tmp_path / "h.json")
+        apply_paths(model, [tmp_path / "target.png"], tmp_path / "out", hints=ReferenceHints(model, path),
+                    save_hints_to=tmp_path / "h.json")
     assert not (tmp_path / "out").exists() and not (tmp_path / "h.json").exists()
 
 
@@ -222,7 +316,13 @@ def test_the_guide_tab_turns_a_reference_into_editable_hints_and_draws_the_match
     assert Image.open(drawn).size[0] > Image.open(drawn).size[1]  # side by side
     automatic = colorize_image(model, target, SIZE)
     assert ab_error(session.image().convert("RGB"), target) < ab_error(automatic, target)
-    assert app.steps.undo(session).hints == session.hints[:-1]  # editable like any other hint
+    first = hints[0]  # a reference's hint is editable like any other: selected, moved, deleted, undone
+    picked = app.guide_touch(session, first["x"], first["y"])
+    assert picked.selected == 0 and picked.hints == session.hints
+    moved = app._step(app.steps.move, picked, 5, 5)
+    assert moved.hints[0] == {**first, "x": 5, "y": 5} and moved.hints[1:] == session.hints[1:]
+    assert app._step(app.steps.delete, moved).hints == session.hints[1:]
+    assert app.steps.undo(session).hints == tuple(mine)  # the reference's hints taken back in one step
     Image.fromarray(data.camera()).save(tmp_path / "gray.png")
     with pytest.raises(Exception, match="no colour to give"):
         app.guide_reference(session, str(tmp_path / "gray.png"))
@@ -243,3 +343,14 @@ def test_the_reference_pairs_benchmark_runs_at_its_smallest(tiny_checkpoint, tmp
     said = capsys.readouterr().out
     assert all(f"| {kind} | 2 |" in said for kind in ("same", "mismatched", "clip"))
     assert (tmp_path / "out" / "pairs.csv").read_text().count("\n") == 6
+
+
+def test_a_persons_bad_hints_for_one_photo_are_refused_before_anything_is_written(model, pair, tmp_path):
+    target, reference = pair
+    target.save(tmp_path / "target.png")
+    reference.save(tmp_path / "ref.png")
+    bad = [{"x": 900, "y": 10, "color": "red"}]  # outside the 400x300 target
+    with pytest.raises(ValueError, match="hint 1 of 1 .*outside"):
+        apply_paths(model, [tmp_path / "target.png"], tmp_path / "out", Rendering(SIZE),
+                    ReferenceHints(model, tmp_path / "ref.png", bad), progress=False)
+    assert not (tmp_path / "out").exists()
