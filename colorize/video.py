@@ -35,7 +35,7 @@ from .config import option, options_of
 from .files import atomic_path, bars_can_draw, unique_output
 from .hintmaps import HintPoint, check_hints, user_hint_map
 from .inference import Rendering, check_eval, colorize_batch, compose, model_device, render_lightness, rendering_of
-from .keyframes import FAIL_AREA, Item, between, carried_forward, check_keyframes, segments, settle
+from .keyframes import FAIL_AREA, Item, between, chain, check_keyframes, keyframe_colours, segments
 from .lab import pixels_to_rgb, rgb_to_lightness
 from .temporal import DEFAULT_TEMPORAL, FramePair, Stabiliser, carry_point, check_temporal
 
@@ -341,28 +341,39 @@ def _keyframed(model: nn.Module, items: Iterator[Item], rendering: Rendering, vi
     def composed(item: Item, ab: np.ndarray) -> np.ndarray:
         return compose(item.frame, torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(device))
 
-    previous = None  # (h,w,2) the last keyframe's ab
+    previous = None  # (h,w,2) the colour of the last keyframe given out
     for group in _groups(segments(items, video.keyframes), video.batch):
         keys = [seg[0] for seg in group if seg[0].starts_scene] + [seg[-1] for seg in group if len(seg) > 1]
         predicted = {k.t: ab for k, ab in zip(keys, predict(keys))}
-        for seg in group:
-            if seg[0].starts_scene:
-                previous = predicted[seg[0].t]
-                yield composed(seg[0], previous)
-            if len(seg) == 1:
-                continue
-            pairs = [item.pair for item in seg[1:]]
-            forward = carried_forward(previous, pairs)
-            end = settle(predicted[seg[-1].t], forward[-1], video.temporal)
-            mids = between(forward, end, pairs)
-            again = [k for k, (_, unreached) in enumerate(mids) if unreached.mean() > FAIL_AREA]
-            for k, own in zip(again, predict([seg[1 + k] for k in again])):
-                ab, unreached = mids[k]
-                mids[k] = (np.where(unreached[..., None], own, ab), unreached)
-            for item, (ab, _) in zip(seg[1:-1], mids):
-                yield composed(item, ab)
-            yield composed(seg[-1], end)
-            previous = end
+        for run in _runs(group):
+            chains = [chain([item.pair for item in seg[1:]]) for seg in run if len(seg) > 1]
+            starts = run[0][0].starts_scene
+            preds = [predicted[run[0][0].t] if starts else previous] + [predicted[seg[-1].t] for seg in run[:len(chains)]]
+            colours = keyframe_colours(preds, chains, video.temporal, first=None if starts else previous)
+            if starts:
+                yield composed(run[0][0], colours[0])
+            for seg, link, start, end in zip(run, chains, colours, colours[1:]):
+                mids = between(start, end, link)
+                again = [k for k, (_, unreached) in enumerate(mids) if unreached.mean() > FAIL_AREA]
+                for k, own in zip(again, predict([seg[1 + k] for k in again])):
+                    ab, unreached = mids[k]
+                    mids[k] = (np.where(unreached[..., None], own, ab), unreached)
+                for item, (ab, _) in zip(seg[1:-1], mids):
+                    yield composed(item, ab)
+                yield composed(seg[-1], end)
+            previous = colours[-1]
+
+
+def _runs(group: list[list[Item]]) -> Iterator[list[list[Item]]]:
+    """A group's segments split into runs that share their end keyframes, each in one scene."""
+    run: list[list[Item]] = []
+    for seg in group:
+        if run and seg[0].starts_scene:
+            yield run
+            run = []
+        run.append(seg)
+    if run:
+        yield run
 
 
 def _groups(segs: Iterable[list[Item]], batch: int) -> Iterator[list[list[Item]]]:

@@ -75,12 +75,12 @@ class Oracle(nn.Module):
 
     spec = SimpleNamespace(in_channels=1, takes_hints=False)
 
-    def __init__(self, frames: list[np.ndarray], size: int = 32, cast: float = 0.03):
+    def __init__(self, frames: list[np.ndarray], size: int = 32, cast: float = 0.03, seed: int = 1):
         super().__init__()
         self.L = render_lightness(frames, size, torch.device("cpu"))  # (T,1,S,S)
         ab = torch.cat([rgb_to_lab_net(pixels_to_rgb(f))[1] for f in frames])  # (T,2,H,W) ab/110
         self.ab = torch.nn.functional.interpolate(ab, size=(size, size), mode="area")
-        self.cast, self.noise = cast, torch.Generator().manual_seed(1)
+        self.cast, self.noise = cast, torch.Generator().manual_seed(seed)
         self.calls = nn.Parameter(torch.zeros(()), requires_grad=False)  # frames seen; also gives a device
 
     def forward(self, L):  # (B,1,S,S) -> (B,2,S,S) ab/110
@@ -226,18 +226,24 @@ def test_stabilised_video_flickers_less_without_losing_colour_or_accuracy(clips,
         assert steady["cdc"] < per["cdc"], (name, r)
 
 
-def test_keyframes_4_flicker_no_more_and_lose_no_accuracy_against_the_stabilised_frames(clips, pan, cut):
-    """Keyframes must not cost accuracy or stability: on a clip with a known colour original, keyframes 4 gives PSNR within 0.3 dB of the
-    stabilised per-frame output and a warping error no higher; the network sees about a quarter of the frames.
-    This holds for the stand-in's first seed; its other seeds' casts put keyframes 4 up to 2.8 dB lower (README)."""
-    for name, frames in (("pan", pan), ("cut", cut)):
-        model = Oracle(frames).eval()
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pan", "cut"])
+def test_keyframes_4_flicker_no_more_and_lose_no_accuracy_against_the_stabilised_frames(clips, pan, cut, name):
+    """Keyframes must not cost accuracy or stability: on a clip with a known colour original, keyframes 4 gives PSNR
+    within 0.3 dB of the stabilised per-frame output and a warping error no higher, over the stand-in's seeds; the
+    network sees fewer frames (a quarter, and those the flow cannot fill). The mean, because one seed's figure is a handful of random casts
+    (the keyframes' against every frame's): it spreads +-2 dB either way for both methods."""
+    frames = {"pan": pan, "cut": cut}[name]
+    gaps, warps = [], []
+    for seed in range(8):
+        model = Oracle(frames, seed=seed).eval()
         r = measure_flicker(clips[name], {"m": model}, render_size=32, strip=0, keyframes=(4,)).figures
         steady, key = r[method_name("m", DEFAULT_TEMPORAL)], r[method_name("m", keyframes=4)]
-        assert key["psnr_rgb"] >= steady["psnr_rgb"] - 0.3, (name, r)
-        assert key["warp_error"] <= steady["warp_error"], (name, r)
-        assert model.calls < 2 * len(frames)  # one pass per frame for both weights, then fewer
-    assert model.calls - len(cut) >= 8  # keyframes 0 4 8 9 | 10 14 18 19, and the frames the flow cannot fill
+        gaps.append(key["psnr_rgb"] - steady["psnr_rgb"])
+        warps.append(key["warp_error"] / steady["warp_error"])
+        assert len(frames) / 4 <= model.calls - len(frames) < len(frames)  # keyframes, and frames the flow cannot fill
+    assert np.mean(gaps) >= -0.3, gaps
+    assert np.mean(warps) <= 1, warps
 
 
 def test_keyframes_fall_every_k_frames_at_cuts_and_on_the_last_frame():
