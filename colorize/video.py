@@ -348,7 +348,8 @@ def _keyframed(model: nn.Module, items: Iterator[Item], rendering: Rendering, vi
         for run in _runs(group):
             chains = [chain([item.pair for item in seg[1:]]) for seg in run if len(seg) > 1]
             starts = run[0][0].starts_scene
-            preds = [predicted[run[0][0].t] if starts else previous] + [predicted[seg[-1].t] for seg in run[:len(chains)]]
+            ends = [predicted[seg[-1].t] for seg in run[:len(chains)]]
+            preds = [predicted[run[0][0].t] if starts else previous] + ends
             colours = keyframe_colours(preds, chains, video.temporal, first=None if starts else previous)
             if starts:
                 yield composed(run[0][0], colours[0])

@@ -231,8 +231,8 @@ def test_stabilised_video_flickers_less_without_losing_colour_or_accuracy(clips,
 def test_keyframes_4_flicker_no_more_and_lose_no_accuracy_against_the_stabilised_frames(clips, pan, cut, name):
     """Keyframes must not cost accuracy or stability: on a clip with a known colour original, keyframes 4 gives PSNR
     within 0.3 dB of the stabilised per-frame output and a warping error no higher, over the stand-in's seeds; the
-    network sees fewer frames (a quarter, and those the flow cannot fill). The mean, because one seed's figure is a handful of random casts
-    (the keyframes' against every frame's): it spreads +-2 dB either way for both methods."""
+    network sees fewer frames (a quarter, and those the flow cannot fill). The mean, because one seed's figure is a
+    handful of random casts (the keyframes' against every frame's): it spreads +-2 dB either way for both methods."""
     frames = {"pan": pan, "cut": cut}[name]
     gaps, warps = [], []
     for seed in range(8):
@@ -241,7 +241,7 @@ def test_keyframes_4_flicker_no_more_and_lose_no_accuracy_against_the_stabilised
         steady, key = r[method_name("m", DEFAULT_TEMPORAL)], r[method_name("m", keyframes=4)]
         gaps.append(key["psnr_rgb"] - steady["psnr_rgb"])
         warps.append(key["warp_error"] / steady["warp_error"])
-        assert len(frames) / 4 <= model.calls - len(frames) < len(frames)  # keyframes, and frames the flow cannot fill
+        assert len(frames) / 4 <= model.calls - len(frames) < len(frames)  # keyframes, and frames the flow can't fill
     assert np.mean(gaps) >= -0.3, gaps
     assert np.mean(warps) <= 1, warps
 
