@@ -28,7 +28,9 @@ shift spread by a normalised Gaussian where theirs comes from the solve; the smo
 a batch of keyframes (the last keyframe of a batch is averaged forwards only). Flow is
 OpenCV's DIS at the stabiliser's working resolution. Keyframes fall every K frames, at every scene cut (the
 cut's frame, and the last frame before it, so each frame between has a keyframe on both sides in its own
-scene) and on the last frame.
+scene) and on the last frame. With K = AUTO they fall where the flow says the last keyframe's colour stops
+reaching: at the first frame of which less than AUTO_REACH is reached along the chained check, so a fast pan
+gets them often and a still shot every AUTO_LONGEST frames (a choice of ours, not from either paper).
 """
 
 from __future__ import annotations
@@ -43,15 +45,31 @@ from .temporal import FramePair, warp
 
 FAIL_AREA = 0.05  # fraction of a frame that neither keyframe's colour reaches above which the network runs on it
 CHAIN_KEEP = 0.99  # a pixel stays trusted along a chain while the warped mask keeps at least this much of it
+AUTO = "auto"  # the keyframe spacing chosen from the flow (`segments`)
+AUTO_REACH = 0.8  # AUTO: a keyframe where less than this share of the frame is reached from the previous one
+AUTO_LONGEST = 16  # AUTO: frames between keyframes at most, however still the shot
 SPREAD_SIDE = 0.125  # width of the Gaussian that spreads a colour shift into untrusted pixels, of the longer side
 
 
-def check_keyframes(keyframes: int) -> int:
-    """The keyframe spacing, checked: an integer >= 0 (0 or 1: the network runs on every frame)."""
-    if isinstance(keyframes, bool) or int(keyframes) != keyframes or keyframes < 0:
+def check_keyframes(keyframes: int | str) -> int | str:
+    """The keyframe spacing, checked: an integer >= 0 (0 or 1: the network runs on every frame), or AUTO."""
+    if keyframes == AUTO:
+        return AUTO
+    if isinstance(keyframes, (bool, str)) or int(keyframes) != keyframes or keyframes < 0:
         raise ValueError(f"keyframes {keyframes}: the network runs on every K-th frame, K an integer >= 0 (0 or 1: "
-                         "every frame; 4 or 8 make film several times faster)")
+                         f"every frame; 4 or 8 make film several times faster), or {AUTO!r} (a keyframe where the "
+                         "last one's colour no longer reaches)")
     return int(keyframes)
+
+
+def parse_keyframes(text: str) -> int | str:
+    """The --keyframes flag's text: K, or AUTO."""
+    return AUTO if text == AUTO else int(text)
+
+
+def keyed(keyframes: int | str) -> bool:
+    """Whether the network runs on keyframes only (a checked spacing above 1, or AUTO)."""
+    return keyframes == AUTO or keyframes > 1
 
 
 @dataclass
@@ -69,20 +87,29 @@ class Item:
         return self.pair is None or self.pair.cut
 
 
-def segments(items: Iterable[Item], every: int) -> Iterator[list[Item]]:
+def segments(items: Iterable[Item], every: int | str) -> Iterator[list[Item]]:
     """Frames in order -> segments [keyframe, between..., keyframe] sharing their end keyframes; a segment of
-    one frame is a scene of one frame. The first item of a segment that `starts_scene` is not yet coloured."""
+    one frame is a scene of one frame. The first item of a segment that `starts_scene` is not yet coloured.
+    `every`: K frames a segment, or AUTO: a segment ends at the first frame that less than AUTO_REACH of the
+    segment's first frame reaches along the chained flow check (as `chain` chains it), AUTO_LONGEST at most."""
     seg: list[Item] = []
+    longest = AUTO_LONGEST if every == AUTO else every
+    reach = None  # with AUTO: (h,w) float32, the pixels of the newest frame the segment's first still reaches
     for item in items:
         if seg and item.starts_scene:
             if len(seg) > 1 or seg[0].starts_scene:
                 yield seg
-            seg = [item]
+            seg, reach = [item], None
             continue
         seg.append(item)
-        if len(seg) - 1 == every:
+        if every == AUTO and item.pair is not None:
+            trusted = item.pair.trusted
+            if reach is not None:
+                trusted = trusted & (warp(reach, item.pair.back) >= CHAIN_KEEP)
+            reach = trusted.astype(np.float32)
+        if len(seg) - 1 == longest or (reach is not None and reach.mean() < AUTO_REACH):
             yield seg
-            seg = [item]
+            seg, reach = [item], None
     if len(seg) > 1 or (seg and seg[0].starts_scene):
         yield seg
 

@@ -5,8 +5,8 @@ Output is H.264 in yuv420p (plays in browsers) in an MP4, every frame at the sou
 to AAC). Each batch of frames goes through `inference.colorize_batch` as photos do (the model sees each
 frame squeezed to the render size) and each frame keeps its own full-resolution lightness
 (`inference.compose`); with `VideoOptions.temporal` 0 a frame comes out as `colorize_image` gives it.
-With `VideoOptions.keyframes` K > 1 the network runs only on keyframes (every K-th frame, scene cuts) and the
-frames between take their colour along the flow (`keyframes`). Memory holds one batch of frames (with
+With `VideoOptions.keyframes` K > 1 (or "auto") the network runs only on keyframes (every K-th frame, scene
+cuts) and the frames between take their colour along the flow (`keyframes`). Memory holds one batch of frames (with
 keyframes: a batch of keyframes and the frames between them), whatever the length. Before anything is
 written the whole file is demuxed (`scan`, no decoding) so a truncated or damaged one is refused at once.
 """
@@ -35,7 +35,8 @@ from .config import option, options_of
 from .files import atomic_path, bars_can_draw, unique_output
 from .hintmaps import HintPoint, check_hints, user_hint_map
 from .inference import Rendering, check_eval, colorize_batch, compose, model_device, render_lightness, rendering_of
-from .keyframes import FAIL_AREA, Item, between, chain, check_keyframes, keyframe_colours, segments
+from .keyframes import (FAIL_AREA, Item, between, chain, check_keyframes, keyed, keyframe_colours, parse_keyframes,
+                        segments)
 from .lab import pixels_to_rgb, rgb_to_lightness
 from .temporal import DEFAULT_TEMPORAL, FramePair, Stabiliser, carry_point, check_temporal
 
@@ -202,14 +203,16 @@ class VideoOptions:
 
     temporal: float = option(DEFAULT_TEMPORAL, "videos: weight of the colour carried along the optical flow from "
                              "the previous frame, in [0, 1) (0 colorizes every frame on its own)")
-    keyframes: int = option(1, "videos: the network runs on every K-th frame and at scene cuts, the frames between "
-                            "take the colour carried along the optical flow from the keyframes on both sides (0 or 1: "
-                            "every frame; 4 is several times faster)", parse=int)
+    keyframes: int | str = option(1, "videos: the network runs on every K-th frame and at scene cuts, the frames "
+                                  "between take the colour carried along the optical flow from the keyframes on both "
+                                  "sides (0 or 1: every frame; 4 is several times faster; auto: a keyframe once a "
+                                  "fifth of the frame is out of the last one's reach along the flow)",
+                                  parse=parse_keyframes)
     batch: int = BATCH  # frames (with keyframes: keyframes) through the model at once
 
     def __post_init__(self):
         check_temporal(self.temporal)
-        check_keyframes(self.keyframes)
+        object.__setattr__(self, "keyframes", check_keyframes(self.keyframes))
         if self.batch < 1:
             raise ValueError(f"batch {self.batch}: frames through the model at once, at least 1")
 
@@ -296,8 +299,8 @@ def _colorized(model: nn.Module, frames: Iterable[np.ndarray], rendering: Render
     stab = Stabiliser(W, H, weights[0])
     if stabiliser_out is not None:
         stabiliser_out.append(stab)
-    items = _tracked(itertools.chain([first], it), stab, placed, relate=video.keyframes > 1 or max(weights) > 0)
-    if video.keyframes > 1:
+    items = _tracked(itertools.chain([first], it), stab, placed, relate=keyed(video.keyframes) or max(weights) > 0)
+    if keyed(video.keyframes):
         yield from _keyframed(model, items, rendering, video, stab, bool(placed))
         return
     blenders = [stab] + [Stabiliser(W, H, w) for w in weights[1:]]  # stab relates, each blends at its weight

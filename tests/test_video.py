@@ -16,18 +16,18 @@ from scipy.stats import entropy
 from skimage import color, data
 from torch import nn
 
-from colorize.cli import main
+from colorize.cli import build_parser, main
 from colorize.flicker import (ORIGINAL, js_divergence, measure_flicker, method_name, rgb_histograms,
                               write_flicker_report)
 from colorize.inference import render_lightness
-from colorize.keyframes import Item, check_keyframes, segments
+from colorize.keyframes import AUTO, AUTO_LONGEST, Item, check_keyframes, parse_keyframes, segments
 from colorize.lab import pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness
 from colorize.models import build_generator
 from colorize.temporal import (DEFAULT_TEMPORAL, FramePair, Stabiliser, carry_point, check_temporal, consistent,
                                new_flow, warp)
 from colorize.inference import colorize_image
 from colorize.video import (BadVideoError, VideoOptions, colorize_video, colorized_frames, frame_hints, frame_progress,
-                            mux_tone, pan_zoom_frames, plan_videos, probe, read_frames)
+                            mux_tone, pan_zoom_frames, plan_videos, probe, read_frames, relate_frames)
 
 SIZE = (96, 64)  # (W,H): small, even
 RATE = 16000  # audio sample rate
@@ -261,6 +261,29 @@ def test_keyframes_fall_every_k_frames_at_cuts_and_on_the_last_frame():
     for bad in (-1, 2.5):
         with pytest.raises(ValueError, match="every K-th frame"):
             VideoOptions(keyframes=bad)
+
+
+def test_automatic_keyframes_follow_the_motion(pan):
+    """--keyframes auto: a keyframe once a fifth of the frame is out of the last one's reach along the flow, so the
+    same camera move over fewer frames (faster) gets keyframes more often, a still shot every AUTO_LONGEST frames."""
+    def ends(frames):
+        items = [Item(t, f, None if t == 0 else relate_frames(frames[t - 1], f)) for t, f in enumerate(frames)]
+        return [seg[-1].t for seg in segments(items, AUTO)]
+
+    slow = pan_zoom(data.chelsea(), 48)
+    fast, calm = ends(pan), ends(slow)
+    assert fast[-1] == len(pan) - 1 and calm[-1] == len(slow) - 1  # the last frame is a keyframe
+    assert len(fast) / len(pan) > 1.5 * len(calm) / len(slow)
+    assert 2 <= min(np.diff([0] + fast)) and max(np.diff([0] + calm)) <= AUTO_LONGEST
+    assert ends([pan[0]] * 20) == [AUTO_LONGEST, 19]
+    model = Counting().eval()
+    assert len(list(colorized_frames(model, slow, render_size=32, keyframes=AUTO))) == len(slow)
+    assert model.frames < len(slow) / 3
+    assert VideoOptions(keyframes=parse_keyframes("auto")).keyframes == AUTO
+    flags = build_parser().parse_args(["apply", "clip.mp4", "--model", "g", "--out", "o", "--keyframes", "auto"])
+    assert flags.keyframes == AUTO
+    with pytest.raises(ValueError, match="every K-th frame"):
+        VideoOptions(keyframes="fast")
 
 
 def test_keyframed_video_keeps_every_frame_and_its_lightness(clips, tmp_path, pan, cut):
