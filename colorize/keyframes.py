@@ -49,6 +49,7 @@ AUTO = "auto"  # the keyframe spacing chosen from the flow (`segments`)
 AUTO_REACH = 0.8  # AUTO: a keyframe where less than this share of the frame is reached from the previous one
 AUTO_LONGEST = 16  # AUTO: frames between keyframes at most, however still the shot
 SPREAD_SIDE = 0.125  # width of the Gaussian that spreads a colour shift into untrusted pixels, of the longer side
+SPREAD_SHRINK = 8  # the spreading runs this many times smaller than the working resolution
 
 
 def check_keyframes(keyframes: int | str) -> int | str:
@@ -159,9 +160,13 @@ def spread(correction: np.ndarray, trusted: np.ndarray) -> np.ndarray:
     m = trusted.astype(np.float32)
     if m.all() or not m.any():
         return correction * m[..., None]
-    sigma = SPREAD_SIDE * max(m.shape)
-    near = cv2.GaussianBlur(m, (0, 0), sigma)
-    spread = cv2.GaussianBlur(correction * m[..., None], (0, 0), sigma) / np.maximum(near, 1e-3)[..., None]
+    h, w = m.shape
+    small = (max(1, w // SPREAD_SHRINK), max(1, h // SPREAD_SHRINK))  # (w,h): the shift is smooth, so blurred small
+    sigma = SPREAD_SIDE * max(small)
+    near = cv2.GaussianBlur(cv2.resize(m, small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+    moved = cv2.GaussianBlur(cv2.resize(correction * m[..., None], small, interpolation=cv2.INTER_AREA), (0, 0), sigma)
+    near, moved = (cv2.resize(x, (w, h), interpolation=cv2.INTER_LINEAR) for x in (near, moved))
+    spread = moved / np.maximum(near, 1e-3)[..., None]
     return np.where(trusted[..., None], correction, spread * (near > 1e-3)[..., None]).astype(np.float32)
 
 
