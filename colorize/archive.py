@@ -384,42 +384,47 @@ def colorize_archive(model: nn.Module, inputs: Iterable[str | os.PathLike], out_
         source.check([src for src, _ in pairs])
     rank, world = _join_processes(model)
     made = made_by(model, rendering)
-    rows, todo = [], []
-    for src, dst in pairs[rank::world]:  # this process's share of the sorted plan
-        record = fingerprint(made, source.identity(src) if source is not None else None)
-        dst.with_name(dst.name + ".tmp").unlink(missing_ok=True)  # a killed run's partial output
-        took = None if options.overwrite else _done_alike(read_fingerprint(dst), record)
-        if took is not None:
-            fell = {True: "yes", False: "no"}.get(took.get("fell_back"), "")
-            rows.append((src, dst, "skipped", "done before with this model, rendering and hints", rank,
-                         took.get("hints", ""), fell, took.get("note", "")))
-        else:
-            todo.append((src, dst, record))
-    if rows:
-        log.info("%d of %d photo(s) already colorized with this model, rendering and hints: kept", len(rows),
-                 len(pairs))
-    stream = _stream(model, todo, rendering, options, source)
-    # one bar, rank 0's, counting its share: the processes move at about the same pace
-    drawn = progress and bars_can_draw() and todo and rank == 0
-    bar = progress_bar(stream, total=len(todo), leave=False) if drawn else None
-    t0, said = time.perf_counter(), time.perf_counter()
+    rows, todo, error = [], [], None
+    t0 = time.perf_counter()
     took: dict[Path, PhotoHints] = {}
-    for n, (src, dst, status, reason, photo_hints) in enumerate(bar if bar is not None else stream, 1):
-        if photo_hints is not None and status == "done":
-            took[Path(src)] = photo_hints
-            if photo_hints.fell_back:
-                log.info("%s: %s", src, photo_hints.note)
-        h = photo_hints or PhotoHints()
-        rows.append((src, dst, status, reason, rank, len(h.entries) if photo_hints else "",
-                     ("yes" if h.fell_back else "no") if photo_hints else "", h.note))
-        rate = n / max(time.perf_counter() - t0, 1e-9)
-        if bar is not None:
-            bar.comment = f"{rate:.2f} photos/s"
-        elif time.perf_counter() - said > LOG_EVERY_S:
-            said = time.perf_counter()
-            log.info("%d/%d photos, %.2f photos/s, about %.0f s left", n, len(todo), rate, (len(todo) - n) / rate)
+    try:  # a process that fails still meets the others at the gather, which then raises on every one
+        for src, dst in pairs[rank::world]:  # this process's share of the sorted plan
+            record = fingerprint(made, source.identity(src) if source is not None else None)
+            dst.with_name(dst.name + ".tmp").unlink(missing_ok=True)  # a killed run's partial output
+            before = None if options.overwrite else _done_alike(read_fingerprint(dst), record)
+            if before is not None:
+                fell = {True: "yes", False: "no"}.get(before.get("fell_back"), "")
+                rows.append((src, dst, "skipped", "done before with this model, rendering and hints", rank,
+                             before.get("hints", ""), fell, before.get("note", "")))
+            else:
+                todo.append((src, dst, record))
+        if rows:
+            log.info("%d of %d photo(s) already colorized with this model, rendering and hints: kept", len(rows),
+                     len(pairs))
+        stream = _stream(model, todo, rendering, options, source)
+        # one bar, rank 0's, counting its share: the processes move at about the same pace
+        drawn = progress and bars_can_draw() and todo and rank == 0
+        bar = progress_bar(stream, total=len(todo), leave=False) if drawn else None
+        t0, said = time.perf_counter(), time.perf_counter()
+        for n, (src, dst, status, reason, photo_hints) in enumerate(bar if bar is not None else stream, 1):
+            if photo_hints is not None and status == "done":
+                took[Path(src)] = photo_hints
+                if photo_hints.fell_back:
+                    log.info("%s: %s", src, photo_hints.note)
+            h = photo_hints or PhotoHints()
+            rows.append((src, dst, status, reason, rank, len(h.entries) if photo_hints else "",
+                         ("yes" if h.fell_back else "no") if photo_hints else "", h.note))
+            rate = n / max(time.perf_counter() - t0, 1e-9)
+            if bar is not None:
+                bar.comment = f"{rate:.2f} photos/s"
+            elif time.perf_counter() - said > LOG_EVERY_S:
+                said = time.perf_counter()
+                log.info("%d/%d photos, %.2f photos/s, about %.0f s left", n, len(todo), rate,
+                         (len(todo) - n) / rate)
+    except Exception as e:
+        error = e
     seconds = time.perf_counter() - t0
-    rows, seconds_by_rank = _gathered(rows, seconds, world)
+    rows, seconds_by_rank = _gathered(rows, seconds, world, error)
     order = {str(src): i for i, (src, _) in enumerate(pairs)}
     rows.sort(key=lambda r: order[str(r[0])])  # the plan's order: the inputs' as given, each folder's sorted
     result = ColorizeResult(written=[Path(r[1]) for r in rows if r[2] == "done"],
@@ -447,13 +452,25 @@ def _join_processes(model: nn.Module) -> tuple[int, int]:
     return rank_distrib(), world
 
 
-def _gathered(rows: list, seconds: float, world: int) -> tuple[list, list[float]]:
-    """Every process's rows and seconds; this process's alone outside a distributed launch."""
+class ProcessFailed(RuntimeError):
+    """A process of a distributed apply failed: every process raises this once all have met at the gather."""
+
+
+def _gathered(rows: list, seconds: float, world: int, error: Exception | None = None) -> tuple[list, list[float]]:
+    """Every process's rows and seconds; this process's alone outside a distributed launch. Every process comes
+    here, one that failed with its `error`, so none waits forever for it; then each raises `ProcessFailed`
+    naming the processes that failed and why (what they wrote is complete and kept: a rerun finishes the rest)."""
     if world <= 1:
+        if error is not None:
+            raise error
         return rows, [seconds]
     parts = [None] * world
-    dist.all_gather_object(parts, ([tuple(map(str, r[:2])) + r[2:] for r in rows], seconds))
-    return [r for part, _ in parts for r in part], [s for _, s in parts]
+    said = None if error is None else f"{type(error).__name__}: {error}"
+    dist.all_gather_object(parts, ([tuple(map(str, r[:2])) + r[2:] for r in rows], seconds, said))
+    failed = [(rank, said) for rank, (_, _, said) in enumerate(parts) if said is not None]
+    if failed:
+        raise ProcessFailed("; ".join(f"process {rank} of {world} failed: {said}" for rank, said in failed)) from error
+    return [r for part, _, _ in parts for r in part], [s for _, s, _ in parts]
 
 
 def _write_summary(out_dir: Path, rows: list, seconds_by_rank: list[float], total_s: float, made: dict) -> None:

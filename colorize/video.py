@@ -5,8 +5,8 @@ Output is H.264 in yuv420p (plays in browsers) in an MP4, every frame at the sou
 to AAC). Each batch of frames goes through `inference.colorize_batch` as photos do (the model sees each
 frame squeezed to the render size) and each frame keeps its own full-resolution lightness
 (`inference.compose`); with `VideoOptions.temporal` 0 a frame comes out as `colorize_image` gives it.
-With `VideoOptions.keyframes` K > 1 the network runs only on keyframes (every K-th frame, scene cuts) and the
-frames between take their colour along the flow (`keyframes`). Memory holds one batch of frames (with
+With `VideoOptions.keyframes` K > 1 (or "auto") the network runs only on keyframes (every K-th frame, scene
+cuts) and the frames between take their colour along the flow (`keyframes`). Memory holds one batch of frames (with
 keyframes: a batch of keyframes and the frames between them), whatever the length. Before anything is
 written the whole file is demuxed (`scan`, no decoding) so a truncated or damaged one is refused at once.
 """
@@ -35,7 +35,8 @@ from .config import option, options_of
 from .files import atomic_path, bars_can_draw, unique_output
 from .hintmaps import HintPoint, check_hints, user_hint_map
 from .inference import Rendering, check_eval, colorize_batch, compose, model_device, render_lightness, rendering_of
-from .keyframes import FAIL_AREA, Item, between, carried_forward, check_keyframes, segments, settle
+from .keyframes import (FAIL_AREA, Item, between, chain, check_keyframes, keyed, keyframe_colours, parse_keyframes,
+                        segments)
 from .lab import pixels_to_rgb, rgb_to_lightness
 from .temporal import DEFAULT_TEMPORAL, FramePair, Stabiliser, carry_point, check_temporal
 
@@ -204,14 +205,16 @@ class VideoOptions:
 
     temporal: float = option(DEFAULT_TEMPORAL, "videos: weight of the colour carried along the optical flow from "
                              "the previous frame, in [0, 1) (0 colorizes every frame on its own)")
-    keyframes: int = option(1, "videos: the network runs on every K-th frame and at scene cuts, the frames between "
-                            "take the colour carried along the optical flow from the keyframes on both sides (0 or 1: "
-                            "every frame; 4 is several times faster)", parse=int)
+    keyframes: int | str = option(1, "videos: the network runs on every K-th frame and at scene cuts, the frames "
+                                  "between take the colour carried along the optical flow from the keyframes on both "
+                                  "sides (0 or 1: every frame; 4 is several times faster; auto: a keyframe once a "
+                                  "fifth of the frame is out of the last one's reach along the flow)",
+                                  parse=parse_keyframes)
     batch: int = BATCH  # frames (with keyframes: keyframes) through the model at once
 
     def __post_init__(self):
         check_temporal(self.temporal)
-        check_keyframes(self.keyframes)
+        object.__setattr__(self, "keyframes", check_keyframes(self.keyframes))
         if self.batch < 1:
             raise ValueError(f"batch {self.batch}: frames through the model at once, at least 1")
 
@@ -305,9 +308,9 @@ def _colorized(model: nn.Module, frames: Iterable[np.ndarray], rendering: Render
     stab = Stabiliser(W, H, weights[0])
     if stabiliser_out is not None:
         stabiliser_out.append(stab)
-    items = _tracked(itertools.chain([first], it), stab, placed, video.keyframes > 1 or max(weights) > 0, place)
+    items = _tracked(itertools.chain([first], it), stab, placed, keyed(video.keyframes) or max(weights) > 0, place)
     hinted = bool(placed) or place is not None
-    if video.keyframes > 1:
+    if keyed(video.keyframes):
         yield from _keyframed(model, items, rendering, video, stab, hinted)
         return
     blenders = [stab] + [Stabiliser(W, H, w) for w in weights[1:]]  # stab relates, each blends at its weight
@@ -351,28 +354,40 @@ def _keyframed(model: nn.Module, items: Iterator[Item], rendering: Rendering, vi
     def composed(item: Item, ab: np.ndarray) -> np.ndarray:
         return compose(item.frame, torch.from_numpy(np.ascontiguousarray(ab)).permute(2, 0, 1)[None].to(device))
 
-    previous = None  # (h,w,2) the last keyframe's ab
+    previous = None  # (h,w,2) the colour of the last keyframe given out
     for group in _groups(segments(items, video.keyframes), video.batch):
         keys = [seg[0] for seg in group if seg[0].starts_scene] + [seg[-1] for seg in group if len(seg) > 1]
         predicted = {k.t: ab for k, ab in zip(keys, predict(keys))}
-        for seg in group:
-            if seg[0].starts_scene:
-                previous = predicted[seg[0].t]
-                yield composed(seg[0], previous)
-            if len(seg) == 1:
-                continue
-            pairs = [item.pair for item in seg[1:]]
-            forward = carried_forward(previous, pairs)
-            end = settle(predicted[seg[-1].t], forward[-1], video.temporal)
-            mids = between(forward, end, pairs)
-            again = [k for k, (_, unreached) in enumerate(mids) if unreached.mean() > FAIL_AREA]
-            for k, own in zip(again, predict([seg[1 + k] for k in again])):
-                ab, unreached = mids[k]
-                mids[k] = (np.where(unreached[..., None], own, ab), unreached)
-            for item, (ab, _) in zip(seg[1:-1], mids):
-                yield composed(item, ab)
-            yield composed(seg[-1], end)
-            previous = end
+        for run in _runs(group):
+            chains = [chain([item.pair for item in seg[1:]]) for seg in run if len(seg) > 1]
+            starts = run[0][0].starts_scene
+            ends = [predicted[seg[-1].t] for seg in run[:len(chains)]]
+            preds = [predicted[run[0][0].t] if starts else previous] + ends
+            colours = keyframe_colours(preds, chains, video.temporal, first=None if starts else previous)
+            if starts:
+                yield composed(run[0][0], colours[0])
+            for seg, link, start, end in zip(run, chains, colours, colours[1:]):
+                mids = between(start, end, link)
+                again = [k for k, (_, unreached) in enumerate(mids) if unreached.mean() > FAIL_AREA]
+                for k, own in zip(again, predict([seg[1 + k] for k in again])):
+                    ab, unreached = mids[k]
+                    mids[k] = (np.where(unreached[..., None], own, ab), unreached)
+                for item, (ab, _) in zip(seg[1:-1], mids):
+                    yield composed(item, ab)
+                yield composed(seg[-1], end)
+            previous = colours[-1]
+
+
+def _runs(group: list[list[Item]]) -> Iterator[list[list[Item]]]:
+    """A group's segments split into runs that share their end keyframes, each in one scene."""
+    run: list[list[Item]] = []
+    for seg in group:
+        if run and seg[0].starts_scene:
+            yield run
+            run = []
+        run.append(seg)
+    if run:
+        yield run
 
 
 def _groups(segs: Iterable[list[Item]], batch: int) -> Iterator[list[list[Item]]]:

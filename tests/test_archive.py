@@ -173,6 +173,28 @@ def test_two_processes_under_torchrun_split_a_folder(tmp_path, write_photos, tin
     assert run.stdout.count("wrote 7 file(s)") == 1  # one summary, rank 0's
 
 
+@pytest.mark.slow
+def test_a_process_that_fails_under_torchrun_stops_every_process_with_its_reason(tmp_path, write_photos, tiny_checkpoint,
+                                                                                 free_port):
+    """Process 1's share holds p003, whose temporary output name is taken by a folder (a real fault, in one process
+    only): both processes stop at the gather naming process 1 and the reason, and what process 0 wrote is whole.
+    Unmet, process 0 learns only that a peer closed its connection (gloo), or waits for the collective's timeout
+    where the failed process lives on (a notebook) or NCCL does not notice; the subprocess timeout fails a hang."""
+    write_photos(tmp_path / "in", 6)
+    ckpt = tiny_checkpoint(tmp_path / "g.safetensors")
+    out = tmp_path / "out"
+    (out / "p003.png.tmp").mkdir(parents=True)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(free_port()), "-m", "colorize", "apply", str(tmp_path / "in"), "--model", str(ckpt),
+           "--out", str(out), "--render-size", "32", "--device", "cpu", "--batch", "2"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode != 0
+    said = [line for line in run.stderr.splitlines() if "process 1 of 2 failed: IsADirectoryError" in line]
+    assert len(said) == 2 and all("p003.png.tmp" in line for line in said), run.stderr[-3000:]  # both processes
+    assert sorted(p.name for p in out.glob("*.png")) == ["p000.png", "p002.png", "p004.png"]  # process 0's share
+    assert not (out / "colorize-apply.json").exists()
+
+
 def test_transparency_is_kept_inputs_are_never_written_over_and_earlier_outputs_are_not_photos(model, tmp_path,
                                                                                                astronaut):
     src = tmp_path / "in"

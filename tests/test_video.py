@@ -16,18 +16,18 @@ from scipy.stats import entropy
 from skimage import color, data
 from torch import nn
 
-from colorize.cli import main
+from colorize.cli import build_parser, main
 from colorize.flicker import (ORIGINAL, js_divergence, measure_flicker, method_name, rgb_histograms,
                               write_flicker_report)
 from colorize.inference import render_lightness
-from colorize.keyframes import Item, check_keyframes, segments
+from colorize.keyframes import AUTO, AUTO_LONGEST, Item, check_keyframes, parse_keyframes, segments
 from colorize.lab import pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness
 from colorize.models import build_generator
 from colorize.temporal import (DEFAULT_TEMPORAL, FramePair, Stabiliser, carry_point, check_temporal, consistent,
                                new_flow, warp)
 from colorize.inference import colorize_image
 from colorize.video import (BadVideoError, VideoOptions, colorize_video, colorized_frames, frame_hints, frame_progress,
-                            mux_tone, pan_zoom_frames, plan_videos, probe, read_frames)
+                            mux_tone, pan_zoom_frames, plan_videos, probe, read_frames, relate_frames)
 
 SIZE = (96, 64)  # (W,H): small, even
 RATE = 16000  # audio sample rate
@@ -75,12 +75,12 @@ class Oracle(nn.Module):
 
     spec = SimpleNamespace(in_channels=1, takes_hints=False)
 
-    def __init__(self, frames: list[np.ndarray], size: int = 32, cast: float = 0.03):
+    def __init__(self, frames: list[np.ndarray], size: int = 32, cast: float = 0.03, seed: int = 1):
         super().__init__()
         self.L = render_lightness(frames, size, torch.device("cpu"))  # (T,1,S,S)
         ab = torch.cat([rgb_to_lab_net(pixels_to_rgb(f))[1] for f in frames])  # (T,2,H,W) ab/110
         self.ab = torch.nn.functional.interpolate(ab, size=(size, size), mode="area")
-        self.cast, self.noise = cast, torch.Generator().manual_seed(1)
+        self.cast, self.noise = cast, torch.Generator().manual_seed(seed)
         self.calls = nn.Parameter(torch.zeros(()), requires_grad=False)  # frames seen; also gives a device
 
     def forward(self, L):  # (B,1,S,S) -> (B,2,S,S) ab/110
@@ -226,18 +226,24 @@ def test_stabilised_video_flickers_less_without_losing_colour_or_accuracy(clips,
         assert steady["cdc"] < per["cdc"], (name, r)
 
 
-def test_keyframes_4_flicker_no_more_and_lose_no_accuracy_against_the_stabilised_frames(clips, pan, cut):
-    """Keyframes must not cost accuracy or stability: on a clip with a known colour original, keyframes 4 gives PSNR within 0.3 dB of the
-    stabilised per-frame output and a warping error no higher; the network sees about a quarter of the frames.
-    This holds for the stand-in's first seed; its other seeds' casts put keyframes 4 up to 2.8 dB lower (README)."""
-    for name, frames in (("pan", pan), ("cut", cut)):
-        model = Oracle(frames).eval()
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["pan", "cut"])
+def test_keyframes_4_flicker_no_more_and_lose_no_accuracy_against_the_stabilised_frames(clips, pan, cut, name):
+    """Keyframes must not cost accuracy or stability: on a clip with a known colour original, keyframes 4 gives PSNR
+    within 0.3 dB of the stabilised per-frame output and a warping error no higher, over the stand-in's seeds; the
+    network sees fewer frames (a quarter, and those the flow cannot fill). The mean, because one seed's figure is a
+    handful of random casts (the keyframes' against every frame's): it spreads +-2 dB either way for both methods."""
+    frames = {"pan": pan, "cut": cut}[name]
+    gaps, warps = [], []
+    for seed in range(8):
+        model = Oracle(frames, seed=seed).eval()
         r = measure_flicker(clips[name], {"m": model}, render_size=32, strip=0, keyframes=(4,)).figures
         steady, key = r[method_name("m", DEFAULT_TEMPORAL)], r[method_name("m", keyframes=4)]
-        assert key["psnr_rgb"] >= steady["psnr_rgb"] - 0.3, (name, r)
-        assert key["warp_error"] <= steady["warp_error"], (name, r)
-        assert model.calls < 2 * len(frames)  # one pass per frame for both weights, then fewer
-    assert model.calls - len(cut) >= 8  # keyframes 0 4 8 9 | 10 14 18 19, and the frames the flow cannot fill
+        gaps.append(key["psnr_rgb"] - steady["psnr_rgb"])
+        warps.append(key["warp_error"] / steady["warp_error"])
+        assert len(frames) / 4 <= model.calls - len(frames) < len(frames)  # keyframes, and frames the flow can't fill
+    assert np.mean(gaps) >= -0.3, gaps
+    assert np.mean(warps) <= 1, warps
 
 
 def test_keyframes_fall_every_k_frames_at_cuts_and_on_the_last_frame():
@@ -255,6 +261,29 @@ def test_keyframes_fall_every_k_frames_at_cuts_and_on_the_last_frame():
     for bad in (-1, 2.5):
         with pytest.raises(ValueError, match="every K-th frame"):
             VideoOptions(keyframes=bad)
+
+
+def test_automatic_keyframes_follow_the_motion(pan):
+    """--keyframes auto: a keyframe once a fifth of the frame is out of the last one's reach along the flow, so the
+    same camera move over fewer frames (faster) gets keyframes more often, a still shot every AUTO_LONGEST frames."""
+    def ends(frames):
+        items = [Item(t, f, None if t == 0 else relate_frames(frames[t - 1], f)) for t, f in enumerate(frames)]
+        return [seg[-1].t for seg in segments(items, AUTO)]
+
+    slow = pan_zoom(data.chelsea(), 48)
+    fast, calm = ends(pan), ends(slow)
+    assert fast[-1] == len(pan) - 1 and calm[-1] == len(slow) - 1  # the last frame is a keyframe
+    assert len(fast) / len(pan) > 1.5 * len(calm) / len(slow)
+    assert 2 <= min(np.diff([0] + fast)) and max(np.diff([0] + calm)) <= AUTO_LONGEST
+    assert ends([pan[0]] * 20) == [AUTO_LONGEST, 19]
+    model = Counting().eval()
+    assert len(list(colorized_frames(model, slow, render_size=32, keyframes=AUTO))) == len(slow)
+    assert model.frames < len(slow) / 3
+    assert VideoOptions(keyframes=parse_keyframes("auto")).keyframes == AUTO
+    flags = build_parser().parse_args(["apply", "clip.mp4", "--model", "g", "--out", "o", "--keyframes", "auto"])
+    assert flags.keyframes == AUTO
+    with pytest.raises(ValueError, match="every K-th frame"):
+        VideoOptions(keyframes="fast")
 
 
 def test_keyframed_video_keeps_every_frame_and_its_lightness(clips, tmp_path, pan, cut):
