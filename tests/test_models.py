@@ -68,6 +68,10 @@ def test_checkpoint_round_trip_is_bitwise(generator, tmp_path):
     L = torch.rand(2, 1, 64, 64) * 2 - 1
     with torch.no_grad():
         assert torch.equal(loaded(L), generator.eval()(L))
+    # every tensor the loaded generator holds (built on the meta device) came from the checkpoint, none left empty
+    original = {**dict(generator.named_parameters()), **dict(generator.named_buffers())}
+    held = {**dict(loaded.named_parameters()), **dict(loaded.named_buffers())}
+    assert held.keys() == original.keys() and all(torch.equal(t, original[k]) for k, t in held.items())
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write left nothing behind
 
 
