@@ -30,6 +30,7 @@ from torch import nn
 
 from .config import option, options_of
 from .inference import Rendering, rendering_of
+from .keyframes import check_keyframes, keyed, parse_keyframes
 from .lab import pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness
 from .metrics import colorfulness, psnr_rgb
 from .temporal import DEFAULT_TEMPORAL, consistent, new_flow, to_flow_image, warp
@@ -120,8 +121,8 @@ def _db(value: float) -> str:
     return f"{value:.2f}" if np.isfinite(value) else "—"  # the original against itself: no error to measure
 
 
-def method_name(model: str, temporal: float = 0.0, keyframes: int = 1) -> str:
-    if keyframes > 1:
+def method_name(model: str, temporal: float = 0.0, keyframes: int | str = 1) -> str:
+    if keyed(keyframes):
         return f"{model}, keyframes {keyframes}"
     return f"{model}, per frame" if temporal == 0 else f"{model}, temporal {temporal:g}"
 
@@ -133,18 +134,17 @@ class FlickerOptions:
     temporals: tuple[float, ...] = option((0.0, DEFAULT_TEMPORAL), "blend weights to compare (0: per frame; the "
                                           "default's second is the stabiliser's)", parse=float, nargs="+",
                                           flag="--temporal")
-    keyframes: tuple[int, ...] = option((), "keyframe spacings to compare too (the network on every K-th frame, the "
-                                        f"keyframes stabilised at {DEFAULT_TEMPORAL:g})", parse=int, nargs="+")
+    keyframes: tuple[int | str, ...] = option((), "keyframe spacings to compare too (the network on every K-th frame, "
+                                              f"or auto: where the flow says; the keyframes stabilised at "
+                                              f"{DEFAULT_TEMPORAL:g})", parse=parse_keyframes, nargs="+")
     batch: int = BATCH  # frames through the model at once
     strip: int = STRIP  # frames shown per method
 
     def __post_init__(self):
         object.__setattr__(self, "temporals", tuple(float(t) for t in self.temporals))
-        object.__setattr__(self, "keyframes", tuple(int(k) for k in self.keyframes))
+        object.__setattr__(self, "keyframes", tuple(check_keyframes(k) for k in self.keyframes))
         for t in self.temporals:
             VideoOptions(t, batch=self.batch)  # refuses a bad weight before any frame
-        for k in self.keyframes:
-            VideoOptions(keyframes=k)
 
 
 def measure_flicker(clip: str | os.PathLike, models: dict[str, nn.Module], rendering: Rendering | int | None = None,

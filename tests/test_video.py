@@ -286,6 +286,18 @@ def test_automatic_keyframes_follow_the_motion(pan):
         VideoOptions(keyframes="fast")
 
 
+def test_the_flicker_report_compares_automatic_keyframes_too(clips, pan):
+    model = Counting().eval()
+    r = measure_flicker(clips["pan"], {"m": model}, render_size=32, strip=0, keyframes=(AUTO,)).figures
+    assert method_name("m", keyframes=AUTO) == "m, keyframes auto"
+    assert r["m, keyframes auto"]["psnr_rgb"] > 0 and r["m, keyframes auto"]["warp_error"] > 0
+    assert model.frames < 2 * len(pan)  # one pass per frame for per frame and stabilised, keyframes alone for auto
+    flags = build_parser().parse_args(["flicker", "clip.mp4", "--models", "g", "--out", "o", "--keyframes", "4", "auto"])
+    assert list(flags.keyframes) == [4, AUTO]
+    with pytest.raises(ValueError, match="every K-th frame"):
+        measure_flicker(clips["pan"], {"m": model}, render_size=32, strip=0, keyframes=("fast",))
+
+
 def test_keyframed_video_keeps_every_frame_and_its_lightness(clips, tmp_path, pan, cut):
     model = Counting().eval()
     assert len(list(colorized_frames(model, pan, render_size=32, keyframes=4))) == len(pan)
