@@ -46,8 +46,8 @@ from .hintmaps import check_hints
 from .inference import RENDER_SIZE, Rendering, colorize_image, rendering_of
 from .lab import generator_input, lab_net_to_rgb, pixels_to_rgb, rgb_to_lab_net, rgb_to_lightness, rgb_to_pixels
 from .metrics import colorfulness, psnr_ab, psnr_rgb
-from .temporal import Stabiliser, consistent, new_flow, warp
-from .video import is_video, probe, read_frames
+from .temporal import consistent, new_flow, warp
+from .video import is_video, probe
 
 log = logging.getLogger(__name__)
 
@@ -387,18 +387,6 @@ class ShotMatcher:
         self.placed.append(t)
         self.looking = False
         return derived
-
-
-def video_reference_hints(model: nn.Module, src: str | os.PathLike, reference: Image.Image,
-                          scan_every: int = 12) -> tuple[list[dict], list[int]]:
-    """Hints with a "frame" for a video, as `ShotMatcher` finds them, and the frames they were placed on, in a pass of
-    their own (`colorize_video(..., place=ShotMatcher(...))` finds them in its own pass)."""
-    info = probe(src)
-    match = ShotMatcher(model, check_reference(reference, (info.width, info.height)), scan_every)
-    stab = Stabiliser(info.width, info.height)
-    for t, frame in enumerate(read_frames(src)):
-        match(t, frame, stab.relate(rgb_to_lightness(pixels_to_rgb(frame))[0, 0].numpy()))
-    return match.hints, match.placed
 
 
 class ReferenceHints(HintsSource):

@@ -213,7 +213,8 @@ def test_a_shot_takes_the_colours_of_a_still_of_its_middle_frame(model, tmp_path
 def test_each_shot_is_matched_again_after_a_cut(model, tmp_path):
     import av
 
-    from colorize.reference import video_reference_hints
+    from colorize.reference import ShotMatcher
+    from colorize.video import colorize_video
 
     photo, other = Image.fromarray(data.astronaut()), Image.fromarray(data.coffee())
     shots = [photo.crop((40 + 4 * i, 40, 360 + 4 * i, 280)) for i in range(6)] \
@@ -224,7 +225,10 @@ def test_each_shot_is_matched_again_after_a_cut(model, tmp_path):
         for frame in shots:
             c.mux(v.encode(av.VideoFrame.from_image(frame)))
         c.mux(v.encode(None))
-    hints, placed = video_reference_hints(model, tmp_path / "cuts.mp4", photo)
+    match = ShotMatcher(model, photo)  # the hook alone, on the clip's own decoding pass
+    colorize_video(model, tmp_path / "cuts.mp4", tmp_path / "direct.mp4", Rendering(SIZE), VideoOptions(temporal=0.5),
+                   progress=False, place=match)
+    hints, placed = match.hints, match.placed
     assert placed == [0, 12]  # the first shot and the third (the same scene again); the coffee shot matches nothing
     assert {h["frame"] for h in hints} == {0, 12} and len(hints) > 20
     photo.save(tmp_path / "ref.png")
@@ -233,7 +237,7 @@ def test_each_shot_is_matched_again_after_a_cut(model, tmp_path):
                          VideoOptions(temporal=0.5), progress=False, save_hints_to=tmp_path / "used.json")
     took = result.hints[tmp_path / "cuts.mp4"]
     assert not took.fell_back and took.note == "reference matched into frame(s) 0, 12"
-    assert took.entries == hints  # matched while colorizing, in its one decoding pass: the same hints
+    assert took.entries == hints  # `apply` routes the reference through the same hook: the same hints
     assert json.loads((tmp_path / "used.json").read_text()) == hints
 
 
