@@ -148,11 +148,13 @@ def _keypoints(gray: np.ndarray):
     return detector.detectAndCompute(gray, None)
 
 
-def homography(target_gray: np.ndarray, reference_gray: np.ndarray) -> tuple[np.ndarray | None, np.ndarray, str]:
+def homography(target_gray: np.ndarray, reference_gray: np.ndarray,
+               reference_keypoints: tuple | None = None) -> tuple[np.ndarray | None, np.ndarray, str]:
     """The RANSAC homography taking reference pixels to target pixels (3x3) or None, the inlier pairs (N,2,2) as
-    ((x_t, y_t), (x_r, y_r)), and why it was (not) found. Both (h,w) uint8 lightness."""
+    ((x_t, y_t), (x_r, y_r)), and why it was (not) found. Both (h,w) uint8 lightness; `reference_keypoints`, the
+    reference's `_keypoints` if they are known already."""
     kt, dt = _keypoints(target_gray)
-    kr, dr = _keypoints(reference_gray)
+    kr, dr = reference_keypoints or _keypoints(reference_gray)
     none = np.zeros((0, 2, 2))
     if dt is None or dr is None or len(kt) < MIN_INLIERS or len(kr) < MIN_INLIERS:
         return None, none, "too few keypoints"
@@ -258,10 +260,10 @@ def _grid_hints(tl: np.ndarray, aligned: np.ndarray, ok: np.ndarray, full: tuple
              "size": side} for ii, jj, c in zip(i.tolist(), j.tolist(), colours)]
 
 
-def _semantic(model: nn.Module, target: np.ndarray, reference: np.ndarray, full: tuple[int, int],
-              scale_r: float) -> Correspondence:
+def _semantic(model: nn.Module, target: np.ndarray, ref: _Prepared, full: tuple[int, int]) -> Correspondence:
     """Similar-scene hints from the generator's encoder: mutual nearest neighbours above SEMANTIC_SIM."""
-    ft, fr = encoder_features(model, target), encoder_features(model, reference)  # (C,g,g)
+    reference, scale_r = ref.rgb, ref.scale
+    ft, fr = encoder_features(model, target), ref.features(model)  # (C,g,g)
     g = ft.shape[-1]
     sim = ft.flatten(1).T @ fr.flatten(1)  # (g*g, g*g) cosine
     best_r, best_t = sim.argmax(1), sim.argmax(0)
@@ -271,7 +273,7 @@ def _semantic(model: nn.Module, target: np.ndarray, reference: np.ndarray, full:
     if share < SEMANTIC_MIN_SHARE:
         return Correspondence([], None, reason=f"no similar scene either ({share:.0%} of the target's cells match "
                               f"its encoder features, need {SEMANTIC_MIN_SHARE:.0%})")
-    tl, rl = _lab(target), _lab(reference)
+    tl, rl = _lab(target), ref.lab
     rows = cols = g
     _, mt, _ = _cell_stats(tl, np.ones(tl.shape[:2], bool), rows, cols)
     _, mr, sr = _cell_stats(rl, np.ones(rl.shape[:2], bool), rows, cols)
@@ -303,12 +305,31 @@ def reference_hints(target: Image.Image, reference: Image.Image, model: nn.Modul
     return _matched(target, check_reference(reference, target.size), model)
 
 
-def _matched(target: Image.Image, reference: Image.Image, model: nn.Module | None) -> Correspondence:
-    """`reference_hints` for a reference already checked against the target's size (`check_reference`)."""
+class _Prepared:
+    """What matching needs of a reference, made once for all the targets it is matched into (a folder's photos, a
+    video's frames): its working copy (`_working`), Lab, keypoints, and each model's encoder features of it."""
+
+    def __init__(self, reference: Image.Image):
+        self.rgb, self.scale = _working(reference)
+        self.lab = _lab(self.rgb)  # (h,w,3)
+        self.gray = _to_uint8(self.lab[..., 0])
+        self.keypoints = _keypoints(self.gray)
+        self._features: dict[int, torch.Tensor] = {}
+
+    def features(self, model: nn.Module) -> torch.Tensor:
+        """`encoder_features` of the reference by `model`, computed once per model."""
+        if id(model) not in self._features:
+            self._features[id(model)] = encoder_features(model, self.rgb)
+        return self._features[id(model)]
+
+
+def _matched(target: Image.Image, reference: Image.Image | _Prepared, model: nn.Module | None) -> Correspondence:
+    """`reference_hints` for a reference already checked against the target's size (`check_reference`), or
+    prepared for many targets (`_Prepared`)."""
+    ref = reference if isinstance(reference, _Prepared) else _Prepared(reference)
     t_rgb, st = _working(target)
-    r_rgb, sr = _working(reference)
-    tl, rl = _lab(t_rgb), _lab(r_rgb)
-    Hm, inliers, why = homography(_to_uint8(tl[..., 0]), _to_uint8(rl[..., 0]))
+    tl, rl, sr = _lab(t_rgb), ref.lab, ref.scale
+    Hm, inliers, why = homography(_to_uint8(tl[..., 0]), ref.gray, ref.keypoints)
     if Hm is not None:
         aligned, trusted = _aligned_same_scene(tl, rl, Hm)
         hints = _grid_hints(tl, aligned, trusted, target.size)
@@ -318,7 +339,7 @@ def _matched(target: Image.Image, reference: Image.Image, model: nn.Module | Non
         why += ", but no region of the target matches it with confidence"
     if model is None:
         return Correspondence([], None, reason=f"not the same scene ({why})")
-    found = _semantic(model, t_rgb, r_rgb, target.size, sr)
+    found = _semantic(model, t_rgb, ref, target.size)
     return found if found.hints else Correspondence([], None, reason=f"not the same scene ({why}); {found.reason}")
 
 
@@ -365,7 +386,7 @@ class ShotMatcher:
 
     def __init__(self, model: nn.Module | None, reference: Image.Image, scan_every: int = 12,
                  person: list | None = None):
-        self.model, self.reference, self.scan_every = model, reference, scan_every
+        self.model, self.reference, self.scan_every = model, _Prepared(reference), scan_every
         self.person = list(person or [])
         self.hints: list[dict] = []
         self.placed: list[int] = []
@@ -399,6 +420,7 @@ class ReferenceHints(HintsSource):
     def __init__(self, model: nn.Module | None, reference: str | os.PathLike, person: list | HintsSource | None = None):
         self.model, self.path = model, Path(reference)
         self.reference = load_reference(reference)
+        self.prepared = _Prepared(self.reference)  # matched into every photo: its keypoints and features made once
         self.digest = hashlib.sha256(self.path.read_bytes()).hexdigest()[:16]
         self.person = FixedHints(person) if isinstance(person, list) else person
 
@@ -422,7 +444,7 @@ class ReferenceHints(HintsSource):
         person = self.person.photo(src, image).entries if self.person is not None else []
         if person:
             check_hints(person, image.size)  # the person's: a bad one is this photo's failure, before any matching
-        found = _matched(image, self.reference, self.model)  # checked against every photo's size in `check`
+        found = _matched(image, self.prepared, self.model)  # checked against every photo's size in `check`
         used = merge_hints(found.hints, person)
         if found.hints:
             return PhotoHints(used, f"reference: {found.reason}")
